@@ -1,0 +1,45 @@
+"""``python -m infra up|down|status``: the local stack's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from infra import stack
+from infra.settings import StackSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stack command; the exit status says whether it worked."""
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    settings = StackSettings()
+
+    if args.command == "up":
+        started = time.monotonic()
+        timings = stack.up(settings)
+        for name, seconds in timings.items():
+            print(f"  {name:<12} ready after {seconds:5.1f}s")
+        print(f"nbembed is up ({time.monotonic() - started:.1f}s)")
+        print(f"  JupyterHub   {settings.public_hub_url}/hub/")
+        print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
+        print(f"  logs         {settings.logs_dir}/")
+        print(f"  demo API key {settings.secrets_dir / 'demo-api-key'}")
+        print("  stop with    make down")
+        return 0
+    if args.command == "status":
+        answers = stack.status(settings)
+        for name, ok in answers.items():
+            print(f"  {name:<12} {'ready' if ok else 'DOWN'}")
+        return 0 if all(answers.values()) else 1
+    problems = stack.down(settings)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    print("nbembed is down" + (" (after cleaning up, see above)" if problems else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

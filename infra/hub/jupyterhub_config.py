@@ -1,0 +1,77 @@
+"""JupyterHub configuration for nbembed's local stack.
+
+Read by ``jupyterhub -f``; every value comes from `infra.settings.HubSettings`
+(``NBEMBED_HUB_*``), which the stack sets. Nothing secret is written here: the
+service token is read from a file only the stack user can read.
+"""
+
+# ruff: noqa: F821  (``c`` is injected by JupyterHub's config loader)
+import os
+
+from infra.settings import HubSettings
+
+hub = HubSettings()
+state = hub.state_dir / "hub"
+state.mkdir(parents=True, exist_ok=True)
+
+c.JupyterHub.bind_url = hub.bind_url
+c.JupyterHub.hub_bind_url = hub.hub_bind_url
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(hub.state_dir / "secrets" / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = True  # stopping the hub stops every single-user server
+c.JupyterHub.cleanup_proxy = True
+
+c.ConfigurableHTTPProxy.command = [hub.proxy_command]
+c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+
+# Users are created by the provisioner through the API, never by a login form.
+c.JupyterHub.authenticator_class = "null"
+
+# nbembed's services act through one hub service whose role holds only what they
+# use: create users and servers, read them, reach servers' contents API.
+c.JupyterHub.services = [
+    {"name": "nbembed", "api_token": hub.service_token_file.read_text().strip()},
+    {
+        "name": "idle-culler",
+        "command": [
+            hub.python,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={hub.cull_idle_seconds}",
+        ],
+    },
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "nbembed",
+        "description": "nbembed provisioner and sync",
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:users"],
+        "services": ["nbembed"],
+    },
+    {
+        "name": "idle-culler",
+        "description": "Stop servers idle longer than the configured timeout",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    },
+]
+
+# Only the allowed host pages may frame the hub and the servers (FACTS.md: both
+# send frame-ancestors 'none' by default).
+c.JupyterHub.tornado_settings = {
+    "headers": {"Content-Security-Policy": hub.frame_ancestors()},
+}
+
+c.JupyterHub.spawner_class = hub.spawner_class
+c.Spawner.cmd = [hub.singleuser_command]
+c.Spawner.args = [f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}"]
+c.Spawner.http_timeout = 60
+c.Spawner.start_timeout = 120
+if hub.spawner_class == "simple":
+    # Local processes without system users: one home folder per hub user.
+    c.SimpleLocalProcessSpawner.home_dir_template = str(hub.state_dir / "homes" / "{username}")
+    if os.geteuid() == 0:
+        # CI machines run everything as root; Jupyter Server refuses that unless told.
+        c.Spawner.args.append("--allow-root")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install everything the local stack needs, idempotently, from package registries
+# only. Downloads and builds are cached in ignored folders (.venv, .cache,
+# infra/hub/node_modules) and in the tools' own caches (~/.m2, Go's module and
+# build caches, uv's and npm's caches), so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${NBEMBED_STACK_CACHE_DIR:-$ROOT/.cache}
+step() { printf '==> %s\n' "$*"; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 1; }
+}
+need python3.11 "install Python 3.11"
+need java "install a Java 17 runtime (apt-get install openjdk-17-jre-headless)"
+need mvn "install Maven (apt-get install maven)"
+need go "install Go 1.24 or newer"
+need node "install Node.js 20"
+need npm "install npm"
+
+step "Python environment (.venv)"
+if [ ! -x .venv/bin/uv ]; then
+  python3.11 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+fi
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[dev]'
+
+step "Kafka jars (Maven Central)"
+if [ ! -f "$CACHE/kafka/lib/.complete" ] || [ infra/kafka/pom.xml -nt "$CACHE/kafka/lib/.complete" ]; then
+  rm -rf "$CACHE/kafka/lib"
+  mvn --batch-mode --quiet -f infra/kafka/pom.xml dependency:copy-dependencies \
+    -DoutputDirectory="$CACHE/kafka/lib" -DincludeScope=runtime
+  touch "$CACHE/kafka/lib/.complete"
+fi
+
+step "FerretDB (Go module proxy, built here)"
+if [ ! -x "$CACHE/bin/ferretdb" ] || [ infra/ferretdb/main.go -nt "$CACHE/bin/ferretdb" ] \
+   || [ infra/ferretdb/go.mod -nt "$CACHE/bin/ferretdb" ]; then
+  mkdir -p "$CACHE/bin"
+  (cd infra/ferretdb && go build -trimpath -o "$CACHE/bin/ferretdb" .)
+fi
+
+step "configurable-http-proxy (npm)"
+if [ ! -x infra/hub/node_modules/.bin/configurable-http-proxy ] \
+   || [ infra/hub/package-lock.json -nt infra/hub/node_modules/.package-lock.json ]; then
+  npm ci --prefix infra/hub --no-audit --no-fund --loglevel=error
+fi
+
+step "installed"

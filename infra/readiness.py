@@ -1,0 +1,98 @@
+"""Is each component answering? One check per component, used by up, status and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pymongo import AsyncMongoClient
+
+from schemas import all_topics
+
+Check: TypeAlias = Callable[[], Awaitable[bool]]
+"""A readiness check: True when the component answers."""
+
+
+async def kafka_answers(bootstrap: str) -> bool:
+    """Kafka answers a metadata request."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        await admin.describe_cluster()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+async def create_topics(bootstrap: str, partitions: int) -> list[str]:
+    """Create every nbembed topic that does not exist yet; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in all_topics() if t not in existing]
+        if missing:
+            # TopicAlreadyExists: another `up` won the race, which is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+        return missing
+    finally:
+        await admin.close()
+
+
+async def mongodb_answers(uri: str) -> bool:
+    """MongoDB (or FerretDB) answers ping."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        uri, serverSelectionTimeoutMS=2000
+    )
+    try:
+        await client.admin.command("ping")
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.close()
+
+
+async def hub_answers(hub_url: str, token: str) -> bool:
+    """The hub API accepts the service token."""
+    try:
+        async with httpx.AsyncClient(timeout=3) as http:
+            response = await http.get(
+                f"{hub_url}/hub/api/user", headers={"Authorization": f"token {token}"}
+            )
+        return response.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def http_ready(url: str) -> bool:
+    """A service's readiness endpoint answers 2xx."""
+    try:
+        async with httpx.AsyncClient(timeout=3) as http:
+            response = await http.get(url)
+        return response.is_success
+    except httpx.HTTPError:
+        return False
+
+
+async def wait_until(
+    name: str, check: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.25
+) -> float:
+    """Poll ``check`` until it passes; return the seconds it took or raise TimeoutError."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not await check():
+        if loop.time() - start > timeout:
+            raise TimeoutError(f"{name} not ready after {timeout:.0f}s")
+        await asyncio.sleep(interval)
+    return loop.time() - start

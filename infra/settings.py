@@ -1,0 +1,134 @@
+"""Settings of the local stack (env prefix ``NBEMBED_STACK_``) and of the hub it runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackSettings(BaseSettings):
+    """Ports, folders and external components of the local stack.
+
+    Every component can be replaced by an external one: set ``kafka_bootstrap``,
+    ``mongodb_uri`` or ``hub_url`` + ``hub_api_token`` and the stack neither
+    starts nor stops that component, it only checks that it answers.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NBEMBED_STACK_", extra="ignore")
+
+    state_dir: Path = Field(default=REPO_ROOT / ".run", description="Config, data, logs, secrets.")
+    cache_dir: Path = Field(default=REPO_ROOT / ".cache", description="Downloads and builds.")
+
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    kafka_partitions: int = 6
+    kafka_bootstrap: str | None = Field(default=None, description="External Kafka instead.")
+
+    mongodb_port: int = 27017
+    mongodb_uri: SecretStr | None = Field(default=None, description="External MongoDB instead.")
+
+    hub_port: int = 8000
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    hub_url: str | None = Field(default=None, description="External hub (public URL) instead.")
+    hub_api_token: SecretStr | None = Field(default=None, description="Its service token.")
+
+    gateway_port: int = 8080
+    provisioner_health_port: int = 8091
+    sync_health_port: int = 8092
+
+    allowed_origins: list[str] = Field(
+        default=["http://127.0.0.1:8090"],
+        description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors).",
+    )
+    spawner_class: str = Field(
+        default="simple",
+        description="JupyterHub spawner: 'simple' (local processes, no system users) or a "
+        "class such as dockerspawner.DockerSpawner / kubespawner.KubeSpawner.",
+    )
+    cull_idle_seconds: int = Field(default=3600, ge=60)
+
+    # Derived locations: one place to change the layout of the state folder.
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def service_token_file(self) -> Path:
+        return self.secrets_dir / "hub-service-token"
+
+    @property
+    def venv_bin(self) -> Path:
+        return REPO_ROOT / ".venv" / "bin"
+
+    @property
+    def local_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def local_mongodb(self) -> bool:
+        return self.mongodb_uri is None
+
+    @property
+    def local_hub(self) -> bool:
+        return self.hub_url is None
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongodb(self) -> str:
+        if self.mongodb_uri is not None:
+            return self.mongodb_uri.get_secret_value()
+        return f"mongodb://127.0.0.1:{self.mongodb_port}/"
+
+    @property
+    def public_hub_url(self) -> str:
+        return self.hub_url or f"http://127.0.0.1:{self.hub_port}"
+
+
+class HubSettings(BaseSettings):
+    """What ``infra/hub/jupyterhub_config.py`` needs; set by the stack as ``NBEMBED_HUB_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="NBEMBED_HUB_", extra="ignore")
+
+    state_dir: Path
+    bind_url: str = "http://127.0.0.1:8000"
+    hub_bind_url: str = "http://127.0.0.1:8081"
+    proxy_api_url: str = "http://127.0.0.1:8001"
+    proxy_command: str = "configurable-http-proxy"
+    singleuser_command: str = "jupyterhub-singleuser"
+    python: str = "python3"
+    service_token_file: Path
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    spawner_class: str = "simple"
+    cull_idle_seconds: int = 3600
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # Comma separated in the environment (origins never contain commas).
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    def frame_ancestors(self) -> str:
+        """The CSP that lets the allowed host pages, and nothing else, frame Jupyter."""
+        return " ".join(["frame-ancestors", "'self'", *self.allowed_origins])
+
+    def singleuser_tornado_settings(self) -> str:
+        """``--ServerApp.tornado_settings`` for the single-user servers, as JSON."""
+        return json.dumps({"headers": {"Content-Security-Policy": self.frame_ancestors()}})

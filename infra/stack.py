@@ -1,0 +1,286 @@
+"""Bring the local stack up and down: the programs, their order, their checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from infra import kafka, readiness, supervisor
+from infra.settings import REPO_ROOT, StackSettings
+from infra.supervisor import Program
+
+SERVICES = ("gateway", "provisioner", "sync")
+DEMO_TENANT = "demo"
+
+
+@dataclass
+class Secrets:
+    """Secrets the stack generates once and keeps in ``state_dir/secrets`` (mode 0600)."""
+
+    hub_service_token: str
+    demo_api_key: str
+
+
+def _secret_file(path: Path, nbytes: int = 32) -> str:
+    """Read a secret, creating it (random, owner-only) on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()
+
+
+def ensure_secrets(settings: StackSettings) -> Secrets:
+    """The hub service token and the demo tenant's API key, generated on first start."""
+    token = (
+        settings.hub_api_token.get_secret_value()
+        if settings.hub_api_token is not None
+        else _secret_file(settings.service_token_file)
+    )
+    if settings.hub_api_token is not None:
+        # An external hub's token reaches the services through the same file.
+        settings.service_token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.service_token_file.touch(mode=0o600)
+        settings.service_token_file.write_text(token)
+    api_key = _secret_file(settings.secrets_dir / "demo-api-key")
+    return Secrets(hub_service_token=token, demo_api_key=api_key)
+
+
+def write_tenants(settings: StackSettings, demo_api_key: str) -> Path:
+    """The gateway's tenants file: the demo tenant, its key stored only as a hash."""
+    path = settings.state_dir / "tenants.json"
+    tenants = [
+        {
+            "id": DEMO_TENANT,
+            "name": "Demo host app",
+            "api_key_sha256": hashlib.sha256(demo_api_key.encode()).hexdigest(),
+            "allowed_origins": settings.allowed_origins,
+        }
+    ]
+    path.write_text(json.dumps(tenants, indent=2) + "\n")
+    return path
+
+
+def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
+    """Every process of the stack, infrastructure first (services start after checks)."""
+    python = str(settings.venv_bin / "python")
+    result: list[Program] = []
+    if settings.local_kafka:
+        properties = kafka.write_config(settings)
+        kafka.format_storage_once(settings, properties)
+        result.append(Program("kafka", kafka.server_command(settings, properties), priority=10))
+    if settings.local_mongodb:
+        data = settings.state_dir / "ferretdb"
+        data.mkdir(parents=True, exist_ok=True)
+        result.append(
+            Program(
+                "ferretdb",
+                [
+                    str(settings.cache_dir / "bin" / "ferretdb"),
+                    f"--listen-addr=127.0.0.1:{settings.mongodb_port}",
+                    "--handler=sqlite",
+                    f"--sqlite-url=file:{data}/",
+                ],
+                priority=10,
+            )
+        )
+    if settings.local_hub:
+        node_bin = REPO_ROOT / "infra" / "hub" / "node_modules" / ".bin"
+        result.append(
+            Program(
+                "jupyterhub",
+                [
+                    str(settings.venv_bin / "jupyterhub"),
+                    "-f",
+                    str(REPO_ROOT / "infra" / "hub" / "jupyterhub_config.py"),
+                ],
+                env={
+                    "NBEMBED_HUB_STATE_DIR": str(settings.state_dir),
+                    "NBEMBED_HUB_BIND_URL": settings.public_hub_url,
+                    "NBEMBED_HUB_HUB_BIND_URL": f"http://127.0.0.1:{settings.hub_api_port}",
+                    "NBEMBED_HUB_PROXY_API_URL": f"http://127.0.0.1:{settings.proxy_api_port}",
+                    "NBEMBED_HUB_PROXY_COMMAND": str(node_bin / "configurable-http-proxy"),
+                    "NBEMBED_HUB_SINGLEUSER_COMMAND": str(
+                        settings.venv_bin / "jupyterhub-singleuser"
+                    ),
+                    "NBEMBED_HUB_PYTHON": python,
+                    "NBEMBED_HUB_SERVICE_TOKEN_FILE": str(settings.service_token_file),
+                    "NBEMBED_HUB_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
+                    "NBEMBED_HUB_SPAWNER_CLASS": settings.spawner_class,
+                    "NBEMBED_HUB_CULL_IDLE_SECONDS": str(settings.cull_idle_seconds),
+                    # The single-user servers find jupyterhub-singleuser's siblings here.
+                    "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
+                },
+                priority=20,
+                stop_wait_seconds=60,
+            )
+        )
+    common = {
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
+        "MONGODB_URI": settings.mongodb,
+        "HUB_URL": settings.public_hub_url,
+        "HUB_API_TOKEN_FILE": str(settings.service_token_file),
+    }
+    ports = {
+        "gateway": ("PORT", settings.gateway_port),
+        "provisioner": ("HEALTH_PORT", settings.provisioner_health_port),
+        "sync": ("HEALTH_PORT", settings.sync_health_port),
+    }
+    for service in SERVICES:
+        prefix = f"NBEMBED_{service.upper()}_"
+        env = {prefix + key: value for key, value in common.items()}
+        port_key, port = ports[service]
+        env[prefix + port_key] = str(port)
+        if service == "gateway":
+            env[prefix + "TENANTS_FILE"] = str(tenants_file)
+        result.append(
+            Program(service, [python, "-m", f"services.{service}"], env=env, autostart=False)
+        )
+    return result
+
+
+def _infra_checks(settings: StackSettings, token: str) -> dict[str, readiness.Check]:
+    return {
+        "kafka": lambda: readiness.kafka_answers(settings.kafka_bootstrap_servers),
+        "mongodb": lambda: readiness.mongodb_answers(settings.mongodb),
+        "jupyterhub": lambda: readiness.hub_answers(settings.public_hub_url, token),
+    }
+
+
+def _service_checks(settings: StackSettings) -> dict[str, readiness.Check]:
+    return {
+        "gateway": lambda: readiness.http_ready(f"http://127.0.0.1:{settings.gateway_port}/readyz"),
+        "provisioner": lambda: readiness.http_ready(
+            f"http://127.0.0.1:{settings.provisioner_health_port}/readyz"
+        ),
+        "sync": lambda: readiness.http_ready(
+            f"http://127.0.0.1:{settings.sync_health_port}/readyz"
+        ),
+    }
+
+
+async def _wait_all(checks: dict[str, readiness.Check], timeout: float) -> dict[str, float]:
+    names = list(checks)
+    seconds = await asyncio.gather(
+        *(readiness.wait_until(name, checks[name], timeout) for name in names)
+    )
+    return dict(zip(names, seconds, strict=True))
+
+
+def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
+    """Start whatever is not running and wait until all of it answers (idempotent).
+
+    Returns, per component, the seconds until it answered.
+    """
+    for folder in (settings.state_dir, settings.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    keys = ensure_secrets(settings)
+    tenants_file = write_tenants(settings, keys.demo_api_key)
+    if supervisor.pid(settings) is None:
+        supervisor.write_config(settings, programs(settings, tenants_file))
+        supervisor.start_daemon(settings)
+    timings = asyncio.run(_wait_all(_infra_checks(settings, keys.hub_service_token), timeout))
+    asyncio.run(
+        readiness.create_topics(settings.kafka_bootstrap_servers, settings.kafka_partitions)
+    )
+    supervisor.ctl(settings, "start", *SERVICES)
+    timings |= asyncio.run(_wait_all(_service_checks(settings), timeout))
+    return timings
+
+
+def status(settings: StackSettings) -> dict[str, bool]:
+    """Whether each component answers now."""
+    if not settings.service_token_file.exists():
+        return {name: False for name in ("kafka", "mongodb", "jupyterhub", *SERVICES)}
+    token = settings.service_token_file.read_text().strip()
+    checks = _infra_checks(settings, token) | _service_checks(settings)
+
+    async def run_all() -> dict[str, bool]:
+        results = await asyncio.gather(*(check() for check in checks.values()))
+        return dict(zip(checks, results, strict=True))
+
+    return asyncio.run(run_all())
+
+
+def stack_ports(settings: StackSettings) -> list[int]:
+    """Every TCP port the local stack listens on."""
+    ports = [settings.gateway_port, settings.provisioner_health_port, settings.sync_health_port]
+    if settings.local_kafka:
+        ports += [settings.kafka_port, settings.kafka_controller_port]
+    if settings.local_mongodb:
+        ports.append(settings.mongodb_port)
+    if settings.local_hub:
+        ports += [settings.hub_port, settings.hub_api_port, settings.proxy_api_port]
+    return ports
+
+
+def port_in_use(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def leftover_processes(settings: StackSettings) -> list[psutil.Process]:
+    """Processes this stack started that still run.
+
+    Recognised by the state folder: in their command line (Kafka, FerretDB), as
+    their working directory (single-user servers) or in an ``NBEMBED_*``
+    variable the stack gave them (hub, proxy, services). The caller and its
+    ancestors are never counted, whatever their environment.
+    """
+    marker = str(settings.state_dir)
+    me = psutil.Process()
+    exclude = {me.pid, *(parent.pid for parent in me.parents())}
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd", "environ"]):
+        if proc.info["pid"] in exclude:
+            continue
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        cwd = proc.info["cwd"] or ""
+        env = proc.info["environ"] or {}
+        stack_env = any(
+            marker in value
+            for key, value in env.items()
+            if key.startswith("NBEMBED_") and not key.startswith("NBEMBED_STACK_")
+        )
+        if marker in cmdline or cwd.startswith(marker) or stack_env:
+            found.append(proc)
+    return found
+
+
+def down(settings: StackSettings, timeout: float = 120) -> list[str]:
+    """Stop every program, then supervisord; return problems left (empty: clean)."""
+    pid = supervisor.pid(settings)
+    if pid is not None:
+        # Services first (they drain their consumers), then the hub (it stops the
+        # single-user servers), then Kafka and FerretDB.
+        supervisor.ctl(settings, "stop", *SERVICES, check=False)
+        supervisor.ctl(settings, "stop", "jupyterhub", check=False)
+        supervisor.ctl(settings, "shutdown", check=False)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).wait(timeout)
+    problems = []
+    for proc in leftover_processes(settings):
+        # Ours (started under our state folder) but orphaned: end it by its pid.
+        problems.append(f"process {proc.pid} left running: {' '.join(proc.cmdline())[:120]}")
+        proc.terminate()
+    _gone, alive = psutil.wait_procs(leftover_processes(settings), timeout=10)
+    for proc in alive:
+        proc.kill()
+    deadline = time.monotonic() + 10
+    busy = [p for p in stack_ports(settings) if port_in_use(p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+        busy = [p for p in busy if port_in_use(p)]
+    problems += [f"port {p} still bound" for p in busy]
+    return problems

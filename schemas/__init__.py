@@ -1,0 +1,32 @@
+"""nbembed's event contracts, shared by every service: the only package they all import."""
+
+from schemas.envelope import CloudEvent, EventData
+from schemas.events import (
+    ALL_EVENTS,
+    NotebookSaved,
+    NotebookStored,
+    ServerReady,
+    SessionEnded,
+    SessionFailed,
+    SessionReady,
+    SessionRequested,
+    all_topics,
+    dlq_topic,
+)
+from schemas.naming import hub_username
+
+__all__ = [
+    "ALL_EVENTS",
+    "CloudEvent",
+    "EventData",
+    "NotebookSaved",
+    "NotebookStored",
+    "ServerReady",
+    "SessionEnded",
+    "SessionFailed",
+    "SessionReady",
+    "SessionRequested",
+    "all_topics",
+    "dlq_topic",
+    "hub_username",
+]

@@ -1,0 +1,29 @@
+"""Export the event contracts as JSON Schema: ``python -m schemas [OUTPUT_DIR]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from schemas.events import ALL_EVENTS
+
+
+def export(out_dir: Path) -> list[Path]:
+    """Write one JSON Schema file per event type into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for event in ALL_EVENTS:
+        schema = event.model_json_schema()
+        schema["$id"] = event.event_type
+        schema["x-kafka-topic"] = event.topic
+        path = out_dir / f"{event.event_type}.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("schemas/json")
+    for path in export(target):
+        print(path)

@@ -1,0 +1,151 @@
+"""The event contracts of nbembed: one pydantic model per CloudEvents type.
+
+Each payload names its CloudEvents ``type`` (versioned by name: a breaking
+change is a new ``.v2`` type, published beside the old one until consumers
+move) and its Kafka topic. Keys keep order where it matters: the hub user for
+session and server events, the notebook id for save events.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.envelope import EventData
+from schemas.naming import TENANT_ID_PATTERN
+
+TYPE_PREFIX = "io.nbembed"
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
+HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+HostUserId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+NotebookPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class _SessionEvent(EventData):
+    """Session and server events are keyed by hub user: one user's events stay in order."""
+
+    session_id: Id
+    tenant_id: TenantId
+    hub_user: HubUser
+
+    def partition_key(self) -> str:
+        return self.hub_user
+
+
+class SessionRequested(_SessionEvent):
+    """A host app asked for a notebook session for one of its users."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.requested.v1"
+    topic: ClassVar[str] = "nbembed.session.requested"
+
+    host_user_id: HostUserId
+    notebook_id: Id | None = Field(default=None, description="A stored notebook to open.")
+    notebook_name: str | None = Field(
+        default=None, max_length=200, description="Name for a new notebook (notebook_id is None)."
+    )
+
+
+class ServerReady(_SessionEvent):
+    """The user's single-user server runs; the notebook can be put in place."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.ready.v1"
+    topic: ClassVar[str] = "nbembed.server.ready"
+
+    server_path: str = Field(description="The server's URL path on the hub, e.g. /user/<name>/.")
+    notebook_id: Id | None = None
+    notebook_name: str | None = Field(default=None, max_length=200)
+
+
+class SessionReady(_SessionEvent):
+    """The notebook is in place: the host can set the iframe."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.ready.v1"
+    topic: ClassVar[str] = "nbembed.session.ready"
+
+    notebook_id: Id
+    path: NotebookPath
+    iframe_url: str
+
+
+class SessionFailed(_SessionEvent):
+    """The session cannot be opened; ``reason`` is meant for a host developer."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.failed.v1"
+    topic: ClassVar[str] = "nbembed.session.failed"
+
+    code: Literal[
+        "hub_unavailable", "spawn_failed", "notebook_not_found", "notebook_invalid", "internal"
+    ]
+    reason: Reason
+
+
+class SessionEnded(_SessionEvent):
+    """The host closed the session; the server may stop if the user has no other."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.ended.v1"
+    topic: ClassVar[str] = "nbembed.session.ended"
+
+
+class _NotebookEvent(EventData):
+    """Save events are keyed by notebook: revisions of one notebook stay in order."""
+
+    tenant_id: TenantId
+    notebook_id: Id
+
+    def partition_key(self) -> str:
+        return f"{self.tenant_id}/{self.notebook_id}"
+
+
+class NotebookSaved(_NotebookEvent):
+    """A notebook was saved on a single-user server and should be stored."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.saved.v1"
+    topic: ClassVar[str] = "nbembed.notebook.saved"
+
+    save_id: Id
+    hub_user: HubUser
+    path: NotebookPath
+    origin: Literal["host", "server"] = Field(
+        description="host: the host page's Save; server: a save Jupyter made itself."
+    )
+
+
+class NotebookStored(_NotebookEvent):
+    """A saved notebook is durable in MongoDB as ``revision``."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.stored.v1"
+    topic: ClassVar[str] = "nbembed.notebook.stored"
+
+    save_id: Id
+    revision: int = Field(ge=1)
+    content_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    changed: bool = Field(description="False when the content equalled the latest revision.")
+
+
+ALL_EVENTS: tuple[type[EventData], ...] = (
+    SessionRequested,
+    ServerReady,
+    SessionReady,
+    SessionFailed,
+    SessionEnded,
+    NotebookSaved,
+    NotebookStored,
+)
+"""Every event type, in flow order."""
+
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``: where messages go after bounded retries."""
+    return topic + DLQ_SUFFIX
+
+
+def all_topics() -> list[str]:
+    """Every topic nbembed uses, dead-letter topics included (for provisioning)."""
+    topics = [event.topic for event in ALL_EVENTS]
+    return topics + [dlq_topic(t) for t in topics]

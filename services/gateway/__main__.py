@@ -1,0 +1,15 @@
+"""``python -m services.gateway``: serve the gateway API until SIGTERM."""
+
+from services.common.runner import run_service
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+
+if __name__ == "__main__":
+    settings = GatewaySettings()
+    run_service(
+        "gateway",
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.port,
+        log_level=settings.log_level,
+    )

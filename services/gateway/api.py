@@ -1,0 +1,245 @@
+"""The gateway's HTTP API v1: what host-app backends call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas import CloudEvent, SessionEnded, SessionRequested, hub_username
+from services.common.kafka import publish_event
+from services.gateway.problems import Problem
+from services.gateway.store import TERMINAL, Document, SessionStatus, SessionStore
+from services.gateway.tenants import Tenant, TenantRegistry
+
+SOURCE = "/nbembed/gateway"
+
+router = APIRouter(prefix="/v1")
+bearer = HTTPBearer(auto_error=False, description="The tenant's API key.")
+
+
+def _store(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+def _broker(request: Request) -> KafkaBroker:
+    broker: KafkaBroker = request.app.state.broker
+    return broker
+
+
+async def current_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Tenant:
+    """The tenant whose API key is in ``Authorization: Bearer``; 401 otherwise."""
+    registry: TenantRegistry = request.app.state.tenants
+    tenant = registry.authenticate(credentials.credentials) if credentials else None
+    if tenant is None:
+        problem = Problem(
+            401, "Unauthorized", "A valid tenant API key is required (Authorization: Bearer <key>)."
+        )
+        problem.headers["WWW-Authenticate"] = "Bearer"
+        raise problem
+    return tenant
+
+
+TenantDep = Annotated[Tenant, Depends(current_tenant)]
+StoreDep = Annotated[SessionStore, Depends(_store)]
+
+NotebookId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+
+class SessionCreate(BaseModel):
+    """Open a notebook for one of the host's users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
+        description="The host app's own id for the user (any string)."
+    )
+    notebook_id: NotebookId | None = Field(default=None, description="A stored notebook to open.")
+    notebook_name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Name of a new notebook (when notebook_id is absent)."
+    )
+
+    @model_validator(mode="after")
+    def _one_notebook(self) -> SessionCreate:
+        if self.notebook_id is not None and self.notebook_name is not None:
+            raise ValueError(
+                "give notebook_id (open a stored notebook) or notebook_name (a new one), not both"
+            )
+        return self
+
+
+class SessionFailure(BaseModel):
+    code: str
+    reason: str
+
+
+class SessionView(BaseModel):
+    """A session as the host sees it."""
+
+    id: str
+    status: SessionStatus
+    user_id: str
+    notebook_id: str | None
+    notebook_name: str | None
+    path: str | None = None
+    iframe_url: str | None = None
+    failure: SessionFailure | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, doc: Document) -> SessionView:
+        failure = None
+        if doc.get("failure_code"):
+            failure = SessionFailure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
+        return cls(
+            id=doc["_id"],
+            status=doc["status"],
+            user_id=doc["host_user_id"],
+            notebook_id=doc.get("notebook_id"),
+            notebook_name=doc.get("notebook_name"),
+            path=doc.get("path"),
+            iframe_url=doc.get("iframe_url"),
+            failure=failure,
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            links={
+                "self": f"/v1/sessions/{doc['_id']}",
+                "events": f"/v1/sessions/{doc['_id']}/events",
+            },
+        )
+
+
+def _not_found(session_id: str) -> Problem:
+    return Problem(
+        404, "Not found", f"No session {session_id} for this tenant.", kind="session-not-found"
+    )
+
+
+@router.post("/sessions", status_code=status.HTTP_202_ACCEPTED, response_model=SessionView)
+async def create_session(
+    body: SessionCreate,
+    tenant: TenantDep,
+    store: StoreDep,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> SessionView:
+    """Ask for a notebook session; poll or stream its status from the returned links.
+
+    With an ``Idempotency-Key`` header, repeating the request returns the first
+    session instead of opening another.
+    """
+    session_id = uuid.uuid4().hex
+    hub_user = hub_username(tenant.id, body.user_id)
+    doc, created = await store.create(
+        {
+            "_id": session_id,
+            "tenant_id": tenant.id,
+            "host_user_id": body.user_id,
+            "hub_user": hub_user,
+            "notebook_id": body.notebook_id,
+            "notebook_name": body.notebook_name,
+        },
+        idempotency_key,
+    )
+    if created:
+        requested = SessionRequested(
+            session_id=session_id,
+            tenant_id=tenant.id,
+            hub_user=hub_user,
+            host_user_id=body.user_id,
+            notebook_id=body.notebook_id,
+            notebook_name=body.notebook_name,
+        )
+        await publish_event(
+            _broker(request), CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
+        )
+    response.headers["Location"] = f"/v1/sessions/{doc['_id']}"
+    return SessionView.of(doc)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionView)
+async def get_session(
+    session_id: str,
+    tenant: TenantDep,
+    store: StoreDep,
+    request: Request,
+    wait: Annotated[
+        float,
+        Query(ge=0, description="Long-poll: wait up to this many seconds for a change of status."),
+    ] = 0,
+    status_: Annotated[
+        SessionStatus | None,
+        Query(alias="status", description="With wait: the status you already know."),
+    ] = None,
+) -> SessionView:
+    """The session's status; with ``wait`` the answer comes as soon as it changes."""
+    doc = await store.get(tenant.id, session_id)
+    if doc is None:
+        raise _not_found(session_id)
+    timeout = min(wait, request.app.state.settings.max_wait_seconds)
+    if timeout > 0 and doc["status"] not in TERMINAL:
+        known = status_ or doc["status"]
+        doc = await store.wait_for_change(tenant.id, session_id, known, timeout) or doc
+    return SessionView.of(doc)
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_session(
+    session_id: str, tenant: TenantDep, store: StoreDep, request: Request
+) -> StreamingResponse:
+    """Server-sent events: one ``status`` event per change, ending at a final status."""
+    doc = await store.get(tenant.id, session_id)
+    if doc is None:
+        raise _not_found(session_id)
+
+    async def events() -> AsyncIterator[str]:
+        current: Document | None = doc
+        while current is not None:
+            view = SessionView.of(current)
+            yield f"event: status\ndata: {view.model_dump_json()}\n\n"
+            if current["status"] in TERMINAL or await request.is_disconnected():
+                return
+            nxt = await store.wait_for_change(tenant.id, session_id, current["status"], 15)
+            if nxt is not None and nxt["status"] == current["status"]:
+                yield ": keep-alive\n\n"
+            current = nxt
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(
+    session_id: str, tenant: TenantDep, store: StoreDep, request: Request
+) -> Response:
+    """End the session (idempotent); its server stops when the user has no other session."""
+    doc = await store.get(tenant.id, session_id)
+    if doc is None:
+        raise _not_found(session_id)
+    if await store.advance(session_id, "ended") is not None:
+        ended = SessionEnded(session_id=session_id, tenant_id=tenant.id, hub_user=doc["hub_user"])
+        await publish_event(
+            _broker(request), CloudEvent.wrap(ended, source=SOURCE, subject=session_id)
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

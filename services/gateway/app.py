@@ -1,0 +1,75 @@
+"""Wires the gateway: FastAPI, the Kafka broker, MongoDB, tenants and the projection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from pymongo import AsyncMongoClient
+
+from schemas import ServerReady, SessionFailed, SessionReady
+from services.common.kafka import make_broker, subscribe_event
+from services.gateway import api, problems
+from services.gateway.projection import SessionProjection
+from services.gateway.settings import GatewaySettings
+from services.gateway.store import SessionStore
+from services.gateway.tenants import TenantRegistry
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Build the gateway app; connections open in its lifespan, not at import."""
+    broker = make_broker(settings, client_id="nbembed-gateway")
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000
+    )
+    sessions = SessionStore(mongo, settings.mongodb_database)
+    projection = SessionProjection(sessions)
+    for model, handler in (
+        (ServerReady, projection.on_server_ready),
+        (SessionReady, projection.on_session_ready),
+        (SessionFailed, projection.on_session_failed),
+    ):
+        subscribe_event(broker, model, group_id=settings.group_id, settings=settings)(handler)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await sessions.ensure_indexes()
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await mongo.close()
+
+    app = FastAPI(
+        title="nbembed gateway",
+        version="1",
+        summary="Embed Jupyter notebooks for your users; store them in your MongoDB.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.broker = broker
+    app.state.sessions = sessions
+    app.state.tenants = TenantRegistry.from_file(settings.tenants_file)
+    problems.install(app)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request, response: Response) -> dict[str, str]:
+        """Readiness: Kafka and MongoDB both answer (503 otherwise)."""
+        checks = {
+            "kafka": "ok" if await broker.ping(timeout=3.0) else "down",
+            "mongodb": "ok" if await sessions.ping() else "down",
+        }
+        if "down" in checks.values():
+            response.status_code = 503
+        return checks
+
+    return app

@@ -1,0 +1,21 @@
+"""Gateway settings (env prefix ``NBEMBED_GATEWAY_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """Where the gateway listens and where it finds its tenants."""
+
+    model_config = SettingsConfigDict(env_prefix="NBEMBED_GATEWAY_", extra="ignore")
+
+    port: int = 8080
+    tenants_file: Path = Field(description="JSON list of tenants (id, api_key_sha256, origins).")
+    group_id: str = "nbembed-gateway"
+    max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")

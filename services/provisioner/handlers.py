@@ -1,0 +1,87 @@
+"""What the provisioner does with each event it consumes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream.kafka import KafkaBroker
+
+from schemas import CloudEvent, ServerReady, SessionFailed, SessionRequested
+from services.common.kafka import publish_event
+from services.provisioner.hub import HubClient, HubError, SpawnFailed
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/nbembed/provisioner"
+
+
+class ProvisionerHandlers:
+    """Owns hub users and servers: turns session requests into running servers."""
+
+    def __init__(self, hub: HubClient, broker: KafkaBroker, *, spawn_timeout: float) -> None:
+        self._hub = hub
+        self._broker = broker
+        self._spawn_timeout = spawn_timeout
+
+    async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
+        """Ensure the hub user and a ready server, then publish server.ready or session.failed.
+
+        Idempotent: a redelivered request finds the user (409) and the running
+        server (400) and publishes server.ready again, which sync also handles
+        idempotently.
+        """
+        request = event.data
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._spawn_timeout
+        delay = 0.5
+        while True:
+            try:
+                await self._hub.ensure_user(request.hub_user)
+                server_path = await self._hub.ensure_server(
+                    request.hub_user, deadline_seconds=max(1.0, deadline - loop.time())
+                )
+                break
+            except SpawnFailed as exc:
+                await self._fail(request, "spawn_failed", str(exc))
+                return
+            except HubError as exc:
+                unreachable = exc.status == 0 or exc.status >= 500
+                if not unreachable or loop.time() + delay > deadline:
+                    code = "hub_unavailable" if unreachable else "spawn_failed"
+                    await self._fail(request, code, str(exc))
+                    return
+                log.warning("hub unavailable, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+        ready = ServerReady(
+            session_id=request.session_id,
+            tenant_id=request.tenant_id,
+            hub_user=request.hub_user,
+            server_path=server_path,
+            notebook_id=request.notebook_id,
+            notebook_name=request.notebook_name,
+        )
+        await publish_event(
+            self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
+        )
+        log.info(
+            "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
+        )
+
+    async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
+        failed = SessionFailed(
+            session_id=request.session_id,
+            tenant_id=request.tenant_id,
+            hub_user=request.hub_user,
+            code=code,
+            reason=reason,
+        )
+        await publish_event(
+            self._broker, CloudEvent.wrap(failed, source=SOURCE, subject=request.session_id)
+        )
+        log.warning(
+            "session failed",
+            extra={"session_id": request.session_id, "code": code, "reason": reason},
+        )

@@ -1,0 +1,35 @@
+"""Provisioner settings (env prefix ``NBEMBED_PROVISIONER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class ProvisionerSettings(ServiceSettings):
+    """Where the hub is and how the provisioner talks to it."""
+
+    model_config = SettingsConfigDict(env_prefix="NBEMBED_PROVISIONER_", extra="ignore")
+
+    hub_url: str = Field(
+        default="http://127.0.0.1:8000", description="The hub's public URL (proxy)."
+    )
+    hub_api_token: SecretStr | None = Field(default=None, description="The hub service token.")
+    hub_api_token_file: Path | None = Field(
+        default=None, description="A file holding the service token (preferred over env)."
+    )
+    health_port: int = 8091
+    group_id: str = "nbembed-provisioner"
+    spawn_timeout_seconds: float = Field(default=120, gt=0)
+
+    @model_validator(mode="after")
+    def _load_token(self) -> ProvisionerSettings:
+        if self.hub_api_token is None and self.hub_api_token_file is not None:
+            self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
+        if self.hub_api_token is None:
+            raise ValueError("set NBEMBED_PROVISIONER_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
+        return self

@@ -1,0 +1,144 @@
+"""What sync does with each event it consumes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from urllib.parse import quote
+
+from faststream.kafka import KafkaBroker
+
+from schemas import CloudEvent, ServerReady, SessionFailed, SessionReady
+from services.common.kafka import publish_event
+from services.sync import notebooks
+from services.sync.contents import ContentsClient
+from services.sync.store import NotebookStore
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/nbembed/sync"
+# New notebook ids derive from the session that created them, so a redelivered
+# server.ready finds the same notebook instead of making a second one.
+NOTEBOOK_NAMESPACE = uuid.UUID("6f1c3f0e-8f5b-4c55-9d8e-5b0c2a1e7d10")
+
+
+class SyncHandlers:
+    """Owns stored notebooks: puts them on servers and brings saves back."""
+
+    def __init__(
+        self,
+        contents: ContentsClient,
+        store: NotebookStore,
+        broker: KafkaBroker,
+        *,
+        public_hub_url: str,
+        work_folder: str,
+        ui: str,
+    ) -> None:
+        self._contents = contents
+        self._store = store
+        self._broker = broker
+        self._public_hub_url = public_hub_url.rstrip("/")
+        self._work_folder = work_folder
+        self._ui = ui
+
+    def iframe_url(self, server_path: str, path: str) -> str:
+        """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
+        page = "notebooks" if self._ui == "notebook" else "lab/tree"
+        return f"{self._public_hub_url}{server_path.rstrip('/')}/{page}/{quote(path)}"
+
+    async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
+        """Put the session's notebook on the server, then publish session.ready.
+
+        Restores the stored notebook's latest revision, or creates a new one
+        under a free name; idempotent through the placement record.
+        """
+        ready = event.data
+        placed = await self._store.placement(ready.session_id)
+        if placed is None:
+            if ready.notebook_id is not None:
+                result = await self._restore(ready)
+            else:
+                result = await self._create(ready)
+            if result is None:
+                return  # session.failed was published
+            notebook_id, path = result
+            await self._store.record_placement(ready.session_id, notebook_id, path)
+        else:
+            notebook_id, path = placed["notebook_id"], placed["path"]
+
+        session_ready = SessionReady(
+            session_id=ready.session_id,
+            tenant_id=ready.tenant_id,
+            hub_user=ready.hub_user,
+            notebook_id=notebook_id,
+            path=path,
+            iframe_url=self.iframe_url(ready.server_path, path),
+        )
+        await publish_event(
+            self._broker, CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)
+        )
+        log.info(
+            "session ready", extra={"session_id": ready.session_id, "notebook_id": notebook_id}
+        )
+
+    async def _restore(self, ready: ServerReady) -> tuple[str, str] | None:
+        assert ready.notebook_id is not None
+        record = await self._store.get_notebook(ready.tenant_id, ready.notebook_id)
+        revision = await self._store.latest_revision(ready.notebook_id) if record else None
+        if record is None or revision is None:
+            await self._fail(
+                ready,
+                "notebook_not_found",
+                f"no stored notebook {ready.notebook_id} for this tenant",
+            )
+            return None
+        try:
+            content = notebooks.normalise(revision["content"])
+        except notebooks.InvalidNotebook as exc:
+            await self._fail(ready, "notebook_invalid", f"stored notebook is invalid: {exc}")
+            return None
+        await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        await self._contents.put_notebook(ready.server_path, record["path"], content)
+        return record["_id"], record["path"]
+
+    async def _create(self, ready: ServerReady) -> tuple[str, str]:
+        notebook_id = uuid.uuid5(NOTEBOOK_NAMESPACE, ready.session_id).hex
+        existing = await self._store.get_notebook(ready.tenant_id, notebook_id)
+        await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        if existing is None:
+            name = notebooks.safe_name(ready.notebook_name)
+            path = await self._free_path(ready.server_path, name)
+            existing = await self._store.claim_new_notebook(
+                {
+                    "_id": notebook_id,
+                    "tenant_id": ready.tenant_id,
+                    "hub_user": ready.hub_user,
+                    "name": name,
+                    "path": path,
+                }
+            )
+        path = existing["path"]
+        if not await self._contents.exists(ready.server_path, path):
+            content = notebooks.new_notebook()
+            await self._store.add_revision(existing, content)
+            await self._contents.put_notebook(ready.server_path, path, content)
+        return notebook_id, path
+
+    async def _free_path(self, server_path: str, name: str) -> str:
+        for candidate in notebooks.candidate_paths(self._work_folder, name):
+            if not await self._contents.exists(server_path, candidate):
+                return candidate
+        return f"{self._work_folder}/{name} {uuid.uuid4().hex[:8]}.ipynb"
+
+    async def _fail(self, ready: ServerReady, code: str, reason: str) -> None:
+        failed = SessionFailed(
+            session_id=ready.session_id,
+            tenant_id=ready.tenant_id,
+            hub_user=ready.hub_user,
+            code=code,
+            reason=reason,
+        )
+        await publish_event(
+            self._broker, CloudEvent.wrap(failed, source=SOURCE, subject=ready.session_id)
+        )

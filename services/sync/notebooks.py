@@ -1,0 +1,82 @@
+"""Notebook content rules: names, paths and validation (pure functions)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import unicodedata
+from typing import Any
+
+import nbformat
+
+_UNSAFE = re.compile(r"[^\w .()-]+", re.UNICODE)
+MAX_NAME = 100
+
+
+class InvalidNotebook(ValueError):
+    """The content is not a valid nbformat 4 notebook; the message says why."""
+
+
+def safe_name(name: str | None) -> str:
+    """A file name from a user-given notebook name: no folders, no traversal, no control chars."""
+    text = unicodedata.normalize("NFC", name or "")
+    if text.lower().endswith(".ipynb"):
+        text = text[: -len(".ipynb")]
+    text = _UNSAFE.sub("-", text).strip(" .-")
+    return text[:MAX_NAME].rstrip(" .-") or "Untitled"
+
+
+def candidate_paths(folder: str, name: str) -> list[str]:
+    """``folder/name.ipynb``, then ``folder/name 1.ipynb``, … to avoid overwriting."""
+    return [f"{folder}/{name}.ipynb"] + [f"{folder}/{name} {i}.ipynb" for i in range(1, 100)]
+
+
+def new_notebook() -> dict[str, Any]:
+    """An empty notebook with a Python 3 kernel (opening it starts the kernel)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    return normalise(nb)
+
+
+def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Validate a notebook and return it as the current nbformat 4 minor, cell ids included.
+
+    Repairs what Jupyter itself tolerates on load but the contents API turns into
+    500s or warnings (FACTS.md): a missing ``nbformat_minor``, cells without
+    ``metadata``, code cells without ``outputs``. Anything else invalid raises
+    `InvalidNotebook` with the reason.
+    """
+    if not isinstance(notebook, dict) or notebook.get("nbformat") != 4:
+        raise InvalidNotebook("only nbformat 4 notebooks are accepted")
+    data = copy.deepcopy(notebook)
+    data.setdefault("metadata", {})
+    minor = data.setdefault("nbformat_minor", 4)
+    for cell in data.get("cells", []):
+        if isinstance(cell, dict):
+            cell.setdefault("metadata", {})
+            if cell.get("cell_type") == "code":
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
+    node = nbformat.from_dict(data)
+    if isinstance(minor, int) and minor < nbformat.v4.nbformat_minor:
+        node = nbformat.v4.upgrade(node, from_version=4, from_minor=minor)
+        node.metadata.pop("orig_nbformat_minor", None)  # nbformat's note, not the user's
+    try:
+        nbformat.validate(node)
+    except nbformat.ValidationError as exc:
+        raise InvalidNotebook(exc.message) from exc
+    plain: dict[str, Any] = _to_plain(node)
+    return plain
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    return value

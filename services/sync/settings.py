@@ -1,0 +1,36 @@
+"""Sync settings (env prefix ``NBEMBED_SYNC_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class SyncSettings(ServiceSettings):
+    """Where the hub is and how notebooks are shown."""
+
+    model_config = SettingsConfigDict(env_prefix="NBEMBED_SYNC_", extra="ignore")
+
+    hub_url: str = Field(default="http://127.0.0.1:8000", description="The hub's public URL.")
+    hub_api_token: SecretStr | None = None
+    hub_api_token_file: Path | None = None
+    health_port: int = 8092
+    group_id: str = "nbembed-sync"
+    work_folder: str = Field(default="work", pattern=r"^[A-Za-z0-9_-]+$")
+    ui: Literal["notebook", "lab"] = Field(
+        default="notebook",
+        description="notebook: Notebook 7's single-document page; lab: JupyterLab.",
+    )
+
+    @model_validator(mode="after")
+    def _load_token(self) -> SyncSettings:
+        if self.hub_api_token is None and self.hub_api_token_file is not None:
+            self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
+        if self.hub_api_token is None:
+            raise ValueError("set NBEMBED_SYNC_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
+        return self

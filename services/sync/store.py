@@ -1,0 +1,121 @@
+"""Sync's MongoDB collections: notebooks, their revisions, and where sessions put them."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
+
+Document = dict[str, Any]
+
+
+def content_sha256(notebook: dict[str, Any]) -> str:
+    """A stable digest of a notebook's content (key order does not matter)."""
+    canonical = json.dumps(notebook, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class NotebookStore:
+    """Stored notebooks, every lookup scoped by tenant."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        db = client[database]
+        self._client = client
+        self._notebooks = db["notebooks"]
+        self._revisions = db["notebook_revisions"]
+        self._placements = db["sync_placements"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries and idempotency rely on."""
+        await self._revisions.create_index(
+            [("notebook_id", ASCENDING), ("revision", ASCENDING)], unique=True
+        )
+        await self._notebooks.create_index(
+            [("tenant_id", ASCENDING), ("hub_user", ASCENDING), ("updated_at", DESCENDING)]
+        )
+
+    async def ping(self) -> bool:
+        """MongoDB answers."""
+        try:
+            await self._client.admin.command("ping")
+            return True
+        except Exception:
+            return False
+
+    async def get_notebook(self, tenant_id: str, notebook_id: str) -> Document | None:
+        """The tenant's notebook record, or None."""
+        return await self._notebooks.find_one(
+            {"_id": notebook_id, "tenant_id": tenant_id, "deleted": {"$ne": True}}
+        )
+
+    async def claim_new_notebook(self, notebook: Document) -> Document:
+        """Insert a new notebook record unless one with its id exists; return the stored one.
+
+        A redelivered request finds the first attempt's record (same id, same
+        path), so it never creates a second notebook.
+        """
+        now = datetime.now(UTC)
+        with contextlib.suppress(DuplicateKeyError):
+            await self._notebooks.insert_one(
+                {**notebook, "latest_revision": 0, "created_at": now, "updated_at": now}
+            )
+        stored = await self._notebooks.find_one({"_id": notebook["_id"]})
+        assert stored is not None
+        return stored
+
+    async def latest_revision(self, notebook_id: str) -> Document | None:
+        """The newest stored revision of a notebook, content included."""
+        return await self._revisions.find_one(
+            {"notebook_id": notebook_id}, sort=[("revision", DESCENDING)]
+        )
+
+    async def add_revision(
+        self, notebook: Document, content: dict[str, Any]
+    ) -> tuple[int, str, bool]:
+        """Store ``content`` as the next revision unless it equals the latest.
+
+        Returns (revision, sha256, changed). Two writers racing for the same
+        revision number are told apart by the unique index: the loser re-reads.
+        """
+        digest = content_sha256(content)
+        while True:
+            latest = await self.latest_revision(notebook["_id"])
+            if latest is not None and latest["sha256"] == digest:
+                return latest["revision"], digest, False
+            revision = (latest["revision"] if latest else 0) + 1
+            try:
+                await self._revisions.insert_one(
+                    {
+                        "_id": f"{notebook['_id']}:{revision}",
+                        "notebook_id": notebook["_id"],
+                        "tenant_id": notebook["tenant_id"],
+                        "revision": revision,
+                        "sha256": digest,
+                        "content": content,
+                        "created_at": datetime.now(UTC),
+                    }
+                )
+            except DuplicateKeyError:
+                continue
+            await self._notebooks.update_one(
+                {"_id": notebook["_id"], "latest_revision": {"$lt": revision}},
+                {"$set": {"latest_revision": revision, "updated_at": datetime.now(UTC)}},
+            )
+            return revision, digest, True
+
+    async def placement(self, session_id: str) -> Document | None:
+        """Where a session's notebook was put, if it was."""
+        return await self._placements.find_one({"_id": session_id})
+
+    async def record_placement(self, session_id: str, notebook_id: str, path: str) -> None:
+        """Remember that the session's notebook is in place (idempotent)."""
+        await self._placements.update_one(
+            {"_id": session_id},
+            {"$setOnInsert": {"notebook_id": notebook_id, "path": path, "at": datetime.now(UTC)}},
+            upsert=True,
+        )
