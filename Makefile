@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make up` and `make test`.
-.PHONY: up test down status install lint typecheck unit bench schemas
+.PHONY: up test down restart status install lint typecheck unit bench schemas
 
 PY := .venv/bin/python
 
@@ -11,6 +11,9 @@ up: install  ## install, start the whole stack and print its URLs
 
 down:  ## stop the whole stack; leaves no process and no port behind
 	@$(PY) -m infra down
+
+restart:  ## restart the three services after a code change
+	@$(PY) -m infra restart
 
 status:  ## which components answer
 	@$(PY) -m infra status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -13,8 +14,10 @@ from infra.settings import StackSettings
 def main(argv: list[str] | None = None) -> int:
     """Run one stack command; the exit status says whether it worked."""
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart"])
     args = parser.parse_args(argv)
+    # Readiness polls connect before Kafka listens; its client logs every refusal.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     settings = StackSettings()
 
     if args.command == "up":
@@ -26,8 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  JupyterHub   {settings.public_hub_url}/hub/")
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
         print(f"  logs         {settings.logs_dir}/")
-        print(f"  demo API key {settings.secrets_dir / 'demo-api-key'}")
+        for tenant_id in settings.tenants:
+            print(f"  API key of tenant {tenant_id!r}: {stack.api_key_file(settings, tenant_id)}")
         print("  stop with    make down")
+        return 0
+    if args.command == "restart":
+        for name, seconds in stack.restart_services(settings).items():
+            print(f"  {name:<12} ready after {seconds:5.1f}s")
         return 0
     if args.command == "status":
         answers = stack.status(settings)

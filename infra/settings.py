@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
@@ -45,6 +44,10 @@ class StackSettings(BaseSettings):
     provisioner_health_port: int = 8091
     sync_health_port: int = 8092
 
+    tenants: list[str] = Field(
+        default=["demo", "acme"],
+        description="Tenant ids of the demo host apps; each gets an API key in secrets/.",
+    )
     allowed_origins: list[str] = Field(
         default=["http://127.0.0.1:8090"],
         description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors).",

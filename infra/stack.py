@@ -9,7 +9,6 @@ import json
 import secrets
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -19,15 +18,6 @@ from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
 SERVICES = ("gateway", "provisioner", "sync")
-DEMO_TENANT = "demo"
-
-
-@dataclass
-class Secrets:
-    """Secrets the stack generates once and keeps in ``state_dir/secrets`` (mode 0600)."""
-
-    hub_service_token: str
-    demo_api_key: str
 
 
 def _secret_file(path: Path, nbytes: int = 32) -> str:
@@ -39,32 +29,36 @@ def _secret_file(path: Path, nbytes: int = 32) -> str:
     return path.read_text().strip()
 
 
-def ensure_secrets(settings: StackSettings) -> Secrets:
-    """The hub service token and the demo tenant's API key, generated on first start."""
-    token = (
-        settings.hub_api_token.get_secret_value()
-        if settings.hub_api_token is not None
-        else _secret_file(settings.service_token_file)
-    )
-    if settings.hub_api_token is not None:
-        # An external hub's token reaches the services through the same file.
-        settings.service_token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        settings.service_token_file.touch(mode=0o600)
-        settings.service_token_file.write_text(token)
-    api_key = _secret_file(settings.secrets_dir / "demo-api-key")
-    return Secrets(hub_service_token=token, demo_api_key=api_key)
+def api_key_file(settings: StackSettings, tenant_id: str) -> Path:
+    """Where the local stack keeps a demo tenant's API key."""
+    return settings.secrets_dir / f"{tenant_id}-api-key"
 
 
-def write_tenants(settings: StackSettings, demo_api_key: str) -> Path:
-    """The gateway's tenants file: the demo tenant, its key stored only as a hash."""
+def ensure_hub_token(settings: StackSettings) -> str:
+    """The hub service token: generated on first start, or the external hub's."""
+    if settings.hub_api_token is None:
+        return _secret_file(settings.service_token_file)
+    # An external hub's token reaches the services through the same file.
+    token = settings.hub_api_token.get_secret_value()
+    settings.service_token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.service_token_file.touch(mode=0o600)
+    settings.service_token_file.write_text(token)
+    return token
+
+
+def write_tenants(settings: StackSettings) -> Path:
+    """The gateway's tenants file; API keys are generated once and stored only as hashes."""
     path = settings.state_dir / "tenants.json"
     tenants = [
         {
-            "id": DEMO_TENANT,
-            "name": "Demo host app",
-            "api_key_sha256": hashlib.sha256(demo_api_key.encode()).hexdigest(),
+            "id": tenant_id,
+            "name": f"Demo host app {tenant_id}",
+            "api_key_sha256": hashlib.sha256(
+                _secret_file(api_key_file(settings, tenant_id)).encode()
+            ).hexdigest(),
             "allowed_origins": settings.allowed_origins,
         }
+        for tenant_id in settings.tenants
     ]
     path.write_text(json.dumps(tenants, indent=2) + "\n")
     return path
@@ -183,12 +177,12 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     """
     for folder in (settings.state_dir, settings.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    keys = ensure_secrets(settings)
-    tenants_file = write_tenants(settings, keys.demo_api_key)
+    hub_token = ensure_hub_token(settings)
+    tenants_file = write_tenants(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)
-    timings = asyncio.run(_wait_all(_infra_checks(settings, keys.hub_service_token), timeout))
+    timings = asyncio.run(_wait_all(_infra_checks(settings, hub_token), timeout))
     asyncio.run(
         readiness.create_topics(settings.kafka_bootstrap_servers, settings.kafka_partitions)
     )
@@ -197,18 +191,26 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     return timings
 
 
-def status(settings: StackSettings) -> dict[str, bool]:
+def restart_services(settings: StackSettings, timeout: float = 60) -> dict[str, float]:
+    """Restart the three services (after a code change) and wait until they are ready."""
+    supervisor.ctl(settings, "restart", *SERVICES)
+    return asyncio.run(_wait_all(_service_checks(settings), timeout))
+
+
+async def check_all(settings: StackSettings) -> dict[str, bool]:
     """Whether each component answers now."""
+    names = ("kafka", "mongodb", "jupyterhub", *SERVICES)
     if not settings.service_token_file.exists():
-        return {name: False for name in ("kafka", "mongodb", "jupyterhub", *SERVICES)}
+        return dict.fromkeys(names, False)
     token = settings.service_token_file.read_text().strip()
     checks = _infra_checks(settings, token) | _service_checks(settings)
+    results = await asyncio.gather(*(check() for check in checks.values()))
+    return dict(zip(checks, results, strict=True))
 
-    async def run_all() -> dict[str, bool]:
-        results = await asyncio.gather(*(check() for check in checks.values()))
-        return dict(zip(checks, results, strict=True))
 
-    return asyncio.run(run_all())
+def status(settings: StackSettings) -> dict[str, bool]:
+    """`check_all` for callers outside an event loop."""
+    return asyncio.run(check_all(settings))
 
 
 def stack_ports(settings: StackSettings) -> list[int]:

@@ -61,7 +61,9 @@ async def publish_event(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
     )
 
 
-async def dead_letter(broker: KafkaBroker, msg: KafkaMessage, reason: str, attempts: int) -> None:
+async def dead_letter(
+    broker: KafkaBroker, msg: KafkaMessage, *, group_id: str, reason: str, attempts: int
+) -> None:
     """Copy a failed message to its topic's DLQ with why it failed, keeping key and headers."""
     raw = msg.raw_message
     topic = raw.topic  # type: ignore[union-attr]
@@ -70,6 +72,7 @@ async def dead_letter(broker: KafkaBroker, msg: KafkaMessage, reason: str, attem
         {
             "nbembed_dlq_reason": reason[:2000],
             "nbembed_dlq_source_topic": topic,
+            "nbembed_dlq_consumer_group": group_id,
             "nbembed_dlq_source_partition": str(raw.partition),  # type: ignore[union-attr]
             "nbembed_dlq_source_offset": str(raw.offset),  # type: ignore[union-attr]
             "nbembed_dlq_attempts": str(attempts),
@@ -102,7 +105,9 @@ def subscribe_event(
             try:
                 event: CloudEvent[DataT] = CloudEvent.from_kafka(data_model, msg.headers, msg.body)
             except ValueError as exc:
-                await dead_letter(broker, msg, f"invalid event: {exc}", attempts=0)
+                await dead_letter(
+                    broker, msg, group_id=group_id, reason=f"invalid event: {exc}", attempts=0
+                )
                 return
             delay = settings.retry_backoff_seconds
             for attempt in range(1, settings.dlq_after_attempts + 1):
@@ -110,11 +115,23 @@ def subscribe_event(
                     await handler(event)
                     return
                 except PermanentError as exc:
-                    await dead_letter(broker, msg, f"{type(exc).__name__}: {exc}", attempt)
+                    await dead_letter(
+                        broker,
+                        msg,
+                        group_id=group_id,
+                        reason=f"{type(exc).__name__}: {exc}",
+                        attempts=attempt,
+                    )
                     return
                 except Exception as exc:
                     if attempt == settings.dlq_after_attempts:
-                        await dead_letter(broker, msg, f"{type(exc).__name__}: {exc}", attempt)
+                        await dead_letter(
+                            broker,
+                            msg,
+                            group_id=group_id,
+                            reason=f"{type(exc).__name__}: {exc}",
+                            attempts=attempt,
+                        )
                         return
                     log.warning(
                         "handler failed, retrying",

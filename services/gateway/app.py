@@ -22,7 +22,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; connections open in its lifespan, not at import."""
     broker = make_broker(settings, client_id="nbembed-gateway")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000
+        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
     sessions = SessionStore(mongo, settings.mongodb_database)
     projection = SessionProjection(sessions)

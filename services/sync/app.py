@@ -27,7 +27,7 @@ def create_app(settings: SyncSettings) -> AsgiFastStream:
     assert settings.hub_api_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-sync")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000
+        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
     store = NotebookStore(mongo, settings.mongodb_database)
     contents = ContentsClient(settings.hub_url, settings.hub_api_token.get_secret_value())

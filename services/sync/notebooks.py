@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import unicodedata
+import uuid
 from typing import Any
 
 import nbformat
@@ -56,16 +57,22 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
     data = copy.deepcopy(notebook)
     data.setdefault("metadata", {})
     minor = data.setdefault("nbformat_minor", 4)
-    for cell in data.get("cells", []):
-        if isinstance(cell, dict):
-            cell.setdefault("metadata", {})
-            if cell.get("cell_type") == "code":
-                cell.setdefault("outputs", [])
-                cell.setdefault("execution_count", None)
+    cells = data.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        raise InvalidNotebook("'cells' must be a list of cell objects")
+    if not isinstance(minor, int) or not isinstance(data["metadata"], dict):
+        raise InvalidNotebook("'nbformat_minor' must be an integer and 'metadata' an object")
+    for cell in cells:
+        cell.setdefault("metadata", {})
+        if cell.get("cell_type") == "code":
+            cell.setdefault("outputs", [])
+            cell.setdefault("execution_count", None)
     node = nbformat.from_dict(data)
-    if isinstance(minor, int) and minor < nbformat.v4.nbformat_minor:
+    if minor < nbformat.v4.nbformat_minor:
         node = nbformat.v4.upgrade(node, from_version=4, from_minor=minor)
         node.metadata.pop("orig_nbformat_minor", None)  # nbformat's note, not the user's
+    for cell in node.cells:
+        cell.setdefault("id", uuid.uuid4().hex[:8])
     try:
         nbformat.validate(node)
     except nbformat.ValidationError as exc:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`) and CI's: static checks, unit tests,
+# then the real-stack tests. The stack is started by the tests' fixtures when it
+# is not already up, and stopped again afterwards if they started it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+exec .venv/bin/python -m pytest tests/unit tests/stack -p no:cacheprovider -ra "$@"

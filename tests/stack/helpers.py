@@ -1,0 +1,49 @@
+"""Small helpers for the real-stack tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+
+async def wait_for_final_status(
+    gateway: httpx.AsyncClient, session_id: str, timeout: float = 120
+) -> dict[str, Any]:
+    """Long-poll the gateway until the session is ready, failed or ended."""
+    async with asyncio.timeout(timeout):
+        status = "requested"
+        while True:
+            response = await gateway.get(
+                f"/v1/sessions/{session_id}", params={"wait": 25, "status": status}
+            )
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if body["status"] in ("ready", "failed", "ended"):
+                return body
+            status = body["status"]
+
+
+async def open_session(gateway: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """POST a session and wait until it is final."""
+    created = await gateway.post("/v1/sessions", json=body)
+    assert created.status_code == 202, created.text
+    return await wait_for_final_status(gateway, created.json()["id"])
+
+
+async def start_server_and_wait(hub: httpx.AsyncClient, name: str, timeout: float = 90) -> None:
+    """Start ``name``'s server through the hub API and follow its progress stream to ready."""
+    started = await hub.post(f"/users/{name}/server")
+    assert started.status_code in (201, 202), started.text
+    if started.status_code == 201:
+        return
+    async with (
+        asyncio.timeout(timeout),
+        hub.stream("GET", f"/users/{name}/server/progress") as progress,
+    ):
+        async for line in progress.aiter_lines():
+            if line.startswith("data:") and json.loads(line[5:]).get("ready"):
+                return
+    raise AssertionError(f"server of {name} never became ready")

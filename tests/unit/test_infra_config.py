@@ -1,0 +1,44 @@
+"""Rendering the stack's configuration (infra/)."""
+
+from __future__ import annotations
+
+import configparser
+import json
+from pathlib import Path
+
+import pytest
+from supervisor.datatypes import dict_of_key_value_pairs
+
+from infra import supervisor
+from infra.settings import HubSettings, StackSettings
+from infra.supervisor import Program
+
+
+def test_supervisor_config_keeps_environment_values_intact(tmp_path: Path) -> None:
+    settings = StackSettings(state_dir=tmp_path)
+    settings.logs_dir.mkdir(parents=True)
+    env = {"A": "http://127.0.0.1:8090,http://x:1", "B": "50%", "C": "with space"}
+    path = supervisor.write_config(settings, [Program("p", ["echo", "a b", "100%"], env=env)])
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    parser = configparser.RawConfigParser()
+    parser.read(path)
+    raw = parser.get("program:p", "environment")
+    # supervisord first expands %(x)s, then splits key/value pairs:
+    parsed = dict_of_key_value_pairs(raw.replace("%%", "%"))
+    assert parsed == env
+    assert parser.get("program:p", "command").replace("%%", "%") == "echo 'a b' 100%"
+
+
+def test_supervisor_refuses_values_it_cannot_quote(tmp_path: Path) -> None:
+    settings = StackSettings(state_dir=tmp_path)
+    with pytest.raises(ValueError, match="double quotes"):
+        supervisor.write_config(settings, [Program("p", ["x"], env={"A": 'say "hi"'})])
+
+
+def test_hub_csp_allows_only_the_configured_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBEMBED_HUB_ALLOWED_ORIGINS", "http://a.example:1, https://b.example")
+    hub = HubSettings(state_dir=Path("/x"), service_token_file=Path("/x/t"))
+    assert hub.allowed_origins == ["http://a.example:1", "https://b.example"]
+    assert hub.frame_ancestors() == "frame-ancestors 'self' http://a.example:1 https://b.example"
+    server = json.loads(hub.singleuser_tornado_settings())
+    assert server["headers"]["Content-Security-Policy"] == hub.frame_ancestors()

@@ -1,0 +1,105 @@
+"""Retries and dead letters (services/common/kafka.py), on FastStream's in-memory broker.
+
+The real-broker counterpart is tests/stack/test_dead_letters.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from schemas import CloudEvent, ServerReady, dlq_topic, hub_username
+from services.common.kafka import PermanentError, publish_event, subscribe_event
+from services.common.settings import ServiceSettings
+
+SETTINGS = ServiceSettings(dlq_after_attempts=3, retry_backoff_seconds=0.001)
+
+
+def _event() -> CloudEvent[ServerReady]:
+    ready = ServerReady(
+        session_id="s1",
+        tenant_id="demo",
+        hub_user=hub_username("demo", "u"),
+        server_path="/user/x/",
+    )
+    return CloudEvent.wrap(ready, source="/test")
+
+
+class Recorder:
+    """Collects what lands on the DLQ: (body, headers) per message."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.dead: list[tuple[bytes, dict[str, str]]] = []
+
+        @broker.subscriber(dlq_topic(ServerReady.topic))
+        async def on_dead(msg: KafkaMessage) -> None:
+            self.dead.append((msg.body, dict(msg.headers)))
+
+
+@pytest.fixture
+def broker() -> KafkaBroker:
+    return KafkaBroker()
+
+
+async def test_handler_succeeding_after_transient_failures_is_not_dead_lettered(
+    broker: KafkaBroker,
+) -> None:
+    calls: list[str] = []
+
+    async def flaky(event: CloudEvent[ServerReady]) -> None:
+        calls.append(event.id)
+        if len(calls) < 3:
+            raise ConnectionError("hub blip")
+
+    subscribe_event(broker, ServerReady, group_id="g", settings=SETTINGS)(flaky)
+    dead = Recorder(broker)
+    async with TestKafkaBroker(broker):
+        event = _event()
+        await publish_event(broker, event)
+        assert calls == [event.id] * 3
+        assert dead.dead == []
+
+
+async def test_handler_failing_every_time_is_dead_lettered_with_the_reason(
+    broker: KafkaBroker,
+) -> None:
+    calls = 0
+
+    async def broken(event: CloudEvent[ServerReady]) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    subscribe_event(broker, ServerReady, group_id="g", settings=SETTINGS)(broken)
+    dead = Recorder(broker)
+    async with TestKafkaBroker(broker):
+        event = _event()
+        await publish_event(broker, event)
+        assert calls == SETTINGS.dlq_after_attempts
+        [(body, headers)] = dead.dead
+        assert body == event.kafka_value()  # the original message, untouched
+        assert headers["ce_id"] == event.id
+        assert headers["nbembed_dlq_reason"] == "RuntimeError: boom"
+        assert headers["nbembed_dlq_attempts"] == str(SETTINGS.dlq_after_attempts)
+        assert headers["nbembed_dlq_consumer_group"] == "g"
+
+
+async def test_permanent_errors_and_invalid_events_skip_the_retries(broker: KafkaBroker) -> None:
+    calls = 0
+
+    async def refuses(event: CloudEvent[ServerReady]) -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentError("notebook invalid")
+
+    subscribe_event(broker, ServerReady, group_id="g", settings=SETTINGS)(refuses)
+    dead = Recorder(broker)
+    async with TestKafkaBroker(broker):
+        await publish_event(broker, _event())
+        assert calls == 1
+        await broker.publish(b"garbage", topic=ServerReady.topic)
+        assert calls == 1  # never reached the handler
+        reasons = [headers["nbembed_dlq_reason"] for _, headers in dead.dead]
+        assert reasons[0] == "PermanentError: notebook invalid"
+        assert reasons[1].startswith("invalid event: not a CloudEvents 1.0 message")

@@ -1,0 +1,83 @@
+"""Notebook names, paths and validation (services/sync/notebooks.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.sync import notebooks
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("../../etc/passwd", "etc-passwd"),
+        ("Q1 analysis.ipynb", "Q1 analysis"),
+        ("a/b\\c", "a-b-c"),
+        ("Ünïcode (draft)", "Ünïcode (draft)"),
+        (None, "Untitled"),
+        ("...", "Untitled"),
+        ("\x00\x1f", "Untitled"),
+    ],
+)
+def test_safe_name_never_leaves_the_folder(given: str | None, expected: str) -> None:
+    assert notebooks.safe_name(given) == expected
+
+
+def test_safe_name_is_bounded() -> None:
+    assert len(notebooks.safe_name("x" * 1000)) == notebooks.MAX_NAME
+
+
+def test_candidate_paths_start_with_the_plain_name() -> None:
+    paths = notebooks.candidate_paths("work", "a")
+    assert paths[:3] == ["work/a.ipynb", "work/a 1.ipynb", "work/a 2.ipynb"]
+    assert len(set(paths)) == len(paths)
+
+
+def test_new_notebook_is_valid_with_a_python_kernel() -> None:
+    nb = notebooks.new_notebook()
+    assert nb["nbformat"] == 4 and nb["nbformat_minor"] >= 5
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert notebooks.normalise(nb) == nb
+
+
+def test_normalise_repairs_what_jupyter_would_500_on() -> None:
+    nb = {"nbformat": 4, "cells": [{"cell_type": "code", "source": "1+1"}]}
+    fixed = notebooks.normalise(nb)
+    cell = fixed["cells"][0]
+    assert cell["metadata"] == {} and cell["outputs"] == [] and cell["execution_count"] is None
+    assert cell["id"] and fixed["nbformat_minor"] >= 5
+    assert fixed["metadata"] == {}
+    assert "metadata" not in nb["cells"][0]  # the input is not modified
+
+
+def test_normalise_keeps_outputs_and_metadata() -> None:
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"custom": {"k": [1, 2]}},
+        "cells": [
+            {
+                "id": "abc",
+                "cell_type": "code",
+                "source": "print(1)",
+                "metadata": {"tags": ["t"]},
+                "execution_count": 3,
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
+            }
+        ],
+    }
+    assert notebooks.normalise(nb) == nb
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"nbformat": 3, "cells": []},
+        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "weird"}]},
+        {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": "nope"},
+        [],
+    ],
+)
+def test_normalise_refuses_invalid_notebooks(bad: object) -> None:
+    with pytest.raises(notebooks.InvalidNotebook):
+        notebooks.normalise(bad)  # type: ignore[arg-type]
