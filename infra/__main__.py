@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -16,8 +15,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "restart"])
     args = parser.parse_args(argv)
-    # Readiness polls connect before Kafka listens; its client logs every refusal.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     settings = StackSettings()
 
     if args.command == "up":

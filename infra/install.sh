@@ -29,7 +29,7 @@ fi
 step "Kafka jars (Maven Central)"
 if [ ! -f "$CACHE/kafka/lib/.complete" ] || [ infra/kafka/pom.xml -nt "$CACHE/kafka/lib/.complete" ]; then
   rm -rf "$CACHE/kafka/lib"
-  mvn --batch-mode --quiet -f infra/kafka/pom.xml dependency:copy-dependencies \
+  mvn --batch-mode --quiet -Dstyle.color=never -f infra/kafka/pom.xml dependency:copy-dependencies \
     -DoutputDirectory="$CACHE/kafka/lib" -DincludeScope=runtime
   touch "$CACHE/kafka/lib/.complete"
 fi

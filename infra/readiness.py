@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
@@ -13,6 +14,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 from pymongo import AsyncMongoClient
 
 from schemas import all_topics
+
+# While we wait for Kafka to listen, its client would log every refused connection.
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 Check: TypeAlias = Callable[[], Awaitable[bool]]
 """A readiness check: True when the component answers."""

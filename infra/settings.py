@@ -28,7 +28,7 @@ class StackSettings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
-    kafka_partitions: int = 6
+    kafka_partitions: int = 12
     kafka_bootstrap: str | None = Field(default=None, description="External Kafka instead.")
 
     mongodb_port: int = 27017
@@ -58,6 +58,15 @@ class StackSettings(BaseSettings):
         "class such as dockerspawner.DockerSpawner / kubespawner.KubeSpawner.",
     )
     cull_idle_seconds: int = Field(default=3600, ge=60)
+    concurrent_spawn_limit: int = Field(
+        default=4,
+        ge=1,
+        description="Spawns the hub runs at once; beyond it answers 429. Low by default: a "
+        "2-core machine starts servers no faster in bigger batches.",
+    )
+    spawn_retry_after: tuple[int, int] = Field(
+        default=(1, 3), description="Range of the Retry-After seconds the hub sends with 429."
+    )
 
     # Derived locations: one place to change the layout of the state folder.
     @property
@@ -119,6 +128,11 @@ class HubSettings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = []
     spawner_class: str = "simple"
     cull_idle_seconds: int = 3600
+    concurrent_spawn_limit: int = 100
+    spawn_retry_after: tuple[int, int] = (30, 60)
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    mongodb_database: str = "nbembed"
+    fast_readiness_poll: bool = True
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

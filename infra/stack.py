@@ -111,6 +111,9 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
                     "NBEMBED_HUB_SPAWNER_CLASS": settings.spawner_class,
                     "NBEMBED_HUB_CULL_IDLE_SECONDS": str(settings.cull_idle_seconds),
+                    "NBEMBED_HUB_CONCURRENT_SPAWN_LIMIT": str(settings.concurrent_spawn_limit),
+                    "NBEMBED_HUB_SPAWN_RETRY_AFTER": json.dumps(settings.spawn_retry_after),
+                    "NBEMBED_HUB_MONGODB_URI": settings.mongodb,
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
                 },
@@ -186,7 +189,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     asyncio.run(
         readiness.create_topics(settings.kafka_bootstrap_servers, settings.kafka_partitions)
     )
-    supervisor.ctl(settings, "start", *SERVICES)
+    supervisor.start_programs(settings, SERVICES)
     timings |= asyncio.run(_wait_all(_service_checks(settings), timeout))
     return timings
 

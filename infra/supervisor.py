@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
 
 from infra.settings import REPO_ROOT, StackSettings
 
@@ -111,6 +114,22 @@ def start_daemon(settings: StackSettings) -> None:
     subprocess.run(
         [str(settings.venv_bin / "supervisord"), "-c", str(config_path(settings))], check=True
     )
+
+
+def start_programs(settings: StackSettings, names: tuple[str, ...]) -> None:
+    """Start programs without waiting for supervisord's ``startsecs``.
+
+    ``supervisorctl start a b c`` waits for each in turn; the stack has its own
+    readiness checks, so it asks supervisord over its RPC socket not to wait.
+    """
+    transport = SupervisorTransport(None, None, f"unix://{settings.state_dir / 'supervisor.sock'}")
+    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    for name in names:
+        try:
+            rpc.supervisor.startProcess(name, False)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise
 
 
 def ctl(settings: StackSettings, *args: str, check: bool = True) -> str:

@@ -17,6 +17,14 @@ from schemas.naming import TENANT_ID_PATTERN
 
 TYPE_PREFIX = "io.nbembed"
 
+# Event types that must stay in order relative to each other share a topic (and
+# a key): a session's end is handled after its request, its failure is never
+# overtaken by its readiness.
+SESSIONS_TOPIC = "nbembed.sessions"
+"""Commands to the provisioner: session.requested, session.ended."""
+SESSION_STATUS_TOPIC = "nbembed.session-status"
+"""Outcomes for the gateway: session.ready, session.failed."""
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
@@ -40,7 +48,7 @@ class SessionRequested(_SessionEvent):
     """A host app asked for a notebook session for one of its users."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.requested.v1"
-    topic: ClassVar[str] = "nbembed.session.requested"
+    topic: ClassVar[str] = SESSIONS_TOPIC
 
     host_user_id: HostUserId
     notebook_id: Id | None = Field(default=None, description="A stored notebook to open.")
@@ -53,7 +61,7 @@ class ServerReady(_SessionEvent):
     """The user's single-user server runs; the notebook can be put in place."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.ready.v1"
-    topic: ClassVar[str] = "nbembed.server.ready"
+    topic: ClassVar[str] = "nbembed.servers"
 
     server_path: str = Field(description="The server's URL path on the hub, e.g. /user/<name>/.")
     notebook_id: Id | None = None
@@ -64,18 +72,21 @@ class SessionReady(_SessionEvent):
     """The notebook is in place: the host can set the iframe."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.ready.v1"
-    topic: ClassVar[str] = "nbembed.session.ready"
+    topic: ClassVar[str] = SESSION_STATUS_TOPIC
 
     notebook_id: Id
     path: NotebookPath
-    iframe_url: str
+    page_url: str = Field(
+        description="The notebook's page on the user's server, without any credential; "
+        "the gateway wraps it in a single-use login URL for the iframe."
+    )
 
 
 class SessionFailed(_SessionEvent):
     """The session cannot be opened; ``reason`` is meant for a host developer."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.failed.v1"
-    topic: ClassVar[str] = "nbembed.session.failed"
+    topic: ClassVar[str] = SESSION_STATUS_TOPIC
 
     code: Literal[
         "hub_unavailable", "spawn_failed", "notebook_not_found", "notebook_invalid", "internal"
@@ -87,7 +98,7 @@ class SessionEnded(_SessionEvent):
     """The host closed the session; the server may stop if the user has no other."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.ended.v1"
-    topic: ClassVar[str] = "nbembed.session.ended"
+    topic: ClassVar[str] = SESSIONS_TOPIC
 
 
 class _NotebookEvent(EventData):
@@ -147,5 +158,5 @@ def dlq_topic(topic: str) -> str:
 
 def all_topics() -> list[str]:
     """Every topic nbembed uses, dead-letter topics included (for provisioning)."""
-    topics = [event.topic for event in ALL_EVENTS]
+    topics = list(dict.fromkeys(event.topic for event in ALL_EVENTS))
     return topics + [dlq_topic(t) for t in topics]

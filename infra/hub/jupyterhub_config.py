@@ -7,6 +7,7 @@ service token is read from a file only the stack user can read.
 
 # ruff: noqa: F821  (``c`` is injected by JupyterHub's config loader)
 import os
+from pathlib import Path
 
 from infra.settings import HubSettings
 
@@ -26,8 +27,13 @@ c.ConfigurableHTTPProxy.command = [hub.proxy_command]
 c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 
-# Users are created by the provisioner through the API, never by a login form.
-c.JupyterHub.authenticator_class = "null"
+# Users are created by the provisioner through the API; browsers log in only
+# with single-use tickets from the gateway (see ticket_login.py).
+c.JupyterHub.authenticator_class = "infra.hub.ticket_login.TicketAuthenticator"
+c.TicketAuthenticator.mongodb_uri = hub.mongodb_uri
+c.TicketAuthenticator.mongodb_database = hub.mongodb_database
+c.TicketAuthenticator.allow_all = True  # the ticket is the gate
+c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
 
 # nbembed's services act through one hub service whose role holds only what they
 # use: create users and servers, read them, reach servers' contents API.
@@ -62,10 +68,15 @@ c.JupyterHub.load_roles = [
 # send frame-ancestors 'none' by default).
 c.JupyterHub.tornado_settings = {
     "headers": {"Content-Security-Policy": hub.frame_ancestors()},
+    # Retry-After range of the 429 beyond concurrent_spawn_limit. JupyterHub 6.1's
+    # `spawn_throttle_retry_range` trait lacks config=True, so it is set here.
+    "spawn_throttle_retry_range": tuple(hub.spawn_retry_after),
 }
 
 c.JupyterHub.spawner_class = hub.spawner_class
 c.Spawner.cmd = [hub.singleuser_command]
+# Skip a module that costs ~1 s of every server start (see the shim's docstring).
+c.Spawner.environment = {"PYTHONPATH": str(Path(__file__).parent / "singleuser_shims")}
 c.Spawner.args = [f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}"]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
@@ -75,3 +86,34 @@ if hub.spawner_class == "simple":
     if os.geteuid() == 0:
         # CI machines run everything as root; Jupyter Server refuses that unless told.
         c.Spawner.args.append("--allow-root")
+
+if hub.fast_readiness_poll:
+    # The hub notices a new server by polling it with exponential backoff (0.2 s
+    # doubling, up to 5 s): up to 4 s after the server already answers. On a
+    # local spawner a 20-100 ms poll costs nothing and halves a new user's wait.
+    import jupyterhub.utils as hub_utils
+
+    _exponential_backoff = hub_utils.exponential_backoff
+
+    async def _quick_backoff(
+        pass_func,
+        fail_message,
+        start_wait=0.2,
+        scale_factor=2,
+        max_wait=5,
+        timeout=10,
+        *args,
+        **kwargs,
+    ):
+        return await _exponential_backoff(
+            pass_func,
+            fail_message,
+            min(start_wait, 0.02),
+            scale_factor,
+            min(max_wait, 0.1),
+            timeout,
+            *args,
+            **kwargs,
+        )
+
+    hub_utils.exponential_backoff = _quick_backoff

@@ -1,10 +1,7 @@
 """Kafka the nbembed way: CloudEvents out, idempotent handlers in, DLQ after retries.
 
-Every consumer goes through `subscribe_event`: the message is parsed as a
-CloudEvent of the expected type, the handler is tried a bounded number of
-times with exponential backoff, and a message that still fails (or is not a
-valid event at all) is copied to ``<topic>.dlq`` with the reason before its
-offset is committed. Offsets are committed only after that, so a crash
+Every service consumes through one `EventConsumer`. Offsets are committed
+only after the handler (or the dead-lettering) is done, so a crash
 mid-handling redelivers the message (at-least-once); handlers must therefore
 be idempotent.
 """
@@ -15,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -91,64 +88,81 @@ async def dead_letter(
     )
 
 
-def subscribe_event(
-    broker: KafkaBroker,
-    data_model: type[DataT],
-    *,
-    group_id: str,
-    settings: ServiceSettings,
-) -> Callable[[Handler[DataT]], Handler[DataT]]:
-    """Register ``handler`` for ``data_model``'s topic in consumer group ``group_id``."""
+class EventConsumer:
+    """One consumer-group member for all the event types a service handles.
 
-    def register(handler: Handler[DataT]) -> Handler[DataT]:
-        async def consume(msg: KafkaMessage) -> None:
-            try:
-                event: CloudEvent[DataT] = CloudEvent.from_kafka(data_model, msg.headers, msg.body)
-            except ValueError as exc:
-                await dead_letter(
-                    broker, msg, group_id=group_id, reason=f"invalid event: {exc}", attempts=0
-                )
-                return
-            delay = settings.retry_backoff_seconds
-            for attempt in range(1, settings.dlq_after_attempts + 1):
-                try:
-                    await handler(event)
-                    return
-                except PermanentError as exc:
-                    await dead_letter(
-                        broker,
-                        msg,
-                        group_id=group_id,
-                        reason=f"{type(exc).__name__}: {exc}",
-                        attempts=attempt,
-                    )
-                    return
-                except Exception as exc:
-                    if attempt == settings.dlq_after_attempts:
-                        await dead_letter(
-                            broker,
-                            msg,
-                            group_id=group_id,
-                            reason=f"{type(exc).__name__}: {exc}",
-                            attempts=attempt,
-                        )
-                        return
-                    log.warning(
-                        "handler failed, retrying",
-                        extra={"event_id": event.id, "attempt": attempt, "error": repr(exc)},
-                    )
-                    await asyncio.sleep(delay)
-                    delay *= 2
+    A single subscriber reads every registered topic and dispatches by topic
+    and CloudEvents type: one member per process keeps the group's rebalances
+    to one on start, instead of one per topic. Each message is parsed as the
+    expected CloudEvent, its handler tried ``dlq_after_attempts`` times with
+    exponential backoff, and a message that still fails, or is no valid event,
+    is copied to ``<topic>.dlq`` with the reason before its offset is committed.
+    """
 
-        consume.__name__ = handler.__name__
-        broker.subscriber(
-            data_model.topic,
-            group_id=group_id,
+    def __init__(self, broker: KafkaBroker, *, group_id: str, settings: ServiceSettings) -> None:
+        self._broker = broker
+        self._group_id = group_id
+        self._settings = settings
+        self._routes: dict[str, dict[str, tuple[type[EventData], Handler[Any]]]] = {}
+
+    def on(self, data_model: type[DataT], handler: Handler[DataT]) -> None:
+        """Handle events of ``data_model`` (on its topic) with ``handler``."""
+        self._routes.setdefault(data_model.topic, {})[data_model.event_type] = (
+            data_model,
+            handler,
+        )
+
+    def attach(self, *, concurrency: int = 1) -> None:
+        """Register the consumer with the broker; call once, after every `on`.
+
+        With ``concurrency`` > 1 (one topic only), that many consumers share the
+        topic's partitions: events with different keys run in parallel, events
+        with the same key stay in order, and offsets are still committed only
+        after handling.
+        """
+        if concurrency > 1 and len(self._routes) != 1:
+            raise ValueError("concurrent consumption needs exactly one topic")
+        self._broker.subscriber(
+            *self._routes,
+            group_id=self._group_id,
             auto_offset_reset="earliest",
             # Commit only after the handler (or the DLQ) is done; if publishing to
             # the DLQ itself fails, the exception seeks back and the message returns.
             ack_policy=AckPolicy.NACK_ON_ERROR,
-        )(consume)
-        return handler
+            max_workers=concurrency,
+        )(self._consume)
 
-    return register
+    async def _consume(self, msg: KafkaMessage) -> None:
+        topic = msg.raw_message.topic  # type: ignore[union-attr]
+        event_type = msg.headers.get("ce_type")
+        route = self._routes[topic].get(event_type) if isinstance(event_type, str) else None
+        if route is None:
+            await self._dead_letter(msg, f"invalid event: unknown type {event_type!r}", 0)
+            return
+        data_model, handler = route
+        try:
+            event = CloudEvent.from_kafka(data_model, msg.headers, msg.body)
+        except ValueError as exc:
+            await self._dead_letter(msg, f"invalid event: {exc}", attempts=0)
+            return
+        delay = self._settings.retry_backoff_seconds
+        attempts = self._settings.dlq_after_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await handler(event)
+                return
+            except Exception as exc:
+                if isinstance(exc, PermanentError) or attempt == attempts:
+                    await self._dead_letter(msg, f"{type(exc).__name__}: {exc}", attempt)
+                    return
+                log.warning(
+                    "handler failed, retrying",
+                    extra={"event_id": event.id, "attempt": attempt, "error": repr(exc)},
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _dead_letter(self, msg: KafkaMessage, reason: str, attempts: int) -> None:
+        await dead_letter(
+            self._broker, msg, group_id=self._group_id, reason=reason, attempts=attempts
+        )

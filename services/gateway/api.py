@@ -18,6 +18,7 @@ from services.common.kafka import publish_event
 from services.gateway.problems import Problem
 from services.gateway.store import TERMINAL, Document, SessionStatus, SessionStore
 from services.gateway.tenants import Tenant, TenantRegistry
+from services.gateway.tickets import TicketIssuer
 
 SOURCE = "/nbembed/gateway"
 
@@ -28,6 +29,11 @@ bearer = HTTPBearer(auto_error=False, description="The tenant's API key.")
 def _store(request: Request) -> SessionStore:
     store: SessionStore = request.app.state.sessions
     return store
+
+
+def _tickets(request: Request) -> TicketIssuer:
+    tickets: TicketIssuer = request.app.state.tickets
+    return tickets
 
 
 def _broker(request: Request) -> KafkaBroker:
@@ -95,14 +101,22 @@ class SessionView(BaseModel):
     notebook_id: str | None
     notebook_name: str | None
     path: str | None = None
-    iframe_url: str | None = None
+    iframe_url: str | None = Field(
+        default=None,
+        description="When ready: the URL to set as the iframe's src. It logs the browser in "
+        "as this user once and expires within a minute; ask again for a fresh one.",
+    )
     failure: SessionFailure | None = None
     created_at: datetime
     updated_at: datetime
     links: dict[str, str]
 
     @classmethod
-    def of(cls, doc: Document) -> SessionView:
+    async def of(cls, doc: Document, tickets: TicketIssuer) -> SessionView:
+        """The host's view of a session; a ready one gets a fresh single-use iframe URL."""
+        iframe_url = None
+        if doc["status"] == "ready" and doc.get("page_url"):
+            iframe_url = await tickets.login_url(doc["hub_user"], doc["page_url"])
         failure = None
         if doc.get("failure_code"):
             failure = SessionFailure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
@@ -113,7 +127,7 @@ class SessionView(BaseModel):
             notebook_id=doc.get("notebook_id"),
             notebook_name=doc.get("notebook_name"),
             path=doc.get("path"),
-            iframe_url=doc.get("iframe_url"),
+            iframe_url=iframe_url,
             failure=failure,
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
@@ -170,7 +184,7 @@ async def create_session(
             _broker(request), CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
         )
     response.headers["Location"] = f"/v1/sessions/{doc['_id']}"
-    return SessionView.of(doc)
+    return await SessionView.of(doc, _tickets(request))
 
 
 @router.get("/sessions/{session_id}", response_model=SessionView)
@@ -196,7 +210,7 @@ async def get_session(
     if timeout > 0 and doc["status"] not in TERMINAL:
         known = status_ or doc["status"]
         doc = await store.wait_for_change(tenant.id, session_id, known, timeout) or doc
-    return SessionView.of(doc)
+    return await SessionView.of(doc, _tickets(request))
 
 
 @router.get(
@@ -215,7 +229,7 @@ async def stream_session(
     async def events() -> AsyncIterator[str]:
         current: Document | None = doc
         while current is not None:
-            view = SessionView.of(current)
+            view = await SessionView.of(current, _tickets(request))
             yield f"event: status\ndata: {view.model_dump_json()}\n\n"
             if current["status"] in TERMINAL or await request.is_disconnected():
                 return

@@ -10,12 +10,13 @@ from fastapi import FastAPI, Request, Response
 from pymongo import AsyncMongoClient
 
 from schemas import ServerReady, SessionFailed, SessionReady
-from services.common.kafka import make_broker, subscribe_event
+from services.common.kafka import EventConsumer, make_broker
 from services.gateway import api, problems
 from services.gateway.projection import SessionProjection
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import SessionStore
 from services.gateway.tenants import TenantRegistry
+from services.gateway.tickets import TicketIssuer
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -25,17 +26,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
     sessions = SessionStore(mongo, settings.mongodb_database)
+    tickets = TicketIssuer(
+        mongo,
+        settings.mongodb_database,
+        public_hub_url=settings.hub_url,
+        ttl_seconds=settings.login_ticket_seconds,
+    )
     projection = SessionProjection(sessions)
-    for model, handler in (
-        (ServerReady, projection.on_server_ready),
-        (SessionReady, projection.on_session_ready),
-        (SessionFailed, projection.on_session_failed),
-    ):
-        subscribe_event(broker, model, group_id=settings.group_id, settings=settings)(handler)  # type: ignore[arg-type]
+    consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
+    consumer.on(ServerReady, projection.on_server_ready)
+    consumer.on(SessionReady, projection.on_session_ready)
+    consumer.on(SessionFailed, projection.on_session_failed)
+    consumer.attach()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sessions.ensure_indexes()
+        await tickets.ensure_indexes()
         await broker.start()
         try:
             yield
@@ -52,6 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.state.broker = broker
     app.state.sessions = sessions
+    app.state.tickets = tickets
     app.state.tenants = TenantRegistry.from_file(settings.tenants_file)
     problems.install(app)
     app.include_router(api.router)

@@ -24,7 +24,7 @@ class SessionProjection:
             "ready",
             notebook_id=data.notebook_id,
             path=data.path,
-            iframe_url=data.iframe_url,
+            page_url=data.page_url,
         )
 
     async def on_session_failed(self, event: CloudEvent[SessionFailed]) -> None:

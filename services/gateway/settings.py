@@ -18,4 +18,11 @@ class GatewaySettings(ServiceSettings):
     port: int = 8080
     tenants_file: Path = Field(description="JSON list of tenants (id, api_key_sha256, origins).")
     group_id: str = "nbembed-gateway"
+    hub_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The hub's public URL, on the same site as the host pages.",
+    )
+    login_ticket_seconds: float = Field(
+        default=60, gt=0, le=300, description="How long an iframe URL's login ticket is valid."
+    )
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")

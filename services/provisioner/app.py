@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
+from pymongo import AsyncMongoClient
 
-from schemas import SessionRequested
-from services.common.kafka import make_broker, subscribe_event
+from schemas import SessionEnded, SessionRequested
+from services.common.kafka import EventConsumer, make_broker
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
 from services.provisioner.settings import ProvisionerSettings
+from services.provisioner.store import OpenSessions
 
 
 @get
@@ -23,12 +27,29 @@ def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
     assert settings.hub_api_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-provisioner")
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
-    handlers = ProvisionerHandlers(hub, broker, spawn_timeout=settings.spawn_timeout_seconds)
-    subscribe_event(broker, SessionRequested, group_id=settings.group_id, settings=settings)(
-        handlers.on_session_requested
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
+    sessions = OpenSessions(mongo, settings.mongodb_database)
+    handlers = ProvisionerHandlers(
+        hub,
+        sessions,
+        broker,
+        spawn_timeout=settings.spawn_timeout_seconds,
+        hub_outage_tolerance=settings.hub_outage_seconds,
+    )
+    consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
+    consumer.on(SessionRequested, handlers.on_session_requested)
+    consumer.on(SessionEnded, handlers.on_session_ended)
+    consumer.attach(concurrency=settings.concurrency)
+
+    async def close() -> None:
+        await hub.aclose()
+        await mongo.close()
+
     return AsgiFastStream(
         broker,
         asgi_routes=[("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))],
-        on_shutdown=[hub.aclose],
+        on_startup=[sessions.ensure_indexes],
+        on_shutdown=[close],
     )

@@ -7,9 +7,10 @@ import logging
 
 from faststream.kafka import KafkaBroker
 
-from schemas import CloudEvent, ServerReady, SessionFailed, SessionRequested
+from schemas import CloudEvent, ServerReady, SessionEnded, SessionFailed, SessionRequested
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, SpawnFailed
+from services.provisioner.store import OpenSessions
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,20 @@ SOURCE = "/nbembed/provisioner"
 class ProvisionerHandlers:
     """Owns hub users and servers: turns session requests into running servers."""
 
-    def __init__(self, hub: HubClient, broker: KafkaBroker, *, spawn_timeout: float) -> None:
+    def __init__(
+        self,
+        hub: HubClient,
+        sessions: OpenSessions,
+        broker: KafkaBroker,
+        *,
+        spawn_timeout: float,
+        hub_outage_tolerance: float,
+    ) -> None:
         self._hub = hub
+        self._sessions = sessions
         self._broker = broker
         self._spawn_timeout = spawn_timeout
+        self._hub_outage_tolerance = hub_outage_tolerance
 
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         """Ensure the hub user and a ready server, then publish server.ready or session.failed.
@@ -32,8 +43,11 @@ class ProvisionerHandlers:
         idempotently.
         """
         request = event.data
+        await self._sessions.opened(request.session_id, request.hub_user)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._spawn_timeout
+        # While the hub does not answer at all, keep trying only this long.
+        unreachable_deadline = loop.time() + self._hub_outage_tolerance
         delay = 0.5
         while True:
             try:
@@ -47,9 +61,13 @@ class ProvisionerHandlers:
                 return
             except HubError as exc:
                 unreachable = exc.status == 0 or exc.status >= 500
-                if not unreachable or loop.time() + delay > deadline:
-                    code = "hub_unavailable" if unreachable else "spawn_failed"
-                    await self._fail(request, code, str(exc))
+                if not unreachable or loop.time() + delay > min(deadline, unreachable_deadline):
+                    if unreachable:
+                        waited = self._hub_outage_tolerance
+                        reason = f"JupyterHub did not answer for {waited:.0f}s: {exc}"
+                        await self._fail(request, "hub_unavailable", reason)
+                    else:
+                        await self._fail(request, "spawn_failed", str(exc))
                     return
                 log.warning("hub unavailable, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
@@ -69,6 +87,14 @@ class ProvisionerHandlers:
         log.info(
             "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
         )
+
+    async def on_session_ended(self, event: CloudEvent[SessionEnded]) -> None:
+        """Stop the user's server once their last open session has ended (idempotent)."""
+        ended = event.data
+        still_open = await self._sessions.ended(ended.session_id, ended.hub_user)
+        if still_open == 0:
+            await self._hub.stop_server(ended.hub_user)
+            log.info("server stopped", extra={"hub_user": ended.hub_user})
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
         failed = SessionFailed(

@@ -24,7 +24,15 @@ class ProvisionerSettings(ServiceSettings):
     )
     health_port: int = 8091
     group_id: str = "nbembed-provisioner"
-    spawn_timeout_seconds: float = Field(default=120, gt=0)
+    spawn_timeout_seconds: float = Field(
+        default=120, gt=0, description="Longest a session waits for its server."
+    )
+    hub_outage_seconds: float = Field(
+        default=30, gt=0, description="How long to retry while the hub does not answer at all."
+    )
+    concurrency: int = Field(
+        default=6, ge=1, description="Sessions provisioned in parallel (one per partition)."
+    )
 
     @model_validator(mode="after")
     def _load_token(self) -> ProvisionerSettings:

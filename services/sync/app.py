@@ -9,7 +9,7 @@ from faststream.asgi.types import Scope
 from pymongo import AsyncMongoClient
 
 from schemas import ServerReady
-from services.common.kafka import make_broker, subscribe_event
+from services.common.kafka import EventConsumer, make_broker
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
 from services.sync.settings import SyncSettings
@@ -39,9 +39,9 @@ def create_app(settings: SyncSettings) -> AsgiFastStream:
         work_folder=settings.work_folder,
         ui=settings.ui,
     )
-    subscribe_event(broker, ServerReady, group_id=settings.group_id, settings=settings)(
-        handlers.on_server_ready
-    )
+    consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
+    consumer.on(ServerReady, handlers.on_server_ready)
+    consumer.attach()
 
     async def close() -> None:
         await contents.aclose()

@@ -42,7 +42,7 @@ class SyncHandlers:
         self._work_folder = work_folder
         self._ui = ui
 
-    def iframe_url(self, server_path: str, path: str) -> str:
+    def page_url(self, server_path: str, path: str) -> str:
         """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
         page = "notebooks" if self._ui == "notebook" else "lab/tree"
         return f"{self._public_hub_url}{server_path.rstrip('/')}/{page}/{quote(path)}"
@@ -73,7 +73,7 @@ class SyncHandlers:
             hub_user=ready.hub_user,
             notebook_id=notebook_id,
             path=path,
-            iframe_url=self.iframe_url(ready.server_path, path),
+            page_url=self.page_url(ready.server_path, path),
         )
         await publish_event(
             self._broker, CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)

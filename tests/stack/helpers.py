@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -47,3 +48,12 @@ async def start_server_and_wait(hub: httpx.AsyncClient, name: str, timeout: floa
             if line.startswith("data:") and json.loads(line[5:]).get("ready"):
                 return
     raise AssertionError(f"server of {name} never became ready")
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 30, interval: float = 0.2
+) -> None:
+    """Wait until ``condition`` holds, for state no event tells us about (Kafka offsets, hub)."""
+    async with asyncio.timeout(timeout):
+        while not await condition():  # noqa: ASYNC110 - polling an outside system
+            await asyncio.sleep(interval)

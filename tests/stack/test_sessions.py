@@ -11,7 +11,7 @@ from schemas import hub_username
 from tests.stack.helpers import open_session
 
 
-async def test_new_user_new_notebook_becomes_ready_with_the_notebook_in_place(
+async def test_new_user_new_notebook_opens_in_a_fresh_browser_as_that_user(
     gateway: httpx.AsyncClient,
     hub: httpx.AsyncClient,
     stack_settings: StackSettings,
@@ -23,7 +23,20 @@ async def test_new_user_new_notebook_becomes_ready_with_the_notebook_in_place(
     try:
         assert session["status"] == "ready", session
         assert session["path"] == "work/Q1 analysis.ipynb"  # no traversal out of work/
-        assert session["iframe_url"].startswith(f"{stack_settings.public_hub_url}/user/{hub_user}/")
+        assert session["iframe_url"].startswith(f"{stack_settings.public_hub_url}/hub/")
+
+        # A browser with no cookies follows the iframe URL to the notebook page...
+        async with httpx.AsyncClient(follow_redirects=True, timeout=60) as browser:
+            page = await browser.get(session["iframe_url"])
+            assert page.status_code == 200
+            assert page.url.path == f"/user/{hub_user}/notebooks/work/Q1 analysis.ipynb"
+            assert "jupyter-config-data" in page.text
+            # ...and from then on its cookies alone are enough.
+            again = await browser.get(page.url)
+            assert again.status_code == 200 and not again.history
+            api = await browser.get(page.url.copy_with(path=f"/user/{hub_user}/api/contents/work"))
+            assert api.status_code == 200
+
         url = f"{stack_settings.public_hub_url}/user/{hub_user}/api/contents/{session['path']}"
         async with httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}) as http:
             notebook = await http.get(url, params={"content": "1"})

@@ -81,5 +81,5 @@ def test_json_schema_export_writes_one_schema_per_event(tmp_path: Path) -> None:
     written = export(tmp_path)
     assert len(written) == len(ALL_EVENTS)
     schema = json.loads((tmp_path / "io.nbembed.session.requested.v1.json").read_text())
-    assert schema["x-kafka-topic"] == "nbembed.session.requested"
+    assert schema["x-kafka-topic"] == "nbembed.sessions"
     assert "host_user_id" in schema["required"]

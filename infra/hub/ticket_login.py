@@ -1,0 +1,92 @@
+"""Log a browser in to the hub with a single-use ticket from nbembed's gateway.
+
+JupyterHub's forced-login pattern (examples/forced-login), adapted to an
+iframe: ``GET /hub/nbembed/login?login_token=...`` redeems the ticket (see
+``schemas/login_ticket.py``), sets the hub's login cookie for the ticket's
+user and redirects to the ticket's page on that user's server, whose own
+OAuth flow with the hub then sets the server's cookie. Three traps avoided:
+
+- the expiry check is the database's (``expires_at > now``) in the same
+  atomic update that marks the ticket used, not a hand-written comparison;
+- a browser already logged in as another user is logged out first, so the
+  ticket's user always wins (the stock login handler would skip
+  authentication for an existing session);
+- failures answer 403 without raising ``HTTPError``, whose tornado warning
+  line would log the full query string, ticket included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.utils import url_path_join
+from pymongo import AsyncMongoClient
+from traitlets import Unicode
+
+from schemas.login_ticket import COLLECTION, QUERY_PARAMETER, token_digest
+
+REFUSED_PAGE = """<!doctype html><title>Link expired</title>
+<p>This notebook link has expired or was already used.
+Open the notebook again from the application.</p>"""
+
+
+class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
+    """Redeem a login ticket and continue to the notebook it was issued for."""
+
+    async def get(self) -> None:
+        token = self.get_argument(QUERY_PARAMETER, default="")
+        ticket = await self.authenticator.redeem(token) if token else None
+        if ticket is None:
+            self.set_status(403)
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(REFUSED_PAGE)
+            return
+        current = await self.get_current_user()
+        if current is not None and current.name != ticket["hub_user"]:
+            self.log.info("replacing hub session of another user with %s", ticket["hub_user"])
+            self.clear_login_cookie()
+        user = await self.auth_to_user({"name": ticket["hub_user"]})
+        self.set_login_cookie(user)
+        self._jupyterhub_user = user
+        self.redirect(ticket["next_path"])
+
+
+class TicketAuthenticator(Authenticator):  # type: ignore[misc]
+    """Users log in only through tickets; there is no login form."""
+
+    auto_login = True
+    mongodb_uri = Unicode(config=True, help="MongoDB holding the login tickets.")
+    mongodb_database = Unicode("nbembed", config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+
+    def _tickets(self) -> Any:
+        if self._client is None:
+            self._client = AsyncMongoClient(self.mongodb_uri, serverSelectionTimeoutMS=5000)
+        return self._client[self.mongodb_database][COLLECTION]
+
+    async def redeem(self, token: str) -> dict[str, Any] | None:
+        """The ticket for ``token`` if it is unused and unexpired, now marked used; else None."""
+        now = datetime.now(UTC)
+        ticket: dict[str, Any] | None = await self._tickets().find_one_and_update(
+            {"_id": token_digest(token), "used_at": None, "expires_at": {"$gt": now}},
+            {"$set": {"used_at": now}},
+        )
+        if ticket is None:
+            self.log.warning("refused a login ticket: unknown, used or expired")
+        return ticket
+
+    def login_url(self, base_url: str) -> str:
+        return str(url_path_join(base_url, "nbembed/login"))
+
+    def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        return [(r"/nbembed/login", TicketLoginHandler)]
+
+    async def authenticate(self, handler: Any, data: Any) -> None:
+        # No form and no other way in: logins happen only in TicketLoginHandler.
+        return None
