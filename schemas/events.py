@@ -24,6 +24,8 @@ SESSIONS_TOPIC = "nbembed.sessions"
 """Commands to the provisioner: session.requested, session.ended."""
 SESSION_STATUS_TOPIC = "nbembed.session-status"
 """Outcomes for the gateway: session.ready, session.failed."""
+NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
+"""Outcomes of saves for the gateway: notebook.stored, notebook.store_failed."""
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
@@ -115,7 +117,7 @@ class NotebookSaved(_NotebookEvent):
     """A notebook was saved on a single-user server and should be stored."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.saved.v1"
-    topic: ClassVar[str] = "nbembed.notebook.saved"
+    topic: ClassVar[str] = "nbembed.saves"
 
     save_id: Id
     hub_user: HubUser
@@ -126,15 +128,28 @@ class NotebookSaved(_NotebookEvent):
 
 
 class NotebookStored(_NotebookEvent):
-    """A saved notebook is durable in MongoDB as ``revision``."""
+    """A notebook's content is durable in MongoDB as ``revision``."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.stored.v1"
-    topic: ClassVar[str] = "nbembed.notebook.stored"
+    topic: ClassVar[str] = NOTEBOOK_STATUS_TOPIC
 
-    save_id: Id
+    save_id: Id | None = Field(description="The save stored; None for a new notebook's first.")
+    hub_user: HubUser
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     revision: int = Field(ge=1)
     content_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     changed: bool = Field(description="False when the content equalled the latest revision.")
+
+
+class NotebookStoreFailed(_NotebookEvent):
+    """A save could not be stored; ``reason`` says why (nothing was truncated)."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.store_failed.v1"
+    topic: ClassVar[str] = NOTEBOOK_STATUS_TOPIC
+
+    save_id: Id
+    code: Literal["notebook_not_found", "notebook_invalid", "too_large", "server_unavailable"]
+    reason: Reason
 
 
 ALL_EVENTS: tuple[type[EventData], ...] = (
@@ -145,6 +160,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     SessionEnded,
     NotebookSaved,
     NotebookStored,
+    NotebookStoreFailed,
 )
 """Every event type, in flow order."""
 

@@ -13,10 +13,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas import CloudEvent, SessionEnded, SessionRequested, hub_username
+from schemas import CloudEvent, NotebookSaved, SessionEnded, SessionRequested, hub_username
 from services.common.kafka import publish_event
 from services.gateway.problems import Problem
-from services.gateway.store import TERMINAL, Document, SessionStatus, SessionStore
+from services.gateway.store import (
+    SESSION_FINAL,
+    Document,
+    NotebookView,
+    SaveStatus,
+    SaveStore,
+    SessionStatus,
+    SessionStore,
+)
 from services.gateway.tenants import Tenant, TenantRegistry
 from services.gateway.tickets import TicketIssuer
 
@@ -57,8 +65,19 @@ async def current_tenant(
     return tenant
 
 
+def _saves(request: Request) -> SaveStore:
+    saves: SaveStore = request.app.state.saves
+    return saves
+
+
+def _notebooks(request: Request) -> NotebookView:
+    notebooks: NotebookView = request.app.state.notebooks
+    return notebooks
+
+
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
 StoreDep = Annotated[SessionStore, Depends(_store)]
+SavesDep = Annotated[SaveStore, Depends(_saves)]
 
 NotebookId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -158,6 +177,14 @@ async def create_session(
     With an ``Idempotency-Key`` header, repeating the request returns the first
     session instead of opening another.
     """
+    notebooks = _notebooks(request)
+    if body.notebook_id is not None and await notebooks.get(tenant.id, body.notebook_id) is None:
+        raise Problem(
+            404,
+            "Not found",
+            f"No notebook {body.notebook_id} for this tenant.",
+            kind="notebook-not-found",
+        )
     session_id = uuid.uuid4().hex
     hub_user = hub_username(tenant.id, body.user_id)
     doc, created = await store.create(
@@ -207,7 +234,7 @@ async def get_session(
     if doc is None:
         raise _not_found(session_id)
     timeout = min(wait, request.app.state.settings.max_wait_seconds)
-    if timeout > 0 and doc["status"] not in TERMINAL:
+    if timeout > 0 and doc["status"] not in SESSION_FINAL:
         known = status_ or doc["status"]
         doc = await store.wait_for_change(tenant.id, session_id, known, timeout) or doc
     return await SessionView.of(doc, _tickets(request))
@@ -231,7 +258,7 @@ async def stream_session(
         while current is not None:
             view = await SessionView.of(current, _tickets(request))
             yield f"event: status\ndata: {view.model_dump_json()}\n\n"
-            if current["status"] in TERMINAL or await request.is_disconnected():
+            if current["status"] in SESSION_FINAL or await request.is_disconnected():
                 return
             nxt = await store.wait_for_change(tenant.id, session_id, current["status"], 15)
             if nxt is not None and nxt["status"] == current["status"]:
@@ -257,3 +284,105 @@ async def end_session(
             _broker(request), CloudEvent.wrap(ended, source=SOURCE, subject=session_id)
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class SaveView(BaseModel):
+    """A save as the host sees it: pending until the revision is durable."""
+
+    id: str
+    session_id: str | None
+    notebook_id: str
+    status: SaveStatus
+    revision: int | None = None
+    changed: bool | None = None
+    failure: SessionFailure | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, doc: Document) -> SaveView:
+        failure = None
+        if doc.get("failure_code"):
+            failure = SessionFailure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
+        return cls(
+            id=doc["_id"],
+            session_id=doc.get("session_id"),
+            notebook_id=doc["notebook_id"],
+            status=doc["status"],
+            revision=doc.get("revision"),
+            changed=doc.get("changed"),
+            failure=failure,
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            links={"self": f"/v1/saves/{doc['_id']}"},
+        )
+
+
+@router.post(
+    "/sessions/{session_id}/saves", status_code=status.HTTP_202_ACCEPTED, response_model=SaveView
+)
+async def request_save(
+    session_id: str,
+    tenant: TenantDep,
+    store: StoreDep,
+    saves: SavesDep,
+    request: Request,
+    response: Response,
+) -> SaveView:
+    """Store the session's notebook, as last saved in Jupyter, as a new revision.
+
+    The host page's SDK calls this once Jupyter has saved; poll the returned
+    link (long-poll with ``wait``) until the status is ``stored``.
+    """
+    session = await store.get(tenant.id, session_id)
+    if session is None:
+        raise _not_found(session_id)
+    if session["status"] != "ready":
+        raise Problem(
+            409,
+            "Conflict",
+            f"Session {session_id} is {session['status']}; only a ready session can save.",
+            kind="session-not-ready",
+        )
+    save = await saves.create(
+        {
+            "_id": uuid.uuid4().hex,
+            "tenant_id": tenant.id,
+            "session_id": session_id,
+            "notebook_id": session["notebook_id"],
+        }
+    )
+    saved = NotebookSaved(
+        save_id=save["_id"],
+        tenant_id=tenant.id,
+        notebook_id=session["notebook_id"],
+        hub_user=session["hub_user"],
+        path=session["path"],
+        origin="host",
+    )
+    await publish_event(_broker(request), CloudEvent.wrap(saved, source=SOURCE, subject=session_id))
+    response.headers["Location"] = f"/v1/saves/{save['_id']}"
+    return SaveView.of(save)
+
+
+@router.get("/saves/{save_id}", response_model=SaveView)
+async def get_save(
+    save_id: str,
+    tenant: TenantDep,
+    saves: SavesDep,
+    request: Request,
+    wait: Annotated[
+        float, Query(ge=0, description="Long-poll: wait up to this many seconds for the outcome.")
+    ] = 0,
+) -> SaveView:
+    """A save's status; with ``wait`` the answer comes as soon as it is stored or failed."""
+    doc = await saves.get(tenant.id, save_id)
+    if doc is None:
+        raise Problem(
+            404, "Not found", f"No save {save_id} for this tenant.", kind="save-not-found"
+        )
+    timeout = min(wait, request.app.state.settings.max_wait_seconds)
+    if timeout > 0 and doc["status"] == "pending":
+        doc = await saves.wait_for_change(tenant.id, save_id, "pending", timeout) or doc
+    return SaveView.of(doc)

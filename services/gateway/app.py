@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from pymongo import AsyncMongoClient
 
-from schemas import ServerReady, SessionFailed, SessionReady
+from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
 from services.gateway import api, problems
-from services.gateway.projection import SessionProjection
+from services.gateway.projection import Projection
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import SessionStore
+from services.gateway.store import NotebookView, SaveStore, SessionStore
 from services.gateway.tenants import TenantRegistry
 from services.gateway.tickets import TicketIssuer
 
@@ -32,17 +32,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         public_hub_url=settings.hub_url,
         ttl_seconds=settings.login_ticket_seconds,
     )
-    projection = SessionProjection(sessions)
+    saves = SaveStore(mongo, settings.mongodb_database)
+    notebooks = NotebookView(mongo, settings.mongodb_database)
+    projection = Projection(sessions, saves, notebooks)
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
     consumer.on(ServerReady, projection.on_server_ready)
     consumer.on(SessionReady, projection.on_session_ready)
     consumer.on(SessionFailed, projection.on_session_failed)
+    consumer.on(NotebookStored, projection.on_notebook_stored)
+    consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await sessions.ensure_indexes()
         await tickets.ensure_indexes()
+        await saves.ensure_indexes()
+        await notebooks.ensure_indexes()
         await broker.start()
         try:
             yield
@@ -60,6 +66,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.broker = broker
     app.state.sessions = sessions
     app.state.tickets = tickets
+    app.state.saves = saves
+    app.state.notebooks = notebooks
     app.state.tenants = TenantRegistry.from_file(settings.tenants_file)
     problems.install(app)
     app.include_router(api.router)

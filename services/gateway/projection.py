@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from schemas import CloudEvent, ServerReady, SessionFailed, SessionReady
-from services.gateway.store import SessionStore
+from schemas import (
+    CloudEvent,
+    NotebookStored,
+    NotebookStoreFailed,
+    ServerReady,
+    SessionFailed,
+    SessionReady,
+)
+from services.gateway.store import NotebookView, SaveStore, SessionStore
 
 
-class SessionProjection:
-    """Each handler is idempotent: the store only moves a status forward."""
+class Projection:
+    """Each handler is idempotent: the stores only move a status forward."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, saves: SaveStore, notebooks: NotebookView) -> None:
         self._store = store
+        self._saves = saves
+        self._notebooks = notebooks
 
     async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
         """The server runs; the notebook is being put in place."""
@@ -32,4 +41,34 @@ class SessionProjection:
         data = event.data
         await self._store.advance(
             data.session_id, "failed", failure_code=data.code, failure_reason=data.reason
+        )
+
+    async def on_notebook_stored(self, event: CloudEvent[NotebookStored]) -> None:
+        """A revision is durable: the notebook exists for its tenant, the save is done."""
+        data = event.data
+        await self._notebooks.record(
+            {
+                "tenant_id": data.tenant_id,
+                "notebook_id": data.notebook_id,
+                "hub_user": data.hub_user,
+                "name": data.name,
+            },
+            data.revision,
+        )
+        if data.save_id is None:
+            return
+        outcome = {"revision": data.revision, "changed": data.changed}
+        if await self._saves.advance(data.save_id, "stored", **outcome) is None:
+            # Not a save the gateway requested: Jupyter's own (autosave, Ctrl-S).
+            await self._saves.record_unrequested(
+                {"_id": data.save_id, "tenant_id": data.tenant_id, "notebook_id": data.notebook_id},
+                "stored",
+                **outcome,
+            )
+
+    async def on_notebook_store_failed(self, event: CloudEvent[NotebookStoreFailed]) -> None:
+        """A save could not be stored; keep the reason."""
+        data = event.data
+        await self._saves.advance(
+            data.save_id, "failed", failure_code=data.code, failure_reason=data.reason
         )

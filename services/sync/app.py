@@ -8,7 +8,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.asgi.types import Scope
 from pymongo import AsyncMongoClient
 
-from schemas import ServerReady
+from schemas import NotebookSaved, ServerReady
 from services.common.kafka import EventConsumer, make_broker
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
@@ -38,10 +38,16 @@ def create_app(settings: SyncSettings) -> AsgiFastStream:
         public_hub_url=settings.hub_url,
         work_folder=settings.work_folder,
         ui=settings.ui,
+        max_notebook_bytes=settings.max_notebook_bytes,
     )
-    consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
-    consumer.on(ServerReady, handlers.on_server_ready)
-    consumer.attach()
+    # Two groups, each reading one topic with its partitions handled in parallel:
+    # placing notebooks for new sessions never waits behind storing saves.
+    placements = EventConsumer(broker, group_id=settings.group_id, settings=settings)
+    placements.on(ServerReady, handlers.on_server_ready)
+    placements.attach(concurrency=settings.concurrency)
+    saves = EventConsumer(broker, group_id=settings.saves_group_id, settings=settings)
+    saves.on(NotebookSaved, handlers.on_notebook_saved)
+    saves.attach(concurrency=settings.concurrency)
 
     async def close() -> None:
         await contents.aclose()

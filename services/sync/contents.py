@@ -69,6 +69,19 @@ class ContentsClient:
                 f"writing {path}: {response.status_code} {response.text}", response.status_code
             )
 
+    async def get_notebook_text(self, server_path: str, path: str) -> str:
+        """The notebook file at ``path`` as last saved, as its raw JSON text.
+
+        Raw text (``type=file``) lets the caller measure the size before parsing.
+        """
+        response = await self._request(
+            "GET", server_path, path, params={"type": "file", "format": "text", "content": "1"}
+        )
+        if response.status_code != 200:
+            raise ContentsError(f"reading {path}: {response.status_code}", response.status_code)
+        text: str = response.json()["content"]
+        return text
+
     async def get_notebook(self, server_path: str, path: str) -> dict[str, Any]:
         """The notebook at ``path`` as last saved on the server."""
         response = await self._request(

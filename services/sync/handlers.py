@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 from faststream.kafka import KafkaBroker
 
-from schemas import CloudEvent, ServerReady, SessionFailed, SessionReady
+from schemas import (
+    CloudEvent,
+    NotebookSaved,
+    NotebookStored,
+    NotebookStoreFailed,
+    ServerReady,
+    SessionFailed,
+    SessionReady,
+)
 from services.common.kafka import publish_event
 from services.sync import notebooks
-from services.sync.contents import ContentsClient
+from services.sync.contents import ContentsClient, ContentsError
 from services.sync.store import NotebookStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,7 @@ class SyncHandlers:
         public_hub_url: str,
         work_folder: str,
         ui: str,
+        max_notebook_bytes: int,
     ) -> None:
         self._contents = contents
         self._store = store
@@ -41,6 +52,7 @@ class SyncHandlers:
         self._public_hub_url = public_hub_url.rstrip("/")
         self._work_folder = work_folder
         self._ui = ui
+        self._max_notebook_bytes = max_notebook_bytes
 
     def page_url(self, server_path: str, path: str) -> str:
         """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
@@ -123,7 +135,76 @@ class SyncHandlers:
             content = notebooks.new_notebook()
             await self._store.add_revision(existing, content)
             await self._contents.put_notebook(ready.server_path, path, content)
+        # Announce the notebook (again, on a redelivery: the gateway's view is idempotent).
+        latest = await self._store.latest_revision(notebook_id)
+        assert latest is not None
+        await self._announce_stored(existing, latest["revision"], latest["sha256"], None, True)
         return notebook_id, path
+
+    async def on_notebook_saved(self, event: CloudEvent[NotebookSaved]) -> None:
+        """Fetch a saved notebook from its server and store it as a new revision.
+
+        Idempotent: content equal to the latest revision stores nothing new and
+        answers with that revision, so a redelivered save is harmless.
+        """
+        saved = event.data
+        record = await self._store.get_notebook(saved.tenant_id, saved.notebook_id)
+        if record is None:
+            await self._store_failed(saved, "notebook_not_found", "the notebook no longer exists")
+            return
+        server_path = f"/user/{saved.hub_user}/"
+        try:
+            raw = await self._contents.get_notebook_text(server_path, record["path"])
+        except ContentsError as exc:
+            if exc.status in (403, 404):
+                await self._store_failed(saved, "server_unavailable", str(exc))
+                return
+            raise  # unreachable or 5xx: retried, then dead-lettered
+        if len(raw) > self._max_notebook_bytes:
+            await self._store_failed(
+                saved,
+                "too_large",
+                f"the notebook is {len(raw) / 2**20:.1f} MiB; the limit is "
+                f"{self._max_notebook_bytes / 2**20:.1f} MiB (clear large outputs and save again)",
+            )
+            return
+        try:
+            content = notebooks.normalise(json.loads(raw))
+        except (ValueError, notebooks.InvalidNotebook) as exc:
+            await self._store_failed(saved, "notebook_invalid", f"not a valid notebook: {exc}")
+            return
+        revision, digest, changed = await self._store.add_revision(record, content)
+        await self._announce_stored(record, revision, digest, saved.save_id, changed)
+        log.info(
+            "notebook stored",
+            extra={"notebook_id": saved.notebook_id, "revision": revision, "changed": changed},
+        )
+
+    async def _announce_stored(
+        self, record: dict[str, Any], revision: int, digest: str, save_id: str | None, changed: bool
+    ) -> None:
+        stored = NotebookStored(
+            tenant_id=record["tenant_id"],
+            notebook_id=record["_id"],
+            hub_user=record["hub_user"],
+            name=record["name"],
+            save_id=save_id,
+            revision=revision,
+            content_sha256=digest,
+            changed=changed,
+        )
+        await publish_event(self._broker, CloudEvent.wrap(stored, source=SOURCE))
+
+    async def _store_failed(self, saved: NotebookSaved, code: str, reason: str) -> None:
+        failed = NotebookStoreFailed(
+            tenant_id=saved.tenant_id,
+            notebook_id=saved.notebook_id,
+            save_id=saved.save_id,
+            code=code,
+            reason=reason,
+        )
+        await publish_event(self._broker, CloudEvent.wrap(failed, source=SOURCE))
+        log.warning("save not stored", extra={"save_id": saved.save_id, "reason": reason})
 
     async def _free_path(self, server_path: str, name: str) -> str:
         for candidate in notebooks.candidate_paths(self._work_folder, name):

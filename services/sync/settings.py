@@ -21,6 +21,15 @@ class SyncSettings(ServiceSettings):
     hub_api_token_file: Path | None = None
     health_port: int = 8092
     group_id: str = "nbembed-sync"
+    saves_group_id: str = "nbembed-sync-saves"
+    concurrency: int = Field(default=6, ge=1, description="Events handled in parallel per topic.")
+    max_notebook_bytes: int = Field(
+        default=15 * 2**20,
+        gt=0,
+        le=15 * 2**20,
+        description="Larger notebooks are refused with a clear reason (MongoDB's 16 MB "
+        "document limit, less room for the revision's own fields); never truncated.",
+    )
     work_folder: str = Field(default="work", pattern=r"^[A-Za-z0-9_-]+$")
     ui: Literal["notebook", "lab"] = Field(
         default="notebook",

@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from infra.settings import StackSettings
-from schemas import all_topics, hub_username
+from schemas import SessionRequested, all_topics, dlq_topic, hub_username
 from tests.stack.helpers import start_server_and_wait
 
 
@@ -45,7 +45,7 @@ async def test_kafka_round_trip_on_every_topic(stack_settings: StackSettings) ->
     assert set(all_topics()) <= topics, "infra must create every topic from schemas/"
 
     marker = uuid.uuid4().hex.encode()
-    topic = "nbembed.session.requested.dlq"  # a topic no service consumes from the start
+    topic = dlq_topic(SessionRequested.topic)  # a topic no service consumes
     producer = AIOKafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap_servers)
     consumer = AIOKafkaConsumer(
         topic,
