@@ -6,8 +6,9 @@ iframe: ``GET /hub/nbembed/login?login_token=...`` redeems the ticket (see
 user and redirects to the ticket's page on that user's server, whose own
 OAuth flow with the hub then sets the server's cookie. Three traps avoided:
 
-- the expiry check is the database's (``expires_at > now``) in the same
-  atomic update that marks the ticket used, not a hand-written comparison;
+- the ticket is marked used and its previous state read in one atomic
+  update, then refused unless it was unused and ``expires_at`` is still ahead
+  (the upstream example's comparison is inverted);
 - a browser already logged in as another user is logged out first, so the
   ticket's user always wins (the stock login handler would skip
   authentication for an existing session);
@@ -23,7 +24,7 @@ from typing import Any
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from traitlets import Unicode
 
 from schemas.login_ticket import COLLECTION, QUERY_PARAMETER, token_digest
@@ -67,18 +68,26 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
 
     def _tickets(self) -> Any:
         if self._client is None:
-            self._client = AsyncMongoClient(self.mongodb_uri, serverSelectionTimeoutMS=5000)
+            self._client = AsyncMongoClient(
+                self.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True
+            )
         return self._client[self.mongodb_database][COLLECTION]
 
     async def redeem(self, token: str) -> dict[str, Any] | None:
         """The ticket for ``token`` if it is unused and unexpired, now marked used; else None."""
         now = datetime.now(UTC)
+        # Marking used and reading the state before are one atomic step, so of two
+        # concurrent redemptions only one sees the ticket unused. The filter is
+        # _id alone (FerretDB's SQLite backend scans for anything else); the rest
+        # is checked on the document as it was.
         ticket: dict[str, Any] | None = await self._tickets().find_one_and_update(
-            {"_id": token_digest(token), "used_at": None, "expires_at": {"$gt": now}},
+            {"_id": token_digest(token)},
             {"$set": {"used_at": now}},
+            return_document=ReturnDocument.BEFORE,
         )
-        if ticket is None:
+        if ticket is None or ticket.get("used_at") is not None or ticket["expires_at"] <= now:
             self.log.warning("refused a login ticket: unknown, used or expired")
+            return None
         return ticket
 
     def login_url(self, base_url: str) -> str:

@@ -29,6 +29,7 @@ from services.gateway.tenants import Tenant, TenantRegistry
 from services.gateway.tickets import TicketIssuer
 
 SOURCE = "/nbembed/gateway"
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0b7e3c52-61a4-4c1e-9a43-1f0e2d9c8a77")
 
 router = APIRouter(prefix="/v1")
 bearer = HTTPBearer(auto_error=False, description="The tenant's API key.")
@@ -185,7 +186,13 @@ async def create_session(
             f"No notebook {body.notebook_id} for this tenant.",
             kind="notebook-not-found",
         )
-    session_id = uuid.uuid4().hex
+    # With an Idempotency-Key the session id derives from it: a retry finds the
+    # first session by id (the only kind of lookup FerretDB serves fast).
+    session_id = (
+        uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{tenant.id}:{idempotency_key}").hex
+        if idempotency_key
+        else uuid.uuid4().hex
+    )
     hub_user = hub_username(tenant.id, body.user_id)
     doc, created = await store.create(
         {
@@ -195,9 +202,19 @@ async def create_session(
             "hub_user": hub_user,
             "notebook_id": body.notebook_id,
             "notebook_name": body.notebook_name,
-        },
-        idempotency_key,
+        }
     )
+    if not created and (doc["host_user_id"], doc["notebook_id"], doc["notebook_name"]) != (
+        body.user_id,
+        body.notebook_id,
+        body.notebook_name,
+    ):
+        raise Problem(
+            422,
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used for a different request.",
+            kind="idempotency-key-reused",
+        )
     if created:
         requested = SessionRequested(
             session_id=session_id,
@@ -278,7 +295,7 @@ async def end_session(
     doc = await store.get(tenant.id, session_id)
     if doc is None:
         raise _not_found(session_id)
-    if await store.advance(session_id, "ended") is not None:
+    if await store.advance(session_id, "ended"):
         ended = SessionEnded(session_id=session_id, tenant_id=tenant.id, hub_user=doc["hub_user"])
         await publish_event(
             _broker(request), CloudEvent.wrap(ended, source=SOURCE, subject=session_id)

@@ -45,10 +45,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await sessions.ensure_indexes()
         await tickets.ensure_indexes()
-        await saves.ensure_indexes()
-        await notebooks.ensure_indexes()
         await broker.start()
         try:
             yield

@@ -57,18 +57,20 @@ class Projection:
         )
         if data.save_id is None:
             return
-        outcome = {"revision": data.revision, "changed": data.changed}
-        if await self._saves.advance(data.save_id, "stored", **outcome) is None:
-            # Not a save the gateway requested: Jupyter's own (autosave, Ctrl-S).
-            await self._saves.record_unrequested(
-                {"_id": data.save_id, "tenant_id": data.tenant_id, "notebook_id": data.notebook_id},
-                "stored",
-                **outcome,
-            )
+        # Also records saves the gateway did not request (Jupyter's own: autosave, Ctrl-S).
+        await self._saves.complete(
+            {"_id": data.save_id, "tenant_id": data.tenant_id, "notebook_id": data.notebook_id},
+            "stored",
+            revision=data.revision,
+            changed=data.changed,
+        )
 
     async def on_notebook_store_failed(self, event: CloudEvent[NotebookStoreFailed]) -> None:
         """A save could not be stored; keep the reason."""
         data = event.data
-        await self._saves.advance(
-            data.save_id, "failed", failure_code=data.code, failure_reason=data.reason
+        await self._saves.complete(
+            {"_id": data.save_id, "tenant_id": data.tenant_id, "notebook_id": data.notebook_id},
+            "failed",
+            failure_code=data.code,
+            failure_reason=data.reason,
         )

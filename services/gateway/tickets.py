@@ -8,6 +8,7 @@ and one browser navigation, never on Kafka, and MongoDB keeps only its hash.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -38,6 +39,7 @@ class TicketIssuer:
         self._tickets = client[database][COLLECTION]
         self._public_hub_url = public_hub_url.rstrip("/")
         self._ttl = timedelta(seconds=ttl_seconds)
+        self._next_cleanup = 0.0
 
     async def ensure_indexes(self) -> None:
         """Index expiry, for the clean-up."""
@@ -62,6 +64,8 @@ class TicketIssuer:
             expires_at=now + self._ttl,
         )
         await self._tickets.insert_one(ticket.model_dump(by_alias=True))
-        # Used tickets are kept a while for audit; expired ones go.
-        await self._tickets.delete_many({"expires_at": {"$lt": now - timedelta(hours=1)}})
+        if time.monotonic() >= self._next_cleanup:
+            # Tickets are kept an hour after expiry for audit, then removed.
+            self._next_cleanup = time.monotonic() + 60
+            await self._tickets.delete_many({"expires_at": {"$lt": now - timedelta(hours=1)}})
         return f"{self._public_hub_url}{LOGIN_PATH}?{urlencode({QUERY_PARAMETER: token})}"

@@ -50,6 +50,5 @@ def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
     return AsgiFastStream(
         broker,
         asgi_routes=[("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))],
-        on_startup=[sessions.ensure_indexes],
         on_shutdown=[close],
     )

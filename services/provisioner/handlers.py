@@ -17,6 +17,15 @@ log = logging.getLogger(__name__)
 SOURCE = "/nbembed/provisioner"
 
 
+class _CannotOpen(Exception):
+    """The session cannot open; ``code`` and ``reason`` go into session.failed."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 class ProvisionerHandlers:
     """Owns hub users and servers: turns session requests into running servers."""
 
@@ -38,40 +47,18 @@ class ProvisionerHandlers:
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         """Ensure the hub user and a ready server, then publish server.ready or session.failed.
 
-        Idempotent: a redelivered request finds the user (409) and the running
-        server (400) and publishes server.ready again, which sync also handles
-        idempotently.
+        Idempotent: a redelivered request finds the user and the running server
+        and publishes server.ready again, which sync also handles idempotently.
         """
         request = event.data
-        await self._sessions.opened(request.session_id, request.hub_user)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._spawn_timeout
-        # While the hub does not answer at all, keep trying only this long.
-        unreachable_deadline = loop.time() + self._hub_outage_tolerance
-        delay = 0.5
-        while True:
-            try:
-                await self._hub.ensure_user(request.hub_user)
-                server_path = await self._hub.ensure_server(
-                    request.hub_user, deadline_seconds=max(1.0, deadline - loop.time())
-                )
-                break
-            except SpawnFailed as exc:
-                await self._fail(request, "spawn_failed", str(exc))
-                return
-            except HubError as exc:
-                unreachable = exc.status == 0 or exc.status >= 500
-                if not unreachable or loop.time() + delay > min(deadline, unreachable_deadline):
-                    if unreachable:
-                        waited = self._hub_outage_tolerance
-                        reason = f"JupyterHub did not answer for {waited:.0f}s: {exc}"
-                        await self._fail(request, "hub_unavailable", reason)
-                    else:
-                        await self._fail(request, "spawn_failed", str(exc))
-                    return
-                log.warning("hub unavailable, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            server_path, _ = await asyncio.gather(
+                self._ready_server(request.hub_user),
+                self._sessions.opened(request.session_id, request.hub_user),
+            )
+        except _CannotOpen as exc:
+            await self._fail(request, exc.code, exc.reason)
+            return
 
         ready = ServerReady(
             session_id=request.session_id,
@@ -87,6 +74,40 @@ class ProvisionerHandlers:
         log.info(
             "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
         )
+
+    async def _ready_server(self, hub_user: str) -> str:
+        """The path of ``hub_user``'s ready server, starting it (and the user) if needed.
+
+        One GET when it already runs. Retries while the hub does not answer, for
+        at most the outage tolerance; raises `_CannotOpen` with a reason for the
+        host developer.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._spawn_timeout
+        unreachable_deadline = loop.time() + self._hub_outage_tolerance
+        delay = 0.5
+        while True:
+            try:
+                server_path = await self._hub.ready_server_path(hub_user)
+                if server_path is None:
+                    await self._hub.ensure_user(hub_user)
+                    server_path = await self._hub.ensure_server(
+                        hub_user, deadline_seconds=max(1.0, deadline - loop.time())
+                    )
+                return server_path
+            except SpawnFailed as exc:
+                raise _CannotOpen("spawn_failed", str(exc)) from exc
+            except HubError as exc:
+                unreachable = exc.status == 0 or exc.status >= 500
+                if not unreachable:
+                    raise _CannotOpen("spawn_failed", str(exc)) from exc
+                if loop.time() + delay > min(deadline, unreachable_deadline):
+                    waited = self._hub_outage_tolerance
+                    reason = f"JupyterHub did not answer for {waited:.0f}s: {exc}"
+                    raise _CannotOpen("hub_unavailable", reason) from exc
+                log.warning("hub unavailable, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def on_session_ended(self, event: CloudEvent[SessionEnded]) -> None:
         """Stop the user's server once their last open session has ended (idempotent)."""

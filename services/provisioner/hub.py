@@ -122,15 +122,27 @@ class HubClient:
         # POST and the GET, so look at the server itself.
         await self.server_path(name)
 
-    async def server_path(self, name: str) -> str:
-        """The URL path of ``name``'s ready default server; HubError if it is not ready."""
+    async def ready_server_path(self, name: str) -> str | None:
+        """The URL path of ``name``'s default server if it runs and is ready, else None.
+
+        One GET: the fast path for a returning user whose server already runs.
+        """
         response = await self._request("GET", f"/users/{quote(name)}")
+        if response.status_code == 404:
+            return None
         if response.status_code != 200:
             raise HubError(f"reading user {name}: {response.status_code}", response.status_code)
         server = response.json().get("servers", {}).get("")
         if not server or not server.get("ready"):
-            raise HubError(f"server for {name} is not running", 409)
+            return None
         path: str = server["url"]
+        return path
+
+    async def server_path(self, name: str) -> str:
+        """The URL path of ``name``'s ready default server; HubError if it is not ready."""
+        path = await self.ready_server_path(name)
+        if path is None:
+            raise HubError(f"server for {name} is not running", 409)
         return path
 
     async def stop_server(self, name: str) -> None:

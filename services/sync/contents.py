@@ -47,6 +47,16 @@ class ContentsClient:
                 f"creating {path}: {response.status_code} {response.text}", response.status_code
             )
 
+    async def list_folder(self, server_path: str, path: str) -> set[str]:
+        """The names in folder ``path``, creating the folder if it does not exist."""
+        response = await self._request("GET", server_path, path, params={"content": "1"})
+        if response.status_code == 404:
+            await self.ensure_directory(server_path, path)
+            return set()
+        if response.status_code != 200:
+            raise ContentsError(f"listing {path}: {response.status_code}", response.status_code)
+        return {item["name"] for item in response.json()["content"]}
+
     async def exists(self, server_path: str, path: str) -> bool:
         """Whether a file or folder exists at ``path``."""
         response = await self._request("GET", server_path, path, params={"content": "0"})

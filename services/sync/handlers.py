@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -30,6 +31,9 @@ SOURCE = "/nbembed/sync"
 # New notebook ids derive from the session that created them, so a redelivered
 # server.ready finds the same notebook instead of making a second one.
 NOTEBOOK_NAMESPACE = uuid.UUID("6f1c3f0e-8f5b-4c55-9d8e-5b0c2a1e7d10")
+
+Announcement = tuple[dict[str, Any], int, str]
+"""A new notebook to announce as stored: its record, revision and content digest."""
 
 
 class SyncHandlers:
@@ -67,15 +71,16 @@ class SyncHandlers:
         """
         ready = event.data
         placed = await self._store.placement(ready.session_id)
+        announcement: Announcement | None = None
         if placed is None:
+            result: tuple[str, str, Announcement | None] | None
             if ready.notebook_id is not None:
                 result = await self._restore(ready)
             else:
                 result = await self._create(ready)
             if result is None:
                 return  # session.failed was published
-            notebook_id, path = result
-            await self._store.record_placement(ready.session_id, notebook_id, path)
+            notebook_id, path, announcement = result
         else:
             notebook_id, path = placed["notebook_id"], placed["path"]
 
@@ -87,14 +92,21 @@ class SyncHandlers:
             path=path,
             page_url=self.page_url(ready.server_path, path),
         )
-        await publish_event(
-            self._broker, CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)
-        )
+        ready_event = CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)
+        if placed is None:
+            await asyncio.gather(
+                publish_event(self._broker, ready_event),
+                self._store.record_placement(ready.session_id, notebook_id, path),
+            )
+        else:
+            await publish_event(self._broker, ready_event)
+        if announcement is not None:
+            await self._announce_stored(*announcement, save_id=None, changed=True)
         log.info(
             "session ready", extra={"session_id": ready.session_id, "notebook_id": notebook_id}
         )
 
-    async def _restore(self, ready: ServerReady) -> tuple[str, str] | None:
+    async def _restore(self, ready: ServerReady) -> tuple[str, str, None] | None:
         assert ready.notebook_id is not None
         record = await self._store.get_notebook(ready.tenant_id, ready.notebook_id)
         revision = await self._store.latest_revision(ready.notebook_id) if record else None
@@ -112,15 +124,22 @@ class SyncHandlers:
             return None
         await self._contents.ensure_directory(ready.server_path, self._work_folder)
         await self._contents.put_notebook(ready.server_path, record["path"], content)
-        return record["_id"], record["path"]
+        return record["_id"], record["path"], None
 
-    async def _create(self, ready: ServerReady) -> tuple[str, str]:
+    async def _create(self, ready: ServerReady) -> tuple[str, str, Announcement]:
+        """Create the session's new notebook under a free name (idempotent).
+
+        One folder listing finds a free name; the file is written on the server
+        while its first revision is stored, in parallel.
+        """
         notebook_id = uuid.uuid5(NOTEBOOK_NAMESPACE, ready.session_id).hex
-        existing = await self._store.get_notebook(ready.tenant_id, notebook_id)
-        await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        existing, names = await asyncio.gather(
+            self._store.get_notebook(ready.tenant_id, notebook_id),
+            self._contents.list_folder(ready.server_path, self._work_folder),
+        )
         if existing is None:
             name = notebooks.safe_name(ready.notebook_name)
-            path = await self._free_path(ready.server_path, name)
+            path = notebooks.free_path(self._work_folder, name, names)
             existing = await self._store.claim_new_notebook(
                 {
                     "_id": notebook_id,
@@ -131,15 +150,19 @@ class SyncHandlers:
                 }
             )
         path = existing["path"]
-        if not await self._contents.exists(ready.server_path, path):
+        if path.rsplit("/", 1)[-1] not in names:
             content = notebooks.new_notebook()
-            await self._store.add_revision(existing, content)
-            await self._contents.put_notebook(ready.server_path, path, content)
-        # Announce the notebook (again, on a redelivery: the gateway's view is idempotent).
-        latest = await self._store.latest_revision(notebook_id)
-        assert latest is not None
-        await self._announce_stored(existing, latest["revision"], latest["sha256"], None, True)
-        return notebook_id, path
+            (revision, digest, _), _ = await asyncio.gather(
+                self._store.add_revision(existing, content),
+                self._contents.put_notebook(ready.server_path, path, content),
+            )
+        else:  # a redelivery after the file was written
+            latest = await self._store.latest_revision(notebook_id)
+            assert latest is not None
+            revision, digest = latest["revision"], latest["sha256"]
+        # Announced after session.ready (off the critical path); the gateway's view
+        # of notebooks is idempotent, so announcing again on a redelivery is harmless.
+        return notebook_id, path, (existing, revision, digest)
 
     async def on_notebook_saved(self, event: CloudEvent[NotebookSaved]) -> None:
         """Fetch a saved notebook from its server and store it as a new revision.
@@ -174,14 +197,22 @@ class SyncHandlers:
             await self._store_failed(saved, "notebook_invalid", f"not a valid notebook: {exc}")
             return
         revision, digest, changed = await self._store.add_revision(record, content)
-        await self._announce_stored(record, revision, digest, saved.save_id, changed)
+        await self._announce_stored(
+            record, revision, digest, save_id=saved.save_id, changed=changed
+        )
         log.info(
             "notebook stored",
             extra={"notebook_id": saved.notebook_id, "revision": revision, "changed": changed},
         )
 
     async def _announce_stored(
-        self, record: dict[str, Any], revision: int, digest: str, save_id: str | None, changed: bool
+        self,
+        record: dict[str, Any],
+        revision: int,
+        digest: str,
+        *,
+        save_id: str | None,
+        changed: bool,
     ) -> None:
         stored = NotebookStored(
             tenant_id=record["tenant_id"],
@@ -205,12 +236,6 @@ class SyncHandlers:
         )
         await publish_event(self._broker, CloudEvent.wrap(failed, source=SOURCE))
         log.warning("save not stored", extra={"save_id": saved.save_id, "reason": reason})
-
-    async def _free_path(self, server_path: str, name: str) -> str:
-        for candidate in notebooks.candidate_paths(self._work_folder, name):
-            if not await self._contents.exists(server_path, candidate):
-                return candidate
-        return f"{self._work_folder}/{name} {uuid.uuid4().hex[:8]}.ipynb"
 
     async def _fail(self, ready: ServerReady, code: str, reason: str) -> None:
         failed = SessionFailed(

@@ -27,9 +27,13 @@ def safe_name(name: str | None) -> str:
     return text[:MAX_NAME].rstrip(" .-") or "Untitled"
 
 
-def candidate_paths(folder: str, name: str) -> list[str]:
-    """``folder/name.ipynb``, then ``folder/name 1.ipynb``, … to avoid overwriting."""
-    return [f"{folder}/{name}.ipynb"] + [f"{folder}/{name} {i}.ipynb" for i in range(1, 100)]
+def free_path(folder: str, name: str, taken: set[str]) -> str:
+    """``folder/name.ipynb``, or ``folder/name 1.ipynb``, … : the first file name not taken."""
+    candidate, i = f"{name}.ipynb", 0
+    while candidate in taken:
+        i += 1
+        candidate = f"{name} {i}.ipynb"
+    return f"{folder}/{candidate}"
 
 
 def new_notebook() -> dict[str, Any]:

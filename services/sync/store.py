@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -12,6 +13,10 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
+
+
+def _revision_id(notebook_id: str, revision: int) -> str:
+    return f"{notebook_id}:{revision}"
 
 
 def content_sha256(notebook: dict[str, Any]) -> str:
@@ -32,9 +37,8 @@ class NotebookStore:
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries and idempotency rely on."""
-        await self._revisions.create_index(
-            [("notebook_id", ASCENDING), ("revision", ASCENDING)], unique=True
-        )
+        # For listing revisions (not on the hot path, which goes by _id).
+        await self._revisions.create_index([("notebook_id", ASCENDING), ("revision", ASCENDING)])
         await self._notebooks.create_index(
             [("tenant_id", ASCENDING), ("hub_user", ASCENDING), ("updated_at", DESCENDING)]
         )
@@ -49,9 +53,12 @@ class NotebookStore:
 
     async def get_notebook(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook record, or None."""
-        return await self._notebooks.find_one(
-            {"_id": notebook_id, "tenant_id": tenant_id, "deleted": {"$ne": True}}
-        )
+        # By _id alone: FerretDB's SQLite backend scans the collection for any
+        # other filter, so the tenant is checked here.
+        record = await self._notebooks.find_one({"_id": notebook_id})
+        if record is None or record["tenant_id"] != tenant_id or record.get("deleted"):
+            return None
+        return record
 
     async def claim_new_notebook(self, notebook: Document) -> Document:
         """Insert a new notebook record unless one with its id exists; return the stored one.
@@ -70,8 +77,11 @@ class NotebookStore:
 
     async def latest_revision(self, notebook_id: str) -> Document | None:
         """The newest stored revision of a notebook, content included."""
+        record = await self._notebooks.find_one({"_id": notebook_id})
+        if record is None or not record.get("latest_revision"):
+            return None
         return await self._revisions.find_one(
-            {"notebook_id": notebook_id}, sort=[("revision", DESCENDING)]
+            {"_id": _revision_id(notebook_id, record["latest_revision"])}
         )
 
     async def add_revision(
@@ -79,20 +89,31 @@ class NotebookStore:
     ) -> tuple[int, str, bool]:
         """Store ``content`` as the next revision unless it equals the latest.
 
-        Returns (revision, sha256, changed). Two writers racing for the same
-        revision number are told apart by the unique index: the loser re-reads.
+        Returns (revision, sha256, changed). Every access is by ``_id`` (FerretDB's
+        SQLite backend scans the collection for anything else): the record keeps
+        the latest revision number, revision ids are ``<notebook>:<n>``, and two
+        writers racing for the same number collide on ``_id``, the loser moving
+        the record on and retrying. The record's number only grows (``$max``), so
+        a writer that died between the two writes is repaired by the next one.
         """
+        notebook_id = notebook["_id"]
         digest = content_sha256(content)
         while True:
-            latest = await self.latest_revision(notebook["_id"])
-            if latest is not None and latest["sha256"] == digest:
-                return latest["revision"], digest, False
-            revision = (latest["revision"] if latest else 0) + 1
+            record = await self._notebooks.find_one({"_id": notebook_id})
+            assert record is not None, f"notebook {notebook_id} has no record"
+            latest = record.get("latest_revision", 0)
+            if latest:
+                current = await self._revisions.find_one(
+                    {"_id": _revision_id(notebook_id, latest)}, {"sha256": 1}
+                )
+                if current is not None and current["sha256"] == digest:
+                    return latest, digest, False
+            revision = latest + 1
             try:
                 await self._revisions.insert_one(
                     {
-                        "_id": f"{notebook['_id']}:{revision}",
-                        "notebook_id": notebook["_id"],
+                        "_id": _revision_id(notebook_id, revision),
+                        "notebook_id": notebook_id,
                         "tenant_id": notebook["tenant_id"],
                         "revision": revision,
                         "sha256": digest,
@@ -101,12 +122,17 @@ class NotebookStore:
                     }
                 )
             except DuplicateKeyError:
+                await self._move_latest(notebook_id, revision)
+                await asyncio.sleep(0.01)
                 continue
-            await self._notebooks.update_one(
-                {"_id": notebook["_id"], "latest_revision": {"$lt": revision}},
-                {"$set": {"latest_revision": revision, "updated_at": datetime.now(UTC)}},
-            )
+            await self._move_latest(notebook_id, revision)
             return revision, digest, True
+
+    async def _move_latest(self, notebook_id: str, revision: int) -> None:
+        await self._notebooks.update_one(
+            {"_id": notebook_id},
+            {"$max": {"latest_revision": revision, "updated_at": datetime.now(UTC)}},
+        )
 
     async def placement(self, session_id: str) -> Document | None:
         """Where a session's notebook was put, if it was."""

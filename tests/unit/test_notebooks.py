@@ -27,10 +27,11 @@ def test_safe_name_is_bounded() -> None:
     assert len(notebooks.safe_name("x" * 1000)) == notebooks.MAX_NAME
 
 
-def test_candidate_paths_start_with_the_plain_name() -> None:
-    paths = notebooks.candidate_paths("work", "a")
-    assert paths[:3] == ["work/a.ipynb", "work/a 1.ipynb", "work/a 2.ipynb"]
-    assert len(set(paths)) == len(paths)
+def test_free_path_never_takes_an_existing_name() -> None:
+    assert notebooks.free_path("work", "a", set()) == "work/a.ipynb"
+    assert notebooks.free_path("work", "a", {"a.ipynb", "b.ipynb"}) == "work/a 1.ipynb"
+    taken = {"a.ipynb"} | {f"a {i}.ipynb" for i in range(1, 500)}
+    assert notebooks.free_path("work", "a", taken) == "work/a 500.ipynb"
 
 
 def test_new_notebook_is_valid_with_a_python_kernel() -> None:
