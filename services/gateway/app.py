@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
@@ -65,7 +66,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.tickets = tickets
     app.state.saves = saves
     app.state.notebooks = notebooks
-    app.state.tenants = TenantRegistry.from_file(settings.tenants_file)
+    tenants = TenantRegistry.from_file(settings.tenants_file)
+    app.state.tenants = tenants
+    # The host JS SDK calls the gateway from host pages: allow exactly the
+    # tenants' own origins (each request is still authorised by its API key).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=tenants.allowed_origins(),
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Location"],
+        max_age=600,
+    )
     problems.install(app)
     app.include_router(api.router)
 

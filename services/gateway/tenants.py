@@ -45,3 +45,7 @@ class TenantRegistry:
             if hmac.compare_digest(digest, tenant.api_key_sha256):
                 found = tenant
         return found
+
+    def allowed_origins(self) -> list[str]:
+        """Every origin some tenant's pages are served from (for CORS)."""
+        return sorted({origin for tenant in self._tenants for origin in tenant.allowed_origins})
