@@ -79,6 +79,24 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_age=600,
     )
     problems.install(app)
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next: Any) -> Any:
+        """Refuse large bodies by their declared length, before reading them."""
+        if "content-length" not in request.headers and "transfer-encoding" in request.headers:
+            return problems.response(
+                request, 411, "Length required", "Send a Content-Length (no chunked bodies)."
+            )
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > settings.max_body_bytes:
+            return problems.response(
+                request,
+                413,
+                "Request too large",
+                f"Request bodies are limited to {settings.max_body_bytes} bytes.",
+            )
+        return await call_next(request)
+
     app.include_router(api.router)
 
     @app.get("/healthz", tags=["health"])

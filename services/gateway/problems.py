@@ -36,6 +36,13 @@ def _response(
     )
 
 
+def response(request: Request, status: int, title: str, detail: str) -> JSONResponse:
+    """A problem document for errors raised outside route handlers (middleware)."""
+    kind = title.lower().replace(" ", "-")
+    body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    return _response(request, status, body)
+
+
 def install(app: FastAPI) -> None:
     """Make every error the app returns a problem document."""
 

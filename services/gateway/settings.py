@@ -25,4 +25,5 @@ class GatewaySettings(ServiceSettings):
     login_ticket_seconds: float = Field(
         default=60, gt=0, le=300, description="How long an iframe URL's login ticket is valid."
     )
+    max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body.")
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")

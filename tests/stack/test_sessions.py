@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -122,3 +123,32 @@ async def test_bad_input_gets_a_clear_problem_never_a_5xx(
     missing = await gateway.get(f"/v1/sessions/{uuid.uuid4().hex}")
     assert missing.status_code == 404
     assert missing.json()["type"].endswith("session-not-found")
+
+
+async def test_status_streams_as_server_sent_events_until_final(
+    gateway: httpx.AsyncClient, hub: httpx.AsyncClient
+) -> None:
+    user_id = f"sse-{uuid.uuid4().hex}"
+    created = await gateway.post("/v1/sessions", json={"user_id": user_id})
+    statuses = []
+    try:
+        async with gateway.stream("GET", created.json()["links"]["events"]) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    statuses.append(json.loads(line[len("data: ") :])["status"])
+        # It ends by itself at the final status, never going backwards.
+        assert statuses[-1] == "ready"
+        assert statuses == sorted(statuses, key=["requested", "provisioning", "ready"].index)
+    finally:
+        await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post(
+        "/v1/sessions",
+        content=b'{"user_id": "' + b"x" * (2 * 2**20) + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
