@@ -133,6 +133,7 @@ class HubSettings(BaseSettings):
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
     mongodb_database: str = "nbembed"
     fast_readiness_poll: bool = True
+    gateway_url: str = "http://127.0.0.1:8080"
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -114,6 +114,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_CONCURRENT_SPAWN_LIMIT": str(settings.concurrent_spawn_limit),
                     "NBEMBED_HUB_SPAWN_RETRY_AFTER": json.dumps(settings.spawn_retry_after),
                     "NBEMBED_HUB_MONGODB_URI": settings.mongodb,
+                    "NBEMBED_HUB_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
                 },
@@ -122,6 +123,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
             )
         )
     common = {
+        "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
         "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
         "MONGODB_URI": settings.mongodb,
         "HUB_URL": settings.public_hub_url,
@@ -139,6 +141,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         env[prefix + port_key] = str(port)
         if service == "gateway":
             env[prefix + "TENANTS_FILE"] = str(tenants_file)
+            env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
         result.append(
             Program(service, [python, "-m", f"services.{service}"], env=env, autostart=False)
         )
@@ -181,6 +184,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     for folder in (settings.state_dir, settings.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     hub_token = ensure_hub_token(settings)
+    _secret_file(settings.secrets_dir / "internal-token")  # gateway ↔ sync
     tenants_file = write_tenants(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))

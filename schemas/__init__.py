@@ -3,6 +3,8 @@
 from schemas.envelope import CloudEvent, EventData
 from schemas.events import (
     ALL_EVENTS,
+    NotebookDeleted,
+    NotebookRenamed,
     NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
@@ -20,6 +22,8 @@ __all__ = [
     "ALL_EVENTS",
     "CloudEvent",
     "EventData",
+    "NotebookDeleted",
+    "NotebookRenamed",
     "NotebookSaved",
     "NotebookStoreFailed",
     "NotebookStored",

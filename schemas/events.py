@@ -24,6 +24,8 @@ SESSIONS_TOPIC = "nbembed.sessions"
 """Commands to the provisioner: session.requested, session.ended."""
 SESSION_STATUS_TOPIC = "nbembed.session-status"
 """Outcomes for the gateway: session.ready, session.failed."""
+NOTEBOOKS_TOPIC = "nbembed.notebooks"
+"""Commands to sync about one notebook: notebook.saved, .renamed, .deleted."""
 NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
 """Outcomes of saves for the gateway: notebook.stored, notebook.store_failed."""
 
@@ -66,6 +68,7 @@ class ServerReady(_SessionEvent):
     topic: ClassVar[str] = "nbembed.servers"
 
     server_path: str = Field(description="The server's URL path on the hub, e.g. /user/<name>/.")
+    host_user_id: HostUserId
     notebook_id: Id | None = None
     notebook_name: str | None = Field(default=None, max_length=200)
 
@@ -117,7 +120,7 @@ class NotebookSaved(_NotebookEvent):
     """A notebook was saved on a single-user server and should be stored."""
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.saved.v1"
-    topic: ClassVar[str] = "nbembed.saves"
+    topic: ClassVar[str] = NOTEBOOKS_TOPIC
 
     save_id: Id
     hub_user: HubUser
@@ -125,6 +128,22 @@ class NotebookSaved(_NotebookEvent):
     origin: Literal["host", "server"] = Field(
         description="host: the host page's Save; server: a save Jupyter made itself."
     )
+
+
+class NotebookRenamed(_NotebookEvent):
+    """The host renamed a notebook (its display name; the file keeps its path)."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.renamed.v1"
+    topic: ClassVar[str] = NOTEBOOKS_TOPIC
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class NotebookDeleted(_NotebookEvent):
+    """The host deleted a notebook: every revision goes from the store."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.notebook.deleted.v1"
+    topic: ClassVar[str] = NOTEBOOKS_TOPIC
 
 
 class NotebookStored(_NotebookEvent):
@@ -135,6 +154,7 @@ class NotebookStored(_NotebookEvent):
 
     save_id: Id | None = Field(description="The save stored; None for a new notebook's first.")
     hub_user: HubUser
+    owner_user_id: HostUserId = Field(description="The host user whose session created it.")
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     revision: int = Field(ge=1)
     content_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -159,6 +179,8 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     SessionFailed,
     SessionEnded,
     NotebookSaved,
+    NotebookRenamed,
+    NotebookDeleted,
     NotebookStored,
     NotebookStoreFailed,
 )

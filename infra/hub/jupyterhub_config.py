@@ -75,9 +75,17 @@ c.JupyterHub.tornado_settings = {
 
 c.JupyterHub.spawner_class = hub.spawner_class
 c.Spawner.cmd = [hub.singleuser_command]
-# Skip a module that costs ~1 s of every server start (see the shim's docstring).
-c.Spawner.environment = {"PYTHONPATH": str(Path(__file__).parent / "singleuser_shims")}
-c.Spawner.args = [f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}"]
+# singleuser_python/ holds the save hook and a stand-in for a module that costs
+# ~1 s of every server start (see their docstrings).
+c.Spawner.environment = {
+    "PYTHONPATH": str(Path(__file__).parent / "singleuser_python"),
+    "NBEMBED_GATEWAY_URL": hub.gateway_url,
+}
+c.Spawner.args = [
+    f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}",
+    # Every save the server makes is reported to nbembed and stored.
+    "--ContentsManager.post_save_hook=nbembed_save_hook.report_save",
+]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
 if hub.spawner_class == "simple":

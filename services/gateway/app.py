@@ -12,30 +12,44 @@ from pymongo import AsyncMongoClient
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
-from services.gateway import api, problems
+from services.gateway import api, internal_api, library_api, problems, saves_api, sdk
+from services.gateway.deps import Gateway
+from services.gateway.hub_identity import HubIdentity
 from services.gateway.projection import Projection
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import NotebookView, SaveStore, SessionStore
+from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry
 from services.gateway.tickets import TicketIssuer
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; connections open in its lifespan, not at import."""
+    assert settings.internal_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-gateway")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
-    sessions = SessionStore(mongo, settings.mongodb_database)
-    tickets = TicketIssuer(
-        mongo,
-        settings.mongodb_database,
-        public_hub_url=settings.hub_url,
-        ttl_seconds=settings.login_ticket_seconds,
+    database = settings.mongodb_database
+    parts = Gateway(
+        settings=settings,
+        broker=broker,
+        tenants=TenantRegistry.from_file(settings.tenants_file),
+        sessions=SessionStore(mongo, database),
+        saves=SaveStore(mongo, database),
+        notebooks=NotebookView(mongo, database),
+        open_files=OpenFiles(mongo, database),
+        tickets=TicketIssuer(
+            mongo,
+            database,
+            public_hub_url=settings.hub_url,
+            ttl_seconds=settings.login_ticket_seconds,
+        ),
+        sync=SyncClient(settings.sync_url, settings.internal_token.get_secret_value()),
     )
-    saves = SaveStore(mongo, settings.mongodb_database)
-    notebooks = NotebookView(mongo, settings.mongodb_database)
-    projection = Projection(sessions, saves, notebooks)
+    hub_identity = HubIdentity(settings.hub_url)
+
+    projection = Projection(parts.sessions, parts.saves, parts.notebooks, parts.open_files)
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
     consumer.on(ServerReady, projection.on_server_ready)
     consumer.on(SessionReady, projection.on_session_ready)
@@ -46,12 +60,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await tickets.ensure_indexes()
+        await parts.tickets.ensure_indexes()
         await broker.start()
         try:
             yield
         finally:
             await broker.stop()
+            await parts.sync.aclose()
+            await hub_identity.aclose()
             await mongo.close()
 
     app = FastAPI(
@@ -60,20 +76,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         summary="Embed Jupyter notebooks for your users; store them in your MongoDB.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    app.state.sessions = sessions
-    app.state.tickets = tickets
-    app.state.saves = saves
-    app.state.notebooks = notebooks
-    tenants = TenantRegistry.from_file(settings.tenants_file)
-    app.state.tenants = tenants
+    app.state.gateway = parts
+    app.state.hub_identity = hub_identity
     # The host JS SDK calls the gateway from host pages: allow exactly the
-    # tenants' own origins (each request is still authorised by its API key).
+    # tenants' own origins (each request is still authorised by its token).
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=tenants.allowed_origins(),
-        allow_methods=["GET", "POST", "DELETE"],
+        allow_origins=parts.tenants.allowed_origins(),
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=["Location"],
         max_age=600,
@@ -97,7 +107,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
         return await call_next(request)
 
-    app.include_router(api.router)
+    for router in (api.router, saves_api.router, library_api.router, internal_api.router):
+        app.include_router(router)
+    app.include_router(sdk.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -105,11 +117,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz(request: Request, response: Response) -> dict[str, str]:
+    async def readyz(response: Response) -> dict[str, str]:
         """Readiness: Kafka and MongoDB both answer (503 otherwise)."""
         checks = {
             "kafka": "ok" if await broker.ping(timeout=3.0) else "down",
-            "mongodb": "ok" if await sessions.ping() else "down",
+            "mongodb": "ok" if await parts.sessions.ping() else "down",
         }
         if "down" in checks.values():
             response.status_code = 503

@@ -10,16 +10,23 @@ from schemas import (
     SessionFailed,
     SessionReady,
 )
-from services.gateway.store import NotebookView, SaveStore, SessionStore
+from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
 
 
 class Projection:
     """Each handler is idempotent: the stores only move a status forward."""
 
-    def __init__(self, store: SessionStore, saves: SaveStore, notebooks: NotebookView) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        saves: SaveStore,
+        notebooks: NotebookView,
+        open_files: OpenFiles,
+    ) -> None:
         self._store = store
         self._saves = saves
         self._notebooks = notebooks
+        self._open_files = open_files
 
     async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
         """The server runs; the notebook is being put in place."""
@@ -28,6 +35,8 @@ class Projection:
     async def on_session_ready(self, event: CloudEvent[SessionReady]) -> None:
         """The notebook is in place: the host may set the iframe."""
         data = event.data
+        # Saves Jupyter reports itself name the file: remember which notebook it is.
+        await self._open_files.record(data.hub_user, data.path, data.tenant_id, data.notebook_id)
         await self._store.advance(
             data.session_id,
             "ready",
@@ -52,6 +61,7 @@ class Projection:
                 "notebook_id": data.notebook_id,
                 "hub_user": data.hub_user,
                 "name": data.name,
+                "user_id": data.owner_user_id,
             },
             data.revision,
         )

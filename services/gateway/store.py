@@ -88,6 +88,13 @@ class _ForwardOnly:
         doc["status"] = self._statuses[doc["status_rank"]]
         return doc
 
+    async def get_any(self, doc_id: str) -> Document | None:
+        """The document whoever its tenant is (callers check access themselves)."""
+        doc = await self._docs.find_one({"_id": doc_id})
+        if doc is not None:
+            doc["status"] = self._statuses[doc["status_rank"]]
+        return doc
+
     async def advance(self, doc_id: str, status: str, **fields: Any) -> bool:
         """Move to ``status`` unless already there or past it, and set ``fields``.
 
@@ -145,6 +152,12 @@ class SessionStore(_ForwardOnly):
         except Exception:
             return False
 
+    async def open_on_notebook(self, tenant_id: str, notebook_id: str) -> list[Document]:
+        """The tenant's sessions on a notebook that have not ended (a scan: rare calls)."""
+        ended = SESSION_STATUSES.index("ended")
+        cursor = self._docs.find({"tenant_id": tenant_id, "notebook_id": notebook_id})
+        return [doc async for doc in cursor if doc["status_rank"] < ended]
+
     async def create(self, session: Document) -> tuple[Document, bool]:
         """Insert a new session, or return the one with the same id (an idempotent retry).
 
@@ -187,18 +200,31 @@ class SaveStore(_ForwardOnly):
 
 
 class NotebookView:
-    """The notebooks each tenant has, as announced by sync's notebook.stored events."""
+    """The notebooks each tenant has, as announced by sync's notebook.stored events.
+
+    A deleted notebook leaves a tombstone, so a late notebook.stored (a save in
+    flight during the delete) cannot bring it back.
+    """
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._notebooks = client[database]["gateway_notebooks"]
+
+    @staticmethod
+    def _key(tenant_id: str, notebook_id: str) -> str:
+        return f"{tenant_id}/{notebook_id}"
 
     async def record(self, notebook: Document, revision: int) -> None:
         """Remember a notebook at ``revision`` (or later; never goes back)."""
         now = datetime.now(UTC)
         await self._notebooks.update_one(
-            {"_id": f"{notebook['tenant_id']}/{notebook['notebook_id']}"},
+            {"_id": self._key(notebook["tenant_id"], notebook["notebook_id"])},
             {
-                "$setOnInsert": {"created_at": now},
+                # Name and owner are the creator's; later renames are the gateway's own.
+                "$setOnInsert": {
+                    "created_at": now,
+                    "name": notebook.pop("name"),
+                    "user_id": notebook.pop("user_id"),
+                },
                 "$set": notebook,
                 "$max": {"latest_revision": revision, "updated_at": now},
             },
@@ -206,5 +232,52 @@ class NotebookView:
         )
 
     async def get(self, tenant_id: str, notebook_id: str) -> Document | None:
-        """The tenant's notebook, or None."""
-        return await self._notebooks.find_one({"_id": f"{tenant_id}/{notebook_id}"})
+        """The tenant's notebook, or None (also when deleted)."""
+        found = await self._notebooks.find_one({"_id": self._key(tenant_id, notebook_id)})
+        return None if found is None or found.get("deleted") else found
+
+    async def list(
+        self, tenant_id: str, hub_user: str | None, *, offset: int, limit: int
+    ) -> list[Document]:
+        """A page of the tenant's notebooks, most recently updated first.
+
+        Not a hot path: FerretDB scans the collection for this filter.
+        """
+        query: Document = {"tenant_id": tenant_id, "deleted": {"$ne": True}}
+        if hub_user is not None:
+            query["hub_user"] = hub_user
+        cursor = self._notebooks.find(query).sort("updated_at", -1).skip(offset).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def rename(self, tenant_id: str, notebook_id: str, name: str) -> None:
+        """Change the display name."""
+        await self._notebooks.update_one(
+            {"_id": self._key(tenant_id, notebook_id)},
+            {"$set": {"name": name, "updated_at": datetime.now(UTC)}},
+        )
+
+    async def delete(self, tenant_id: str, notebook_id: str) -> None:
+        """Leave a tombstone."""
+        await self._notebooks.update_one(
+            {"_id": self._key(tenant_id, notebook_id)},
+            {"$set": {"deleted": True, "updated_at": datetime.now(UTC)}},
+        )
+
+
+class OpenFiles:
+    """Which notebook a file on a user's server is, for saves Jupyter reports itself."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._files = client[database]["gateway_open_files"]
+
+    async def record(self, hub_user: str, path: str, tenant_id: str, notebook_id: str) -> None:
+        """Remember that ``path`` on ``hub_user``'s server is this notebook."""
+        await self._files.update_one(
+            {"_id": f"{hub_user}:{path}"},
+            {"$set": {"tenant_id": tenant_id, "notebook_id": notebook_id}},
+            upsert=True,
+        )
+
+    async def get(self, hub_user: str, path: str) -> Document | None:
+        """The notebook at ``path`` on ``hub_user``'s server, if nbembed put it there."""
+        return await self._files.find_one({"_id": f"{hub_user}:{path}"})

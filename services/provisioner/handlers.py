@@ -65,6 +65,7 @@ class ProvisionerHandlers:
             tenant_id=request.tenant_id,
             hub_user=request.hub_user,
             server_path=server_path,
+            host_user_id=request.host_user_id,
             notebook_id=request.notebook_id,
             notebook_name=request.notebook_name,
         )

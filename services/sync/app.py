@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
-from faststream.asgi.types import Scope
+from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from pymongo import AsyncMongoClient
 
-from schemas import NotebookSaved, ServerReady
+from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
 from services.common.kafka import EventConsumer, make_broker
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
+from services.sync.internal_api import create_internal_api
 from services.sync.settings import SyncSettings
 from services.sync.store import NotebookStore
 
@@ -22,14 +23,33 @@ async def liveness(scope: Scope) -> AsgiResponse:
     return AsgiResponse(b"ok", status_code=200)
 
 
-def create_app(settings: SyncSettings) -> AsgiFastStream:
+def with_internal_api(app: AsgiFastStream, internal: ASGIApp) -> ASGIApp:
+    """Serve ``internal`` under ``/internal/`` beside the FastStream app.
+
+    FastStream's ASGI app matches exact paths only, so the internal API gets
+    its own prefix here; lifespan events still go to FastStream (broker start).
+    """
+    prefix = "/internal"
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(prefix + "/"):
+            # Starlette routes on the path less root_path.
+            inner = {**scope, "root_path": scope.get("root_path", "") + prefix}
+            await internal(inner, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
+
+
+def create_app(settings: SyncSettings) -> ASGIApp:
     """Build sync's FastStream app with /healthz (alive) and /readyz (Kafka)."""
     assert settings.hub_api_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-sync")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
-    store = NotebookStore(mongo, settings.mongodb_database)
+    store = NotebookStore(mongo, settings.mongodb_database, revisions_kept=settings.revisions_kept)
     contents = ContentsClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     handlers = SyncHandlers(
         contents,
@@ -47,15 +67,19 @@ def create_app(settings: SyncSettings) -> AsgiFastStream:
     placements.attach(concurrency=settings.concurrency)
     saves = EventConsumer(broker, group_id=settings.saves_group_id, settings=settings)
     saves.on(NotebookSaved, handlers.on_notebook_saved)
+    saves.on(NotebookRenamed, handlers.on_notebook_renamed)
+    saves.on(NotebookDeleted, handlers.on_notebook_deleted)
     saves.attach(concurrency=settings.concurrency)
 
     async def close() -> None:
         await contents.aclose()
         await mongo.close()
 
-    return AsgiFastStream(
+    assert settings.internal_token is not None  # the settings validator guarantees it
+    app = AsgiFastStream(
         broker,
         asgi_routes=[("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))],
-        on_startup=[store.ensure_indexes],
         on_shutdown=[close],
     )
+    internal = create_internal_api(store, settings.internal_token.get_secret_value())
+    return with_internal_api(app, internal)

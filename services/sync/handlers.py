@@ -13,6 +13,8 @@ from faststream.kafka import KafkaBroker
 
 from schemas import (
     CloudEvent,
+    NotebookDeleted,
+    NotebookRenamed,
     NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
@@ -145,6 +147,7 @@ class SyncHandlers:
                     "_id": notebook_id,
                     "tenant_id": ready.tenant_id,
                     "hub_user": ready.hub_user,
+                    "owner_user_id": ready.host_user_id,
                     "name": name,
                     "path": path,
                 }
@@ -205,6 +208,15 @@ class SyncHandlers:
             extra={"notebook_id": saved.notebook_id, "revision": revision, "changed": changed},
         )
 
+    async def on_notebook_renamed(self, event: CloudEvent[NotebookRenamed]) -> None:
+        """Keep the stored record's name in step with the host's (idempotent)."""
+        await self._store.rename(event.data.notebook_id, event.data.name)
+
+    async def on_notebook_deleted(self, event: CloudEvent[NotebookDeleted]) -> None:
+        """Remove the notebook and all its revisions (idempotent)."""
+        await self._store.delete(event.data.notebook_id)
+        log.info("notebook deleted", extra={"notebook_id": event.data.notebook_id})
+
     async def _announce_stored(
         self,
         record: dict[str, Any],
@@ -218,6 +230,7 @@ class SyncHandlers:
             tenant_id=record["tenant_id"],
             notebook_id=record["_id"],
             hub_user=record["hub_user"],
+            owner_user_id=record["owner_user_id"],
             name=record["name"],
             save_id=save_id,
             revision=revision,

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import nbformat
+from nbformat.v4.rwbase import rejoin_lines
 
 _UNSAFE = re.compile(r"[^\w .()-]+", re.UNICODE)
 MAX_NAME = 100
@@ -71,7 +72,9 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
         if cell.get("cell_type") == "code":
             cell.setdefault("outputs", [])
             cell.setdefault("execution_count", None)
-    node = nbformat.from_dict(data)
+    # On disk multi-line strings are lists of lines; store them joined, as
+    # Jupyter's own reader does, so stored content compares as users see it.
+    node = rejoin_lines(nbformat.from_dict(data))
     if minor < nbformat.v4.nbformat_minor:
         node = nbformat.v4.upgrade(node, from_version=4, from_minor=minor)
         node.metadata.pop("orig_nbformat_minor", None)  # nbformat's note, not the user's

@@ -20,6 +20,11 @@ class SyncSettings(ServiceSettings):
     hub_api_token: SecretStr | None = None
     hub_api_token_file: Path | None = None
     health_port: int = 8092
+    internal_token: SecretStr | None = None
+    internal_token_file: Path | None = Field(
+        default=None, description="Token the gateway shows to read stored notebooks."
+    )
+    revisions_kept: int = Field(default=50, ge=1, description="Revisions kept per notebook.")
     group_id: str = "nbembed-sync"
     saves_group_id: str = "nbembed-sync-saves"
     concurrency: int = Field(default=6, ge=1, description="Events handled in parallel per topic.")
@@ -42,4 +47,8 @@ class SyncSettings(ServiceSettings):
             self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
         if self.hub_api_token is None:
             raise ValueError("set NBEMBED_SYNC_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
+        if self.internal_token is None and self.internal_token_file is not None:
+            self.internal_token = SecretStr(self.internal_token_file.read_text().strip())
+        if self.internal_token is None:
+            raise ValueError("set NBEMBED_SYNC_INTERNAL_TOKEN or ..._INTERNAL_TOKEN_FILE")
         return self

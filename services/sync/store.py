@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
@@ -28,20 +28,15 @@ def content_sha256(notebook: dict[str, Any]) -> str:
 class NotebookStore:
     """Stored notebooks, every lookup scoped by tenant."""
 
-    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], database: str, *, revisions_kept: int
+    ) -> None:
         db = client[database]
         self._client = client
+        self._revisions_kept = revisions_kept
         self._notebooks = db["notebooks"]
         self._revisions = db["notebook_revisions"]
         self._placements = db["sync_placements"]
-
-    async def ensure_indexes(self) -> None:
-        """Create the indexes the queries and idempotency rely on."""
-        # For listing revisions (not on the hot path, which goes by _id).
-        await self._revisions.create_index([("notebook_id", ASCENDING), ("revision", ASCENDING)])
-        await self._notebooks.create_index(
-            [("tenant_id", ASCENDING), ("hub_user", ASCENDING), ("updated_at", DESCENDING)]
-        )
 
     async def ping(self) -> bool:
         """MongoDB answers."""
@@ -69,7 +64,13 @@ class NotebookStore:
         now = datetime.now(UTC)
         with contextlib.suppress(DuplicateKeyError):
             await self._notebooks.insert_one(
-                {**notebook, "latest_revision": 0, "created_at": now, "updated_at": now}
+                {
+                    **notebook,
+                    "latest_revision": 0,
+                    "revision_log": [],
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
         stored = await self._notebooks.find_one({"_id": notebook["_id"]})
         assert stored is not None
@@ -125,14 +126,52 @@ class NotebookStore:
                 await self._move_latest(notebook_id, revision)
                 await asyncio.sleep(0.01)
                 continue
-            await self._move_latest(notebook_id, revision)
+            await self._move_latest(notebook_id, revision, digest)
+            await self._apply_retention(notebook_id, revision)
             return revision, digest, True
 
-    async def _move_latest(self, notebook_id: str, revision: int) -> None:
+    async def _move_latest(
+        self, notebook_id: str, revision: int, digest: str | None = None
+    ) -> None:
+        update: Document = {"$max": {"latest_revision": revision, "updated_at": datetime.now(UTC)}}
+        if digest is not None:
+            entry = {"revision": revision, "sha256": digest, "created_at": datetime.now(UTC)}
+            update["$push"] = {"revision_log": entry}
+        await self._notebooks.update_one({"_id": notebook_id}, update)
+
+    async def _apply_retention(self, notebook_id: str, revision: int) -> None:
+        """Keep the newest ``revisions_kept`` revisions; drop the one that fell out."""
+        dropped = revision - self._revisions_kept
+        if dropped < 1:
+            return
+        await self._revisions.delete_one({"_id": _revision_id(notebook_id, dropped)})
+        # Revisions are logged in order, so the oldest entry is the first.
+        # ($pop, because FerretDB ignores $pull with a condition.)
+        record = await self._notebooks.find_one({"_id": notebook_id}, {"revision_log": 1})
+        if record and len(record.get("revision_log", [])) > self._revisions_kept:
+            await self._notebooks.update_one({"_id": notebook_id}, {"$pop": {"revision_log": -1}})
+
+    async def revision(self, tenant_id: str, notebook_id: str, number: int) -> Document | None:
+        """One stored revision of the tenant's notebook, content included."""
+        found = await self._revisions.find_one({"_id": _revision_id(notebook_id, number)})
+        if found is None or found["tenant_id"] != tenant_id:
+            return None
+        return found
+
+    async def rename(self, notebook_id: str, name: str) -> None:
+        """Change a notebook's display name (its file keeps its path)."""
         await self._notebooks.update_one(
-            {"_id": notebook_id},
-            {"$max": {"latest_revision": revision, "updated_at": datetime.now(UTC)}},
+            {"_id": notebook_id}, {"$set": {"name": name, "updated_at": datetime.now(UTC)}}
         )
+
+    async def delete(self, notebook_id: str) -> None:
+        """Remove a notebook and every revision of it (idempotent)."""
+        record = await self._notebooks.find_one({"_id": notebook_id}, {"latest_revision": 1})
+        if record is None:
+            return
+        for number in range(1, record.get("latest_revision", 0) + 1):
+            await self._revisions.delete_one({"_id": _revision_id(notebook_id, number)})
+        await self._notebooks.delete_one({"_id": notebook_id})
 
     async def placement(self, session_id: str) -> Document | None:
         """Where a session's notebook was put, if it was."""

@@ -22,6 +22,7 @@ def _event() -> CloudEvent[ServerReady]:
         tenant_id="demo",
         hub_user=hub_username("demo", "u"),
         server_path="/user/x/",
+        host_user_id="u",
     )
     return CloudEvent.wrap(ready, source="/test")
 

@@ -82,3 +82,24 @@ def test_normalise_keeps_outputs_and_metadata() -> None:
 def test_normalise_refuses_invalid_notebooks(bad: object) -> None:
     with pytest.raises(notebooks.InvalidNotebook):
         notebooks.normalise(bad)  # type: ignore[arg-type]
+
+
+def test_normalise_joins_multi_line_strings_as_stored_on_disk() -> None:
+    on_disk = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "id": "a",
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": 1,
+                "source": ["x = 1\n", "print(x)"],
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": ["1\n", "2\n"]}],
+            }
+        ],
+    }
+    cell = notebooks.normalise(on_disk)["cells"][0]
+    assert cell["source"] == "x = 1\nprint(x)"
+    assert cell["outputs"][0]["text"] == "1\n2\n"

@@ -1,0 +1,54 @@
+"""Reports every notebook save a single-user server makes to nbembed's gateway.
+
+Installed as ``ContentsManager.post_save_hook`` by the hub's spawner args, so
+autosave, Ctrl-S and the bridge's saves are stored even when no host page is
+open. The report is authenticated with the server's own hub API token
+(``JUPYTERHUB_API_TOKEN``), which the gateway checks with the hub. It is sent
+from a background thread, so a slow gateway never slows a save down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("nbembed.save_hook")
+
+
+def report_save(model: dict[str, Any], os_path: str, contents_manager: Any, **_: Any) -> None:
+    """The post-save hook: hand a notebook save to a reporter thread."""
+    gateway = os.environ.get("NBEMBED_GATEWAY_URL")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if model.get("type") != "notebook" or not gateway or not token:
+        return
+    threading.Thread(
+        target=_send, args=(gateway, token, model["path"]), name="nbembed-save", daemon=True
+    ).start()
+
+
+def _send(gateway: str, token: str, path: str, attempts: int = 5) -> None:
+    delay = 0.5
+    for _ in range(attempts):
+        try:
+            response = httpx.post(
+                f"{gateway.rstrip('/')}/internal/server-saves",
+                json={"path": path},
+                headers={"Authorization": f"token {token}"},
+                timeout=10,
+            )
+            if response.status_code < 500:
+                if response.status_code >= 400:
+                    log.warning(
+                        "gateway refused save report for %s: %s", path, response.status_code
+                    )
+                return
+        except httpx.HTTPError as exc:
+            log.info("gateway unreachable (%s), retrying save report for %s", exc, path)
+        time.sleep(delay)
+        delay *= 2
+    log.warning("could not report the save of %s to nbembed", path)

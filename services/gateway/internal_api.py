@@ -1,0 +1,57 @@
+"""Endpoints for nbembed's own parts, not for host apps."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from schemas import CloudEvent, NotebookSaved
+from services.common.kafka import publish_event
+from services.gateway.api import SOURCE
+from services.gateway.deps import GatewayDep
+from services.gateway.hub_identity import HubIdentity
+from services.gateway.problems import Problem
+
+router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
+
+
+class ServerSave(BaseModel):
+    """A save a single-user server made itself (autosave, Ctrl-S, the bridge)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+@router.post("/server-saves", status_code=status.HTTP_202_ACCEPTED)
+async def server_saved(
+    body: ServerSave,
+    request: Request,
+    parts: GatewayDep,
+    authorization: Annotated[str, Header()] = "",
+) -> Response:
+    """Record a save reported by a server's post-save hook, authenticated by the hub.
+
+    Files nbembed did not put on that server are acknowledged and ignored.
+    """
+    identity: HubIdentity = request.app.state.hub_identity
+    scheme, _, token = authorization.partition(" ")
+    hub_user = await identity.user_of(token) if scheme.lower() == "token" and token else None
+    if hub_user is None:
+        raise Problem(401, "Unauthorized", "A single-user server's hub API token is required.")
+    known = await parts.open_files.get(hub_user, body.path)
+    if known is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    saved = NotebookSaved(
+        save_id=uuid.uuid4().hex,
+        tenant_id=known["tenant_id"],
+        notebook_id=known["notebook_id"],
+        hub_user=hub_user,
+        path=body.path,
+        origin="server",
+    )
+    await publish_event(parts.broker, CloudEvent.wrap(saved, source=SOURCE))
+    return Response(status_code=status.HTTP_202_ACCEPTED)

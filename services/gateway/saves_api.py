@@ -1,0 +1,125 @@
+"""Saves (v1): the host page's Save button, and Jupyter's own saves, become revisions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel
+
+from schemas import CloudEvent, NotebookSaved
+from services.common.kafka import publish_event
+from services.gateway.api import SOURCE, Failure, session_not_found
+from services.gateway.deps import CallerDep, GatewayDep, resolve_session_caller
+from services.gateway.problems import Problem
+from services.gateway.store import Document, SaveStatus
+
+router = APIRouter(prefix="/v1", tags=["saves"])
+
+
+class SaveView(BaseModel):
+    """A save as the host sees it: pending until the revision is durable."""
+
+    id: str
+    session_id: str | None
+    notebook_id: str
+    status: SaveStatus
+    revision: int | None = None
+    changed: bool | None = None
+    failure: Failure | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, doc: Document) -> SaveView:
+        failure = None
+        if doc.get("failure_code"):
+            failure = Failure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
+        return cls(
+            id=doc["_id"],
+            session_id=doc.get("session_id"),
+            notebook_id=doc["notebook_id"],
+            status=doc["status"],
+            revision=doc.get("revision"),
+            changed=doc.get("changed"),
+            failure=failure,
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            links={"self": f"/v1/saves/{doc['_id']}"},
+        )
+
+
+def _save_not_found(save_id: str) -> Problem:
+    return Problem(404, "Not found", f"No save {save_id} for this caller.", kind="save-not-found")
+
+
+@router.post(
+    "/sessions/{session_id}/saves", status_code=status.HTTP_202_ACCEPTED, response_model=SaveView
+)
+async def request_save(
+    session_id: str, caller: CallerDep, parts: GatewayDep, response: Response
+) -> SaveView:
+    """Store the session's notebook, as last saved in Jupyter, as a new revision.
+
+    Callable with the tenant's API key or the session's browser token (the
+    SDK's ``save()`` does this once Jupyter has saved). Poll the returned link,
+    with ``wait``, until the status is ``stored`` or ``failed``.
+    """
+    caller = await resolve_session_caller(parts, caller, session_id)
+    session = await parts.sessions.get(caller.tenant_id, session_id)
+    if session is None or not caller.may_use(session_id):
+        raise session_not_found(session_id)
+    if session["status"] != "ready":
+        raise Problem(
+            409,
+            "Conflict",
+            f"Session {session_id} is {session['status']}; only a ready session can save.",
+            kind="session-not-ready",
+        )
+    save = await parts.saves.create(
+        {
+            "_id": uuid.uuid4().hex,
+            "tenant_id": caller.tenant_id,
+            "session_id": session_id,
+            "notebook_id": session["notebook_id"],
+        }
+    )
+    saved = NotebookSaved(
+        save_id=save["_id"],
+        tenant_id=caller.tenant_id,
+        notebook_id=session["notebook_id"],
+        hub_user=session["hub_user"],
+        path=session["path"],
+        origin="host",
+    )
+    await publish_event(parts.broker, CloudEvent.wrap(saved, source=SOURCE, subject=session_id))
+    response.headers["Location"] = f"/v1/saves/{save['_id']}"
+    return SaveView.of(save)
+
+
+@router.get("/saves/{save_id}", response_model=SaveView)
+async def get_save(
+    save_id: str,
+    caller: CallerDep,
+    parts: GatewayDep,
+    wait: Annotated[
+        float, Query(ge=0, description="Long-poll: wait up to this many seconds for the outcome.")
+    ] = 0,
+) -> SaveView:
+    """A save's status; with ``wait`` the answer comes as soon as it is stored or failed."""
+    doc = await parts.saves.get_any(save_id)
+    if doc is None:
+        raise _save_not_found(save_id)
+    if not caller.tenant_id:  # a browser token: only its own session's saves
+        caller = await resolve_session_caller(parts, caller, doc.get("session_id") or "")
+    if doc["tenant_id"] != caller.tenant_id or not caller.may_use(doc.get("session_id")):
+        raise _save_not_found(save_id)
+    timeout = min(wait, parts.settings.max_wait_seconds)
+    if timeout > 0 and doc["status"] == "pending":
+        doc = (
+            await parts.saves.wait_for_change(caller.tenant_id, save_id, "pending", timeout) or doc
+        )
+    return SaveView.of(doc)

@@ -1,0 +1,51 @@
+// Types of the nbembed host SDK served at /sdk/nbembed.js.
+
+export declare const PROTOCOL: "nbembed.v1";
+
+export interface MountOptions {
+  /** Base URL of the nbembed gateway. */
+  gatewayUrl: string;
+  /** From your backend's POST /v1/sessions answer. */
+  sessionId: string;
+  /** The ready session's iframe_url (single-use: read the session right before mounting). */
+  iframeUrl: string;
+  /** The session's browser_token (only in the POST /v1/sessions answer). */
+  browserToken: string;
+  /** The iframe's title, for assistive technology. */
+  title?: string;
+  /** How long to wait for Jupyter to confirm a save (default 30 000 ms). */
+  saveTimeoutMs?: number;
+  /** How long to wait for the revision to be stored (default 60 000 ms). */
+  storeTimeoutMs?: number;
+}
+
+export interface Stored {
+  saveId: string;
+  revision: number;
+  /** false when the content equalled the latest revision (no new revision). */
+  changed: boolean;
+}
+
+export declare class NbembedError extends Error {
+  readonly code: "bad-options" | "timeout" | "jupyter" | "store" | "gateway" | "destroyed";
+}
+
+export interface EmbedEventMap {
+  ready: CustomEvent<{ path: string }>;
+  saved: CustomEvent<{ path: string; lastModified: string; byUser?: boolean }>;
+  stored: CustomEvent<Stored>;
+  error: CustomEvent<{ error: NbembedError }>;
+}
+
+export declare class Embed extends EventTarget {
+  readonly iframe: HTMLIFrameElement;
+  readonly ready: boolean;
+  save(): Promise<Stored>;
+  destroy(): void;
+  addEventListener<K extends keyof EmbedEventMap>(
+    type: K,
+    listener: (event: EmbedEventMap[K]) => void,
+  ): void;
+}
+
+export declare function mount(element: HTMLElement, options: MountOptions): Embed;

@@ -1,0 +1,161 @@
+// nbembed host SDK (ES module). Mount a session's notebook into a page and
+// make the page's own Save button Jupyter's save:
+//
+//   import { mount } from "https://gateway.example.com/sdk/nbembed.js";
+//   const embed = mount(document.getElementById("notebook"), {
+//     gatewayUrl: "https://gateway.example.com",
+//     sessionId, iframeUrl, browserToken,   // from your backend's POST /v1/sessions
+//   });
+//   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
+//   await embed.save();   // resolves once the revision is durable
+//
+// Messages with the notebook travel with postMessage under the protocol name
+// below; the page only listens to its own iframe's window at the hub's origin
+// and only ever posts to that origin.
+
+export const PROTOCOL = "nbembed.v1";
+
+/** A failure of the SDK, with a machine-readable `code`. */
+export class NbembedError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "NbembedError";
+    this.code = code;
+  }
+}
+
+const SANDBOX =
+  "allow-scripts allow-same-origin allow-forms allow-modals allow-downloads allow-popups " +
+  "allow-popups-to-escape-sandbox";
+
+/**
+ * Put a session's notebook into `element` and return its Embed.
+ * @param {HTMLElement} element
+ * @param {import("./nbembed").MountOptions} options
+ */
+export function mount(element, options) {
+  return new Embed(element, options);
+}
+
+export class Embed extends EventTarget {
+  constructor(element, options) {
+    super();
+    for (const name of ["gatewayUrl", "sessionId", "iframeUrl", "browserToken"]) {
+      if (!options || !options[name]) throw new NbembedError("bad-options", `${name} is required`);
+    }
+    this.options = { saveTimeoutMs: 30000, storeTimeoutMs: 60000, ...options };
+    this.hubOrigin = new URL(options.iframeUrl).origin;
+    this.ready = false;
+    this._pending = new Map();
+    this.iframe = document.createElement("iframe");
+    this.iframe.src = options.iframeUrl;
+    this.iframe.title = options.title || "Jupyter notebook";
+    this.iframe.setAttribute("sandbox", SANDBOX);
+    this.iframe.setAttribute("allow", "clipboard-read; clipboard-write; fullscreen");
+    this.iframe.style.cssText = "width:100%;height:100%;border:0";
+    this._onMessage = (event) => this._receive(event);
+    window.addEventListener("message", this._onMessage);
+    element.replaceChildren(this.iframe);
+  }
+
+  /**
+   * Save the notebook as the user sees it and store it as a revision.
+   * Resolves with { saveId, revision, changed } once the revision is durable;
+   * rejects with an NbembedError (code "timeout", "jupyter", "store", "gateway").
+   */
+  async save() {
+    const requestId = crypto.randomUUID();
+    const saved = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(requestId);
+        // Jupyter can stall a save behind an "overwrite?" dialog (file changed on disk).
+        reject(new NbembedError("timeout", "Jupyter did not confirm the save in time"));
+      }, this.options.saveTimeoutMs);
+      this._pending.set(requestId, { resolve, reject, timer });
+    });
+    this._post({ type: "save", requestId });
+    const jupyter = await saved;
+    this._emit("saved", jupyter);
+    const stored = await this._store();
+    this._emit("stored", stored);
+    return stored;
+  }
+
+  /** Remove the iframe and stop listening. */
+  destroy() {
+    window.removeEventListener("message", this._onMessage);
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new NbembedError("destroyed", "the embed was destroyed"));
+    }
+    this._pending.clear();
+    this.iframe.remove();
+  }
+
+  async _store() {
+    const base = this.options.gatewayUrl.replace(/\/$/, "");
+    const headers = { Authorization: `Bearer ${this.options.browserToken}` };
+    const created = await fetch(`${base}/v1/sessions/${this.options.sessionId}/saves`, {
+      method: "POST",
+      headers,
+    });
+    if (created.status !== 202) throw await this._problem(created);
+    const save = await created.json();
+    const deadline = Date.now() + this.options.storeTimeoutMs;
+    let current = save;
+    while (current.status === "pending") {
+      if (Date.now() > deadline) throw new NbembedError("timeout", "the save was not stored in time");
+      const polled = await fetch(`${base}/v1/saves/${save.id}?wait=25`, { headers });
+      if (!polled.ok) throw await this._problem(polled);
+      current = await polled.json();
+    }
+    if (current.status !== "stored") {
+      const reason = current.failure ? current.failure.reason : "the save was not stored";
+      throw new NbembedError("store", reason);
+    }
+    return { saveId: current.id, revision: current.revision, changed: current.changed };
+  }
+
+  async _problem(response) {
+    let detail = `${response.status}`;
+    try {
+      detail = (await response.json()).detail || detail;
+    } catch (_) {
+      /* not a problem document */
+    }
+    return new NbembedError("gateway", `the gateway refused the save: ${detail}`);
+  }
+
+  _post(message) {
+    this.iframe.contentWindow.postMessage({ protocol: PROTOCOL, ...message }, this.hubOrigin);
+  }
+
+  _receive(event) {
+    if (event.source !== this.iframe.contentWindow || event.origin !== this.hubOrigin) return;
+    const data = event.data;
+    if (!data || data.protocol !== PROTOCOL || typeof data.type !== "string") return;
+    if (data.type === "ready") {
+      this.ready = true;
+      this._emit("ready", { path: data.path });
+    } else if (data.type === "saved" || data.type === "error") {
+      const pending = this._pending.get(data.requestId);
+      if (!pending) return;
+      this._pending.delete(data.requestId);
+      clearTimeout(pending.timer);
+      if (data.type === "saved") {
+        pending.resolve({ path: data.path, lastModified: data.lastModified });
+      } else {
+        const error = new NbembedError("jupyter", data.reason || "Jupyter could not save");
+        this._emit("error", { error });
+        pending.reject(error);
+      }
+    } else if (data.type === "user-saved") {
+      // A save made inside Jupyter (Ctrl-S, autosave); the server stores it itself.
+      this._emit("saved", { path: data.path, lastModified: data.lastModified, byUser: true });
+    }
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

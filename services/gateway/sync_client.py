@@ -1,0 +1,49 @@
+"""The gateway's client for sync's internal API (stored notebooks and revisions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class SyncUnavailable(Exception):
+    """Sync did not answer; the caller answers 503."""
+
+
+class SyncClient:
+    """Reads stored notebooks from sync, which owns them."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/internal",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _get(self, path: str, tenant_id: str) -> dict[str, Any] | None:
+        try:
+            response = await self._http.get(path, params={"tenant_id": tenant_id})
+        except httpx.TransportError as exc:
+            raise SyncUnavailable(str(exc)) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise SyncUnavailable(f"sync answered {response.status_code}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def revisions(self, tenant_id: str, notebook_id: str) -> dict[str, Any] | None:
+        """The revisions kept of a notebook, newest first; None if it does not exist."""
+        return await self._get(f"/notebooks/{notebook_id}/revisions", tenant_id)
+
+    async def revision(
+        self, tenant_id: str, notebook_id: str, revision: int | None
+    ) -> dict[str, Any] | None:
+        """One revision with content (the latest when ``revision`` is None)."""
+        number = "latest" if revision is None else str(revision)
+        return await self._get(f"/notebooks/{notebook_id}/revisions/{number}", tenant_id)
