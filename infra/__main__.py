@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in timings.items():
             print(f"  {name:<12} ready after {seconds:5.1f}s")
         print(f"nbembed is up ({time.monotonic() - started:.1f}s)")
+        print(f"  demo page    http://127.0.0.1:{settings.demo_port}/")
         print(f"  JupyterHub   {settings.public_hub_url}/hub/")
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
         print(f"  logs         {settings.logs_dir}/")

@@ -47,4 +47,28 @@ if [ ! -x infra/hub/node_modules/.bin/configurable-http-proxy ] \
   npm ci --prefix infra/hub --no-audit --no-fund --loglevel=error
 fi
 
+step "nbembed bridge (JupyterLab 4 / Notebook 7 extension, built here)"
+bridge_out=.venv/share/jupyter/labextensions/nbembed-bridge
+if [ ! -f "$bridge_out/package.json" ] || [ -n "$(find infra/bridge/src infra/bridge/package.json \
+     -newer "$bridge_out/package.json" 2>/dev/null | head -1)" ]; then
+  (cd infra/bridge \
+    && npm ci --no-audit --no-fund --loglevel=error \
+    && npx tsc \
+    && ../../.venv/bin/jupyter-builder build .)
+  rm -rf "$bridge_out" && mkdir -p "$(dirname "$bridge_out")"
+  cp -r infra/bridge/labextension "$bridge_out"
+fi
+# Embedded, Jupyter shows one notebook: no news prompt, no update check.
+mkdir -p .venv/share/jupyter/lab/settings
+cp infra/hub/overrides.json .venv/share/jupyter/lab/settings/overrides.json
+
+step "Chromium (Debian package, for the browser tests)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: sudo apt-get install chromium (needed by tests/browser)" >&2
+  fi
+fi
+
 step "installed"

@@ -43,6 +43,7 @@ class StackSettings(BaseSettings):
     gateway_port: int = 8080
     provisioner_health_port: int = 8091
     sync_health_port: int = 8092
+    demo_port: int = 8090
 
     tenants: list[str] = Field(
         default=["demo", "acme"],
@@ -148,5 +149,14 @@ class HubSettings(BaseSettings):
         return " ".join(["frame-ancestors", "'self'", *self.allowed_origins])
 
     def singleuser_tornado_settings(self) -> str:
-        """``--ServerApp.tornado_settings`` for the single-user servers, as JSON."""
-        return json.dumps({"headers": {"Content-Security-Policy": self.frame_ancestors()}})
+        """``--ServerApp.tornado_settings`` for the single-user servers, as JSON.
+
+        The CSP lets the allowed host pages frame the server; the page config
+        tells the nbembed bridge which of them may ask it to save.
+        """
+        return json.dumps(
+            {
+                "headers": {"Content-Security-Policy": self.frame_ancestors()},
+                "page_config_data": {"nbembedAllowedOrigins": ",".join(self.allowed_origins)},
+            }
+        )

@@ -18,6 +18,8 @@ from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
 SERVICES = ("gateway", "provisioner", "sync")
+DEMO = "demo"
+"""The demo host app: started with the services, checked like them."""
 
 
 def _secret_file(path: Path, nbytes: int = 32) -> str:
@@ -145,6 +147,13 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         result.append(
             Program(service, [python, "-m", f"services.{service}"], env=env, autostart=False)
         )
+    demo_env = {
+        "NBEMBED_DEMO_PORT": str(settings.demo_port),
+        "NBEMBED_DEMO_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
+        "NBEMBED_DEMO_PUBLIC_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
+        "NBEMBED_DEMO_API_KEY_FILE": str(api_key_file(settings, settings.tenants[0])),
+    }
+    result.append(Program(DEMO, [python, "-m", "demo"], env=demo_env, autostart=False))
     return result
 
 
@@ -165,6 +174,7 @@ def _service_checks(settings: StackSettings) -> dict[str, readiness.Check]:
         "sync": lambda: readiness.http_ready(
             f"http://127.0.0.1:{settings.sync_health_port}/readyz"
         ),
+        DEMO: lambda: readiness.http_ready(f"http://127.0.0.1:{settings.demo_port}/"),
     }
 
 
@@ -193,20 +203,20 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     asyncio.run(
         readiness.create_topics(settings.kafka_bootstrap_servers, settings.kafka_partitions)
     )
-    supervisor.start_programs(settings, SERVICES)
+    supervisor.start_programs(settings, (*SERVICES, DEMO))
     timings |= asyncio.run(_wait_all(_service_checks(settings), timeout))
     return timings
 
 
 def restart_services(settings: StackSettings, timeout: float = 60) -> dict[str, float]:
     """Restart the three services (after a code change) and wait until they are ready."""
-    supervisor.ctl(settings, "restart", *SERVICES)
+    supervisor.ctl(settings, "restart", *SERVICES, DEMO)
     return asyncio.run(_wait_all(_service_checks(settings), timeout))
 
 
 async def check_all(settings: StackSettings) -> dict[str, bool]:
     """Whether each component answers now."""
-    names = ("kafka", "mongodb", "jupyterhub", *SERVICES)
+    names = ("kafka", "mongodb", "jupyterhub", *SERVICES, DEMO)
     if not settings.service_token_file.exists():
         return dict.fromkeys(names, False)
     token = settings.service_token_file.read_text().strip()
@@ -222,7 +232,12 @@ def status(settings: StackSettings) -> dict[str, bool]:
 
 def stack_ports(settings: StackSettings) -> list[int]:
     """Every TCP port the local stack listens on."""
-    ports = [settings.gateway_port, settings.provisioner_health_port, settings.sync_health_port]
+    ports = [
+        settings.gateway_port,
+        settings.provisioner_health_port,
+        settings.sync_health_port,
+        settings.demo_port,
+    ]
     if settings.local_kafka:
         ports += [settings.kafka_port, settings.kafka_controller_port]
     if settings.local_mongodb:
@@ -273,7 +288,7 @@ def down(settings: StackSettings, timeout: float = 120) -> list[str]:
     if pid is not None:
         # Services first (they drain their consumers), then the hub (it stops the
         # single-user servers), then Kafka and FerretDB.
-        supervisor.ctl(settings, "stop", *SERVICES, check=False)
+        supervisor.ctl(settings, "stop", DEMO, *SERVICES, check=False)
         supervisor.ctl(settings, "stop", "jupyterhub", check=False)
         supervisor.ctl(settings, "shutdown", check=False)
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -9,5 +9,7 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> bridge unit tests (node)"
+(cd infra/bridge && node --test lib/)
 echo "==> pytest"
-exec .venv/bin/python -m pytest tests/unit tests/stack -p no:cacheprovider -ra "$@"
+exec .venv/bin/python -m pytest tests/unit tests/stack tests/browser -p no:cacheprovider -ra "$@"

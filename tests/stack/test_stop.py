@@ -27,6 +27,7 @@ SEPARATE_PORTS = {
     "GATEWAY_PORT": 18080,
     "PROVISIONER_HEALTH_PORT": 18091,
     "SYNC_HEALTH_PORT": 18092,
+    "DEMO_PORT": 18090,
 }
 
 
@@ -46,6 +47,7 @@ async def test_down_leaves_no_process_and_no_bound_port(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("NBEMBED_")}
     env |= {f"NBEMBED_STACK_{key}": str(port) for key, port in SEPARATE_PORTS.items()}
     env["NBEMBED_STACK_STATE_DIR"] = str(tmp_path / "state")
+    env["NBEMBED_STACK_ALLOWED_ORIGINS"] = '["http://127.0.0.1:18090"]'
     settings = StackSettings.model_validate(
         {"state_dir": tmp_path / "state", **{k.lower(): v for k, v in SEPARATE_PORTS.items()}}
     )

@@ -42,3 +42,5 @@ def test_hub_csp_allows_only_the_configured_origins(monkeypatch: pytest.MonkeyPa
     assert hub.frame_ancestors() == "frame-ancestors 'self' http://a.example:1 https://b.example"
     server = json.loads(hub.singleuser_tornado_settings())
     assert server["headers"]["Content-Security-Policy"] == hub.frame_ancestors()
+    origins = server["page_config_data"]["nbembedAllowedOrigins"]
+    assert origins == "http://a.example:1,https://b.example"
