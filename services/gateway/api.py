@@ -84,6 +84,9 @@ class SessionView(BaseModel):
         "SDK uses for this session's saves (and nothing else).",
     )
     failure: Failure | None = None
+    end_reason: str | None = Field(
+        default=None, description="When ended: why (ended by the host, notebook deleted)."
+    )
     created_at: datetime
     updated_at: datetime
     links: dict[str, str]
@@ -106,6 +109,7 @@ class SessionView(BaseModel):
             path=doc.get("path"),
             iframe_url=iframe_url,
             failure=failure,
+            end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             links={

@@ -68,7 +68,7 @@ async def test_list_read_rename_and_delete(
         ]
         assert names == ["second"]
         ended = (await gateway.get(f"/v1/sessions/{first['id']}")).json()
-        assert ended["status"] == "ended"
+        assert ended["status"] == "ended" and ended["end_reason"] == "notebook deleted"
         reopen = await gateway.post(
             "/v1/sessions", json={"user_id": alice, "notebook_id": first["notebook_id"]}
         )
