@@ -45,6 +45,16 @@ async def stored_notebooks(gateway: httpx.AsyncClient, user: str) -> list[dict[s
     return items
 
 
+async def the_notebook(gateway: httpx.AsyncClient, user: str) -> dict[str, Any]:
+    """The user's one stored notebook, once the gateway has heard of it."""
+
+    async def listed() -> bool:
+        return len(await stored_notebooks(gateway, user)) == 1
+
+    await eventually(listed)
+    return (await stored_notebooks(gateway, user))[0]
+
+
 def sources_and_outputs(content: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (
@@ -68,7 +78,7 @@ async def test_edit_run_and_save_from_the_host_page_then_reopen_identical(
 
         await page.click("#save")  # the host page's own Save button
         await expect(page.locator("#status")).to_have_text("Saved revision 2", timeout=OPEN_TIMEOUT)
-        [summary] = await stored_notebooks(gateway, user)
+        summary = await the_notebook(gateway, user)
         stored = (await gateway.get(f"/v1/notebooks/{summary['id']}")).json()
         assert stored["revision"] == 2
         assert ("print(6 * 7)", "42\n") in sources_and_outputs(stored["content"])
@@ -110,9 +120,9 @@ async def test_delete_removes_it_from_the_list_and_the_store(
     user = f"browser-{uuid.uuid4().hex[:12]}"
     try:
         await open_new(page, demo_url(stack_settings), user, "Doomed")
-        [summary] = await stored_notebooks(gateway, user)
+        summary = await the_notebook(gateway, user)
         item = page.locator(f"li[data-id='{summary['id']}']")
-        await expect(item).to_be_visible()
+        await expect(item).to_be_visible(timeout=30_000)
         await item.locator("button", has_text="Delete").click()
         await expect(item).to_have_count(0)
         assert (await gateway.get(f"/v1/notebooks/{summary['id']}")).status_code == 404
