@@ -98,6 +98,19 @@ class SessionFailed(_SessionEvent):
     ]
     reason: Reason
 
+    @classmethod
+    def of(cls, session: _SessionEvent, code: str, reason: str) -> SessionFailed:
+        """The failure of the session an earlier event was about."""
+        return cls.model_validate(
+            {
+                "session_id": session.session_id,
+                "tenant_id": session.tenant_id,
+                "hub_user": session.hub_user,
+                "code": code,
+                "reason": reason,
+            }
+        )
+
 
 class SessionEnded(_SessionEvent):
     """The host closed the session; the server may stop if the user has no other."""

@@ -119,13 +119,7 @@ class ProvisionerHandlers:
             log.info("server stopped", extra={"hub_user": ended.hub_user})
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
-        failed = SessionFailed(
-            session_id=request.session_id,
-            tenant_id=request.tenant_id,
-            hub_user=request.hub_user,
-            code=code,
-            reason=reason,
-        )
+        failed = SessionFailed.of(request, code, reason)
         await publish_event(
             self._broker, CloudEvent.wrap(failed, source=SOURCE, subject=request.session_id)
         )

@@ -251,13 +251,7 @@ class SyncHandlers:
         log.warning("save not stored", extra={"save_id": saved.save_id, "reason": reason})
 
     async def _fail(self, ready: ServerReady, code: str, reason: str) -> None:
-        failed = SessionFailed(
-            session_id=ready.session_id,
-            tenant_id=ready.tenant_id,
-            hub_user=ready.hub_user,
-            code=code,
-            reason=reason,
-        )
+        failed = SessionFailed.of(ready, code, reason)
         await publish_event(
             self._broker, CloudEvent.wrap(failed, source=SOURCE, subject=ready.session_id)
         )

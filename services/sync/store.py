@@ -32,19 +32,10 @@ class NotebookStore:
         self, client: AsyncMongoClient[Document], database: str, *, revisions_kept: int
     ) -> None:
         db = client[database]
-        self._client = client
         self._revisions_kept = revisions_kept
         self._notebooks = db["notebooks"]
         self._revisions = db["notebook_revisions"]
         self._placements = db["sync_placements"]
-
-    async def ping(self) -> bool:
-        """MongoDB answers."""
-        try:
-            await self._client.admin.command("ping")
-            return True
-        except Exception:
-            return False
 
     async def get_notebook(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook record, or None."""
