@@ -31,9 +31,13 @@ async def open_new(page: Page, base: str, user: str, name: str) -> FrameLocator:
 
 
 async def type_and_run(page: Page, frame: FrameLocator, code: str, expected: str) -> None:
-    await frame.locator(".jp-Cell .cm-content").last.click()
-    await page.keyboard.type(code)
-    await page.keyboard.press("Shift+Enter")
+    editor = frame.locator(".jp-Cell .cm-content").last
+    await expect(editor).to_be_editable(timeout=OPEN_TIMEOUT)
+    await editor.click()
+    await editor.press_sequentially(code)
+    # The editor can take keys only once it is fully up: check they arrived.
+    await expect(editor).to_have_text(code)
+    await editor.press("Shift+Enter")
     await expect(frame.locator(".jp-OutputArea-output").last).to_contain_text(
         expected, timeout=OPEN_TIMEOUT
     )
