@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import statistics
 import time
 import uuid
 from typing import Any
@@ -26,13 +25,9 @@ from pymongo import AsyncMongoClient
 from infra import stack
 from infra.settings import StackSettings
 from schemas import hub_username
+from tests.bench.report import print_ratio, print_table
 from tests.browser.conftest import CHROMIUM_ARGS
 from tests.stack.helpers import open_session
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class User:
@@ -162,18 +157,9 @@ async def main(saves: int) -> None:
     await bench.mongo.drop_database("nbembed_bench")
 
     print(f"save to durable (seconds); 1 user: {saves} saves, 20 users: {max(1, saves // 4)} each")
-    print(f"{'':32} {'n':>4} {'p50':>8} {'p99':>8} {'mean':>8}")
-    for name, values in results.items():
-        print(
-            f"{name:32} {len(values):4} {pct(values, 0.5):8.3f} {pct(values, 0.99):8.3f} "
-            f"{statistics.mean(values):8.3f}"
-        )
+    print_table(results, 0.99)
     for users in ("1 user", "20 users"):
-        ours, base = results[f"nbembed, {users}"], results[f"direct, {users}"]
-        print(
-            f"ratio nbembed/direct, {users}: p50 {pct(ours, 0.5) / pct(base, 0.5):.2f}x, "
-            f"p99 {pct(ours, 0.99) / pct(base, 0.99):.2f}x"
-        )
+        print_ratio(users, results[f"nbembed, {users}"], results[f"direct, {users}"], 0.99)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,12 +22,8 @@ import httpx
 from infra import stack
 from infra.settings import StackSettings
 from schemas import hub_username
+from tests.bench.report import print_ratio, print_table
 from tests.stack.helpers import start_server_and_wait, wait_for_final_status
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Bench:
@@ -108,17 +103,9 @@ async def main(runs: int) -> None:
     await bench.stop(hub_username("demo", warm_user))
 
     print(f"time to notebook, {runs} runs each (seconds)")
-    print(f"{'':14} {'p50':>8} {'p90':>8} {'mean':>8}")
-    for name, values in results.items():
-        print(
-            f"{name:14} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f} "
-            f"{statistics.mean(values):8.3f}"
-        )
+    print_table(results, 0.9)
     for mode in ("cold", "warm"):
-        ours, base = results[f"nbembed {mode}"], results[f"direct {mode}"]
-        p50 = percentile(ours, 0.5) / percentile(base, 0.5)
-        p90 = percentile(ours, 0.9) / percentile(base, 0.9)
-        print(f"ratio nbembed/direct, {mode}: p50 {p50:.2f}x, p90 {p90:.2f}x")
+        print_ratio(mode, results[f"nbembed {mode}"], results[f"direct {mode}"], 0.9)
 
 
 if __name__ == "__main__":
