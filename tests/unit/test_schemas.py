@@ -79,7 +79,22 @@ def test_hub_username_separates_case_users_and_tenants() -> None:
 
 def test_json_schema_export_writes_one_schema_per_event(tmp_path: Path) -> None:
     written = export(tmp_path)
-    assert len(written) == len(ALL_EVENTS)
+    assert len(written) == len(ALL_EVENTS) + 1
     schema = json.loads((tmp_path / "io.nbembed.session.requested.v1.json").read_text())
     assert schema["x-kafka-topic"] == "nbembed.sessions"
     assert "host_user_id" in schema["required"]
+
+
+def test_asyncapi_document_lists_every_event_on_its_topic(tmp_path: Path) -> None:
+    export(tmp_path)
+    doc = json.loads((tmp_path / "asyncapi.json").read_text())
+    assert doc["asyncapi"] == "3.0.0"
+    on_topics = {
+        (channel["address"], ref["$ref"].rsplit("/", 1)[-1])
+        for channel in doc["channels"].values()
+        for ref in channel["messages"].values()
+    }
+    assert on_topics == {(event.topic, event.__name__) for event in ALL_EVENTS}
+    message = doc["components"]["messages"]["SessionRequested"]
+    assert message["headers"]["properties"]["ce_type"]["const"] == SessionRequested.event_type
+    assert "host_user_id" in message["payload"]["properties"]
