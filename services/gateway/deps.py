@@ -87,7 +87,6 @@ def session_token_digest(token: str) -> str:
 async def current_caller(
     parts: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    session_id: str | None = None,
 ) -> Caller:
     """A tenant API key, or a session's browser token on that session's own routes."""
     token = credentials.credentials if credentials else ""

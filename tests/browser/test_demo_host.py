@@ -30,7 +30,7 @@ async def open_new(page: Page, base: str, user: str, name: str) -> FrameLocator:
     return page.frame_locator("#notebook iframe")
 
 
-async def type_and_run(page: Page, frame: FrameLocator, code: str, expected: str) -> None:
+async def type_and_run(frame: FrameLocator, code: str, expected: str) -> None:
     editor = frame.locator(".jp-Cell .cm-content").last
     await expect(editor).to_be_editable(timeout=OPEN_TIMEOUT)
     await editor.click()
@@ -78,7 +78,7 @@ async def test_edit_run_and_save_from_the_host_page_then_reopen_identical(
     user = f"browser-{uuid.uuid4().hex[:12]}"
     try:
         frame = await open_new(page, demo_url(stack_settings), user, "Q1 analysis")
-        await type_and_run(page, frame, "print(6 * 7)", "42")
+        await type_and_run(frame, "print(6 * 7)", "42")
 
         await page.click("#save")  # the host page's own Save button
         await expect(page.locator("#status")).to_have_text("Saved revision 2", timeout=OPEN_TIMEOUT)
@@ -103,7 +103,7 @@ async def test_ctrl_s_inside_the_notebook_is_stored_too(
     user = f"browser-{uuid.uuid4().hex[:12]}"
     try:
         frame = await open_new(page, demo_url(stack_settings), user, "Keyboard")
-        await type_and_run(page, frame, "print('kept')", "kept")
+        await type_and_run(frame, "print('kept')", "kept")
         await page.keyboard.press("Control+s")  # Jupyter's own save, not the host's
 
         async def stored_with_edit() -> bool:
