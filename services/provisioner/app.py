@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
-from faststream.asgi.types import Scope
+from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
 
 from schemas import SessionEnded, SessionRequested
+from services.common.health import health_routes
 from services.common.kafka import EventConsumer, make_broker
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
 from services.provisioner.settings import ProvisionerSettings
 from services.provisioner.store import OpenSessions
-
-
-@get
-async def liveness(scope: Scope) -> AsgiResponse:
-    """The event loop answers: the process is alive (Kubernetes livenessProbe)."""
-    return AsgiResponse(b"ok", status_code=200)
 
 
 def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
@@ -49,6 +43,6 @@ def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
 
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))],
+        asgi_routes=health_routes(broker),
         on_shutdown=[close],
     )

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.asgi import AsgiFastStream
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from pymongo import AsyncMongoClient
 
 from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
+from services.common.health import health_routes
 from services.common.kafka import EventConsumer, make_broker
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
 from services.sync.internal_api import create_internal_api
 from services.sync.settings import SyncSettings
 from services.sync.store import NotebookStore
-
-
-@get
-async def liveness(scope: Scope) -> AsgiResponse:
-    """The event loop answers: the process is alive."""
-    return AsgiResponse(b"ok", status_code=200)
 
 
 def with_internal_api(app: AsgiFastStream, internal: ASGIApp) -> ASGIApp:
@@ -78,7 +73,7 @@ def create_app(settings: SyncSettings) -> ASGIApp:
     assert settings.internal_token is not None  # the settings validator guarantees it
     app = AsgiFastStream(
         broker,
-        asgi_routes=[("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))],
+        asgi_routes=health_routes(broker),
         on_shutdown=[close],
     )
     internal = create_internal_api(store, settings.internal_token.get_secret_value())
