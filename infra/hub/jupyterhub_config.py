@@ -53,7 +53,14 @@ c.JupyterHub.load_roles = [
     {
         "name": "nbembed",
         "description": "nbembed provisioner and sync",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:users"],
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "access:servers",
+            "list:users",
+            "read:users",
+            "tokens",
+        ],
         "services": ["nbembed"],
     },
     {

@@ -1,0 +1,130 @@
+"""Run an attacker's code in a real kernel on a user's real single-user server.
+
+The security suite acts as a hostile user would: it opens a session through
+the gateway (so the user's server runs exactly as nbembed starts it), gets a
+token for that user's own server (what the user's browser has), starts a
+kernel through the server's REST API and executes code over the kernel's
+websocket, collecting what the code printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+@dataclass
+class ExecutionResult:
+    """What a cell produced: its stdout, stderr and the error, if it raised."""
+
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def user_server_token(hub: httpx.AsyncClient, hub_user: str, seconds: int = 600) -> str:
+    """A short-lived token of ``hub_user`` for that user's own server only.
+
+    ``hub`` is the hub API with the service token (role scope ``tokens``).
+    """
+    response = await hub.post(
+        f"/users/{quote(hub_user)}/tokens",
+        json={
+            "expires_in": seconds,
+            "scopes": [f"access:servers!server={hub_user}/"],
+            "note": "nbembed security test",
+        },
+    )
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+class Kernel:
+    """One kernel on ``hub_user``'s server, driven with that user's own token."""
+
+    def __init__(self, hub_url: str, hub_user: str, token: str) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.hub_user = hub_user
+        self.token = token
+        self.server = f"{self.hub_url}/user/{quote(hub_user)}"
+        self.kernel_id: str | None = None
+        self._ws: Any = None
+
+    async def __aenter__(self) -> Kernel:
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"token {self.token}"}, timeout=60
+        ) as http:
+            started = await http.post(f"{self.server}/api/kernels", json={"name": "python3"})
+            assert started.status_code == 201, started.text
+            self.kernel_id = started.json()["id"]
+        ws_url = self.server.replace("http", "ws", 1) + f"/api/kernels/{self.kernel_id}/channels"
+        request = HTTPRequest(ws_url, headers={"Authorization": f"token {self.token}"})
+        self._ws = await websocket_connect(request)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            self._ws.close()
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"token {self.token}"}, timeout=30
+        ) as http:
+            await http.delete(f"{self.server}/api/kernels/{self.kernel_id}")
+
+    async def run(self, code: str, timeout: float = 60) -> ExecutionResult:
+        """Execute ``code`` and wait until the kernel is idle again."""
+        msg_id = uuid.uuid4().hex
+        await self._ws.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "username": "attacker",
+                        "session": uuid.uuid4().hex,
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                    },
+                }
+            )
+        )
+        result = ExecutionResult()
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self._ws.read_message()
+                if raw is None:
+                    raise AssertionError("kernel websocket closed")
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                content = msg["content"]
+                if kind == "stream":
+                    if content["name"] == "stdout":
+                        result.stdout += content["text"]
+                    else:
+                        result.stderr += content["text"]
+                elif kind == "error":
+                    result.error = f"{content['ename']}: {content['evalue']}"
+                elif kind in ("execute_result", "display_data"):
+                    result.outputs.append(content)
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return result
