@@ -31,6 +31,11 @@ def _secret_file(path: Path, nbytes: int = 32) -> str:
     return path.read_text().strip()
 
 
+def sync_provisioner_token_file(settings: StackSettings) -> Path:
+    """Sync's secret for the provisioner's server-token API (only those two read it)."""
+    return settings.secrets_dir / "sync-provisioner-token"
+
+
 def api_key_file(settings: StackSettings, tenant_id: str) -> Path:
     """Where the local stack keeps a demo tenant's API key."""
     return settings.secrets_dir / f"{tenant_id}-api-key"
@@ -129,7 +134,6 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
         "MONGODB_URI": settings.mongodb,
         "HUB_URL": settings.public_hub_url,
-        "HUB_API_TOKEN_FILE": str(settings.service_token_file),
     }
     ports = {
         "gateway": ("PORT", settings.gateway_port),
@@ -144,6 +148,14 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         if service == "gateway":
             env[prefix + "TENANTS_FILE"] = str(tenants_file)
             env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
+        if service == "provisioner":
+            # The only service with the hub service token; sync asks it for
+            # per-user server tokens with their shared secret.
+            env[prefix + "HUB_API_TOKEN_FILE"] = str(settings.service_token_file)
+            env[prefix + "SYNC_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
+        if service == "sync":
+            env[prefix + "PROVISIONER_URL"] = f"http://127.0.0.1:{settings.provisioner_health_port}"
+            env[prefix + "PROVISIONER_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
         result.append(
             Program(service, [python, "-m", f"services.{service}"], env=env, autostart=False)
         )
@@ -195,6 +207,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
         folder.mkdir(parents=True, exist_ok=True)
     hub_token = ensure_hub_token(settings)
     _secret_file(settings.secrets_dir / "internal-token")  # gateway ↔ sync
+    _secret_file(sync_provisioner_token_file(settings))  # sync ↔ provisioner
     tenants_file = write_tenants(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))

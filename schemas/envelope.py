@@ -47,13 +47,14 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    source: str
-    type: str
+    # Bounded: events are untrusted input (anyone with broker access can publish).
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=256)
+    type: str = Field(max_length=256)
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    subject: str | None = None
+    subject: str | None = Field(default=None, max_length=256)
     specversion: str = SPEC_VERSION
-    datacontenttype: str = CONTENT_TYPE
+    datacontenttype: str = Field(default=CONTENT_TYPE, max_length=128)
     data: DataT
 
     @classmethod

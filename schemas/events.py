@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.envelope import EventData
-from schemas.naming import TENANT_ID_PATTERN
+from schemas.naming import HUB_USER_PATTERN, TENANT_ID_PATTERN
 
 TYPE_PREFIX = "io.nbembed"
 
@@ -31,7 +31,7 @@ NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
-HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=HUB_USER_PATTERN)]
 HostUserId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 NotebookPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
@@ -67,10 +67,22 @@ class ServerReady(_SessionEvent):
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.ready.v1"
     topic: ClassVar[str] = "nbembed.servers"
 
-    server_path: str = Field(description="The server's URL path on the hub, e.g. /user/<name>/.")
+    server_path: str = Field(
+        max_length=100,
+        description="The hub's path of hub_user's server: exactly /user/<hub_user>/.",
+    )
     host_user_id: HostUserId
     notebook_id: Id | None = None
     notebook_name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _server_is_the_users_own(self) -> ServerReady:
+        # Sync calls this path: anything but the hub's path of this user's own
+        # server (another user's, an outside URL, a traversal) is refused here,
+        # so a forged event is dead-lettered before any request is made.
+        if self.server_path != f"/user/{self.hub_user}/":
+            raise ValueError("server_path must be the hub's path of hub_user's server")
+        return self
 
 
 class SessionReady(_SessionEvent):
@@ -82,8 +94,9 @@ class SessionReady(_SessionEvent):
     notebook_id: Id
     path: NotebookPath
     page_url: str = Field(
+        max_length=2048,
         description="The notebook's page on the user's server, without any credential; "
-        "the gateway wraps it in a single-use login URL for the iframe."
+        "the gateway wraps it in a single-use login URL for the iframe.",
     )
 
 

@@ -9,6 +9,9 @@ import re
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9]{1,15}$"
 """Tenant ids are short lowercase slugs: they appear in every hub username."""
 
+HUB_USER_PATTERN = r"^[a-z0-9-]+$"
+"""Hub user names as nbembed makes them (see `hub_username`): safe in URL paths."""
+
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 

@@ -1,4 +1,4 @@
-"""Wires the provisioner: Kafka broker, hub client, handlers and health endpoints."""
+"""Wires the provisioner: Kafka broker, hub client, handlers, health and internal API."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ from typing import Any
 
 from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
 
 from schemas import SessionEnded, SessionRequested
 from services.common.health import health_routes
+from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
+from services.provisioner.internal_api import create_internal_api
 from services.provisioner.settings import ProvisionerSettings
 from services.provisioner.store import OpenSessions
 
 
-def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
-    """Build the provisioner's FastStream app with /healthz (alive) and /readyz (Kafka)."""
-    assert settings.hub_api_token is not None  # the settings validator guarantees it
+def create_app(settings: ProvisionerSettings) -> Starlette:
+    """The provisioner's HTTP server: /healthz, /readyz (Kafka) and /internal (sync's tokens)."""
+    # The settings validator guarantees both.
+    assert settings.hub_api_token is not None and settings.sync_token is not None
     broker = make_broker(settings, client_id="nbembed-provisioner")
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -41,8 +45,14 @@ def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
         await hub.aclose()
         await mongo.close()
 
-    return AsgiFastStream(
+    app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(broker),
         on_shutdown=[close],
     )
+    internal = create_internal_api(
+        hub,
+        settings.sync_token.get_secret_value(),
+        token_seconds=settings.server_token_seconds,
+    )
+    return with_internal_api(app, internal)

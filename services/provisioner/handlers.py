@@ -8,6 +8,7 @@ import logging
 from faststream.kafka import KafkaBroker
 
 from schemas import CloudEvent, ServerReady, SessionEnded, SessionFailed, SessionRequested
+from schemas.server_token import TOKEN_NOTE
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, SpawnFailed
 from services.provisioner.store import OpenSessions
@@ -111,12 +112,17 @@ class ProvisionerHandlers:
                 delay = min(delay * 2, 5.0)
 
     async def on_session_ended(self, event: CloudEvent[SessionEnded]) -> None:
-        """Stop the user's server once their last open session has ended (idempotent)."""
+        """Stop the user's server once their last open session has ended (idempotent).
+
+        Sync's tokens for that server are revoked with it: nothing nbembed
+        minted for the server outlives the user's last session.
+        """
         ended = event.data
         still_open = await self._sessions.ended(ended.session_id, ended.hub_user)
         if still_open == 0:
             await self._hub.stop_server(ended.hub_user)
-            log.info("server stopped", extra={"hub_user": ended.hub_user})
+            revoked = await self._hub.revoke_tokens(ended.hub_user, note=TOKEN_NOTE)
+            log.info("server stopped", extra={"hub_user": ended.hub_user, "revoked": revoked})
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
         failed = SessionFailed.of(request, code, reason)

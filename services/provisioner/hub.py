@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime
 from urllib.parse import quote
 
 import httpx
+
+from schemas.server_token import server_scope
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +155,43 @@ class HubClient:
             raise HubError(
                 f"stopping server for {name}: {response.status_code}", response.status_code
             )
+
+    async def mint_server_token(
+        self, name: str, *, seconds: int, note: str
+    ) -> tuple[str, datetime]:
+        """A new token of user ``name`` for ``name``'s default server alone, expiring.
+
+        Always with a body: without one the hub mints a token that never
+        expires and carries all the user's scopes (FACTS.md).
+        """
+        response = await self._request(
+            "POST",
+            f"/users/{quote(name)}/tokens",
+            json={"expires_in": seconds, "scopes": [server_scope(name)], "note": note},
+        )
+        if response.status_code != 201:
+            raise HubError(
+                f"minting a server token for {name}: {response.status_code}", response.status_code
+            )
+        body = response.json()
+        return body["token"], datetime.fromisoformat(body["expires_at"])
+
+    async def revoke_tokens(self, name: str, *, note: str) -> int:
+        """Delete every token of user ``name`` with ``note``; returns how many (idempotent)."""
+        response = await self._request("GET", f"/users/{quote(name)}/tokens")
+        if response.status_code == 404:
+            return 0
+        if response.status_code != 200:
+            raise HubError(
+                f"listing tokens of {name}: {response.status_code}", response.status_code
+            )
+        ids = [t["id"] for t in response.json()["api_tokens"] if t.get("note") == note]
+        for token_id in ids:
+            deleted = await self._request(
+                "DELETE", f"/users/{quote(name)}/tokens/{quote(token_id)}"
+            )
+            if deleted.status_code not in (204, 404):
+                raise HubError(
+                    f"revoking a token of {name}: {deleted.status_code}", deleted.status_code
+                )
+        return len(ids)

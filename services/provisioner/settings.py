@@ -11,7 +11,11 @@ from services.common.settings import ServiceSettings
 
 
 class ProvisionerSettings(ServiceSettings):
-    """Where the hub is and how the provisioner talks to it."""
+    """Where the hub is and how the provisioner talks to it.
+
+    The provisioner is the only nbembed service that holds the hub service
+    token; sync gets per-user server tokens from it with its own secret.
+    """
 
     model_config = SettingsConfigDict(env_prefix="NBEMBED_PROVISIONER_", extra="ignore")
 
@@ -23,6 +27,16 @@ class ProvisionerSettings(ServiceSettings):
         default=None, description="A file holding the service token (preferred over env)."
     )
     health_port: int = 8091
+    sync_token: SecretStr | None = Field(
+        default=None, description="The secret sync shows to get server tokens."
+    )
+    sync_token_file: Path | None = Field(default=None, description="A file holding it.")
+    server_token_seconds: int = Field(
+        default=900,
+        ge=120,
+        le=86400,
+        description="Lifetime of the per-user server tokens minted for sync.",
+    )
     group_id: str = "nbembed-provisioner"
     spawn_timeout_seconds: float = Field(
         default=120, gt=0, description="Longest a session waits for its server."
@@ -40,4 +54,8 @@ class ProvisionerSettings(ServiceSettings):
             self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
         if self.hub_api_token is None:
             raise ValueError("set NBEMBED_PROVISIONER_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
+        if self.sync_token is None and self.sync_token_file is not None:
+            self.sync_token = SecretStr(self.sync_token_file.read_text().strip())
+        if self.sync_token is None:
+            raise ValueError("set NBEMBED_PROVISIONER_SYNC_TOKEN or ..._SYNC_TOKEN_FILE")
         return self

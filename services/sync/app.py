@@ -5,47 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from faststream.asgi import AsgiFastStream
-from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
 
 from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
 from services.common.health import health_routes
+from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
 from services.sync.internal_api import create_internal_api
+from services.sync.server_tokens import ServerTokens
 from services.sync.settings import SyncSettings
 from services.sync.store import NotebookStore
 
 
-def with_internal_api(app: AsgiFastStream, internal: ASGIApp) -> ASGIApp:
-    """Serve ``internal`` under ``/internal/`` beside the FastStream app.
-
-    FastStream's ASGI app matches exact paths only, so the internal API gets
-    its own prefix here; lifespan events still go to FastStream (broker start).
-    """
-    prefix = "/internal"
-
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(prefix + "/"):
-            # Starlette routes on the path less root_path.
-            inner = {**scope, "root_path": scope.get("root_path", "") + prefix}
-            await internal(inner, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return dispatch
-
-
-def create_app(settings: SyncSettings) -> ASGIApp:
-    """Build sync's FastStream app with /healthz (alive) and /readyz (Kafka)."""
-    assert settings.hub_api_token is not None  # the settings validator guarantees it
+def create_app(settings: SyncSettings) -> Starlette:
+    """Build sync's HTTP server: /healthz, /readyz (Kafka) and /internal (the gateway's)."""
+    # The settings validator guarantees both.
+    assert settings.provisioner_token is not None and settings.internal_token is not None
     broker = make_broker(settings, client_id="nbembed-sync")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
     )
     store = NotebookStore(mongo, settings.mongodb_database, revisions_kept=settings.revisions_kept)
-    contents = ContentsClient(settings.hub_url, settings.hub_api_token.get_secret_value())
+    # No hub credential here: each user's server is called with a token of that
+    # user for that server alone, from the provisioner.
+    tokens = ServerTokens(
+        settings.provisioner_url,
+        settings.provisioner_token.get_secret_value(),
+        refresh_margin=settings.token_refresh_margin_seconds,
+    )
+    contents = ContentsClient(settings.hub_url, tokens)
     handlers = SyncHandlers(
         contents,
         store,
@@ -54,6 +45,8 @@ def create_app(settings: SyncSettings) -> ASGIApp:
         work_folder=settings.work_folder,
         ui=settings.ui,
         max_notebook_bytes=settings.max_notebook_bytes,
+        save_read_seconds=settings.save_read_seconds,
+        max_json_depth=settings.max_json_depth,
     )
     # Two groups, each reading one topic with its partitions handled in parallel:
     # placing notebooks for new sessions never waits behind storing saves.
@@ -68,9 +61,9 @@ def create_app(settings: SyncSettings) -> ASGIApp:
 
     async def close() -> None:
         await contents.aclose()
+        await tokens.aclose()
         await mongo.close()
 
-    assert settings.internal_token is not None  # the settings validator guarantees it
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(broker),

@@ -1,11 +1,30 @@
-"""Sync's client for the single-user servers' contents API (through the hub's proxy)."""
+"""Sync's client for the single-user servers' contents API (through the hub's proxy).
+
+Every request carries a token of the user whose server it goes to (from
+`ServerTokens`), never a service credential: a server runs its user's code and
+may record what reaches it. Requests go only to the hub's own path for a user
+(``/user/<name>/``); reads of saved notebooks are bounded in size and time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
+import math
+import re
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from services.sync.server_tokens import ServerTokenError, ServerTokens
+
+SERVER_PATH = re.compile(r"^/user/([a-z0-9-]{1,64})/$")
+"""The only server paths sync calls: the hub's path of one user's default server."""
+ENVELOPE_BYTES = 64 * 1024
+"""Room for the contents model's own fields around a file's base64 content."""
 
 
 class ContentsError(Exception):
@@ -16,35 +35,87 @@ class ContentsError(Exception):
         self.status = status
 
 
-class ContentsClient:
-    """Files on users' servers, with the service token (scope ``access:servers``)."""
+class TooLarge(ContentsError):
+    """The file is over the limit; ``size`` in bytes when the server said it."""
 
-    def __init__(self, hub_url: str, api_token: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, message: str, size: int | None) -> None:
+        super().__init__(message, 413)
+        self.size = size
+
+
+def hub_user_of(server_path: str) -> str:
+    """The hub user whose server ``server_path`` is; ContentsError for any other path."""
+    match = SERVER_PATH.match(server_path)
+    if match is None:
+        raise ContentsError(f"not a user's server path: {server_path[:100]!r}", 400)
+    return match.group(1)
+
+
+def base64_cap(max_bytes: int) -> int:
+    """The largest contents-API answer a file of ``max_bytes`` can give in base64."""
+    return 4 * math.ceil(max_bytes / 3) + ENVELOPE_BYTES
+
+
+class ContentsClient:
+    """Files on users' servers, each reached with a token of its own user."""
+
+    def __init__(
+        self,
+        hub_url: str,
+        tokens: ServerTokens,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=hub_url.rstrip("/"),
-            headers={"Authorization": f"token {api_token}"},
             timeout=timeout,
+            follow_redirects=False,
+            transport=transport,
         )
+        self._tokens = tokens
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
 
+    def _url(self, server_path: str, path: str) -> tuple[str, str]:
+        hub_user = hub_user_of(server_path)
+        return hub_user, f"/user/{hub_user}/api/contents/{quote(path)}"
+
+    async def _token(self, hub_user: str) -> str:
+        try:
+            return await self._tokens.token_for(hub_user)
+        except ServerTokenError as exc:
+            raise ContentsError(
+                f"no credential for {hub_user}'s server: {exc}", exc.status
+            ) from exc
+
     async def _request(
         self, method: str, server_path: str, path: str, **kwargs: Any
     ) -> httpx.Response:
-        url = f"{server_path.rstrip('/')}/api/contents/{quote(path)}"
-        try:
-            return await self._http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            raise ContentsError(f"server unreachable: {type(exc).__name__}: {exc}") from exc
+        """One request with the user's token; once more with a fresh token on 401/403."""
+        hub_user, url = self._url(server_path, path)
+        for attempt in (1, 2):
+            token = await self._token(hub_user)
+            try:
+                response = await self._http.request(
+                    method, url, headers={"Authorization": f"token {token}"}, **kwargs
+                )
+            except httpx.TransportError as exc:
+                raise ContentsError(f"server unreachable: {type(exc).__name__}: {exc}") from exc
+            if response.status_code not in (401, 403) or attempt == 2:
+                return response
+            self._tokens.forget(hub_user, token)
+        raise AssertionError("unreachable")
 
     async def ensure_directory(self, server_path: str, path: str) -> None:
         """Create folder ``path`` (idempotent: 201 on create, 200 if it exists)."""
         response = await self._request("PUT", server_path, path, json={"type": "directory"})
         if response.status_code not in (200, 201):
             raise ContentsError(
-                f"creating {path}: {response.status_code} {response.text}", response.status_code
+                f"creating {path}: {response.status_code} {response.text[:500]}",
+                response.status_code,
             )
 
     async def list_folder(self, server_path: str, path: str) -> set[str]:
@@ -76,28 +147,91 @@ class ContentsClient:
         )
         if response.status_code not in (200, 201):
             raise ContentsError(
-                f"writing {path}: {response.status_code} {response.text}", response.status_code
+                f"writing {path}: {response.status_code} {response.text[:500]}",
+                response.status_code,
             )
 
-    async def get_notebook_text(self, server_path: str, path: str) -> str:
-        """The notebook file at ``path`` as last saved, as its raw JSON text.
+    async def read_file(
+        self, server_path: str, path: str, *, max_bytes: int, timeout: float
+    ) -> bytes:
+        """The file at ``path`` as last saved, as bytes; `TooLarge` past ``max_bytes``.
 
-        Raw text (``type=file``) lets the caller measure the size before parsing.
+        Bounded work whatever the server (the user's own code) does: the size
+        the server reports is checked before any content is asked for, the
+        content is read as a stream and abandoned past the cap (the file may
+        have grown since), and the whole read ends within ``timeout`` seconds
+        (ContentsError 504). Base64 makes the answer's size a fixed function of
+        the file's, unlike JSON-escaped text.
         """
-        response = await self._request(
-            "GET", server_path, path, params={"type": "file", "format": "text", "content": "1"}
-        )
-        if response.status_code != 200:
-            raise ContentsError(f"reading {path}: {response.status_code}", response.status_code)
-        text: str = response.json()["content"]
-        return text
-
-    async def get_notebook(self, server_path: str, path: str) -> dict[str, Any]:
-        """The notebook at ``path`` as last saved on the server."""
-        response = await self._request(
-            "GET", server_path, path, params={"type": "notebook", "content": "1"}
-        )
-        if response.status_code != 200:
-            raise ContentsError(f"reading {path}: {response.status_code}", response.status_code)
-        content: dict[str, Any] = response.json()["content"]
+        try:
+            async with asyncio.timeout(timeout):
+                size = await self._size(server_path, path)
+                if size is not None and size > max_bytes:
+                    raise TooLarge(f"{path} is {size} bytes", size)
+                body = await self._read_capped(server_path, path, base64_cap(max_bytes))
+        except TimeoutError as exc:
+            raise ContentsError(f"reading {path} took over {timeout:.0f}s", 504) from exc
+        try:
+            content = base64.b64decode(json.loads(body)["content"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise ContentsError(f"reading {path}: unexpected answer ({exc})", 502) from exc
+        if len(content) > max_bytes:
+            raise TooLarge(f"{path} is {len(content)} bytes", len(content))
         return content
+
+    async def _size(self, server_path: str, path: str) -> int | None:
+        """The file's size as the server reports it, without its content."""
+        response = await self._request("GET", server_path, path, params={"content": "0"})
+        if response.status_code != 200:
+            raise ContentsError(f"reading {path}: {response.status_code}", response.status_code)
+        try:
+            model = response.json()
+        except ValueError as exc:
+            raise ContentsError(f"reading {path}: unexpected answer", 502) from exc
+        if not isinstance(model, dict) or model.get("type") not in ("notebook", "file"):
+            raise ContentsError(f"{path} is not a file", 404)
+        size = model.get("size")
+        return size if isinstance(size, int) else None
+
+    async def _read_capped(self, server_path: str, path: str, cap: int) -> bytes:
+        """The raw answer to a base64 read of ``path``, abandoned past ``cap`` bytes."""
+        hub_user, url = self._url(server_path, path)
+        params = {"type": "file", "format": "base64", "content": "1"}
+        for attempt in (1, 2):
+            token = await self._token(hub_user)
+            headers = {"Authorization": f"token {token}", "Accept-Encoding": "identity"}
+            request = self._http.build_request("GET", url, params=params, headers=headers)
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise ContentsError(f"server unreachable: {type(exc).__name__}: {exc}") from exc
+            try:
+                if response.status_code in (401, 403) and attempt == 1:
+                    self._tokens.forget(hub_user, token)
+                    continue
+                if response.status_code != 200:
+                    raise ContentsError(
+                        f"reading {path}: {response.status_code}", response.status_code
+                    )
+                return await _read_at_most(response, cap, path)
+            finally:
+                await response.aclose()
+        raise AssertionError("unreachable")
+
+
+async def _read_at_most(response: httpx.Response, cap: int, path: str) -> bytes:
+    """The body of ``response``, or `TooLarge` as soon as it passes ``cap`` bytes."""
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise TooLarge(f"{path}: answer of {declared} bytes", None)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in response.aiter_bytes():  # decoded: a compressed answer counts in full
+            total += len(chunk)
+            if total > cap:
+                raise TooLarge(f"{path}: answer over {cap} bytes", None)
+            chunks.append(chunk)
+    except httpx.TransportError as exc:
+        raise ContentsError(f"server unreachable: {type(exc).__name__}: {exc}") from exc
+    return b"".join(chunks)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
@@ -24,7 +23,7 @@ from schemas import (
 )
 from services.common.kafka import publish_event
 from services.sync import notebooks
-from services.sync.contents import ContentsClient, ContentsError
+from services.sync.contents import ContentsClient, ContentsError, TooLarge
 from services.sync.store import NotebookStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ class SyncHandlers:
         work_folder: str,
         ui: str,
         max_notebook_bytes: int,
+        save_read_seconds: float = 15,
+        max_json_depth: int = notebooks.MAX_DEPTH,
     ) -> None:
         self._contents = contents
         self._store = store
@@ -59,6 +60,8 @@ class SyncHandlers:
         self._work_folder = work_folder
         self._ui = ui
         self._max_notebook_bytes = max_notebook_bytes
+        self._save_read_seconds = save_read_seconds
+        self._max_json_depth = max_json_depth
 
     def page_url(self, server_path: str, path: str) -> str:
         """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
@@ -178,27 +181,9 @@ class SyncHandlers:
         if record is None:
             await self._store_failed(saved, "notebook_not_found", "the notebook no longer exists")
             return
-        server_path = f"/user/{saved.hub_user}/"
-        try:
-            raw = await self._contents.get_notebook_text(server_path, record["path"])
-        except ContentsError as exc:
-            if exc.status in (403, 404):
-                await self._store_failed(saved, "server_unavailable", str(exc))
-                return
-            raise  # unreachable or 5xx: retried, then dead-lettered
-        if len(raw) > self._max_notebook_bytes:
-            await self._store_failed(
-                saved,
-                "too_large",
-                f"the notebook is {len(raw) / 2**20:.1f} MiB; the limit is "
-                f"{self._max_notebook_bytes / 2**20:.1f} MiB (clear large outputs and save again)",
-            )
-            return
-        try:
-            content = notebooks.normalise(json.loads(raw))
-        except (ValueError, notebooks.InvalidNotebook) as exc:
-            await self._store_failed(saved, "notebook_invalid", f"not a valid notebook: {exc}")
-            return
+        content = await self._fetch_saved(saved, record["path"])
+        if content is None:
+            return  # notebook.store_failed was published
         revision, digest, changed = await self._store.add_revision(record, content)
         await self._announce_stored(
             record, revision, digest, save_id=saved.save_id, changed=changed
@@ -208,14 +193,57 @@ class SyncHandlers:
             extra={"notebook_id": saved.notebook_id, "revision": revision, "changed": changed},
         )
 
+    async def _fetch_saved(self, saved: NotebookSaved, path: str) -> dict[str, Any] | None:
+        """The saved notebook from its server, or None after publishing why not.
+
+        Bounded work whatever the file holds (the user's code wrote it): its
+        size is checked before it is read, the read is capped in bytes and
+        seconds, and parsing (off the event loop) refuses deep nesting. A poison
+        file thus ends as a failed save within seconds, never as a crash loop.
+        """
+        limit = self._max_notebook_bytes
+        try:
+            raw = await self._contents.read_file(
+                f"/user/{saved.hub_user}/", path, max_bytes=limit, timeout=self._save_read_seconds
+            )
+        except TooLarge as exc:
+            size = f"{exc.size / 2**20:.1f} MiB" if exc.size is not None else "over the limit"
+            reason = (
+                f"the notebook is {size}; the limit is {limit / 2**20:.1f} MiB "
+                "(clear large outputs and save again)"
+            )
+            await self._store_failed(saved, "too_large", reason)
+            return None
+        except ContentsError as exc:
+            if exc.status in (403, 404, 504):
+                await self._store_failed(saved, "server_unavailable", str(exc))
+                return None
+            raise  # unreachable or 5xx: retried, then dead-lettered
+        try:
+            return await asyncio.to_thread(notebooks.parse, raw, max_depth=self._max_json_depth)
+        except notebooks.InvalidNotebook as exc:
+            await self._store_failed(saved, "notebook_invalid", f"not a valid notebook: {exc}")
+            return None
+
     async def on_notebook_renamed(self, event: CloudEvent[NotebookRenamed]) -> None:
-        """Keep the stored record's name in step with the host's (idempotent)."""
-        await self._store.rename(event.data.notebook_id, event.data.name)
+        """Keep the stored record's name in step with the host's (idempotent).
+
+        Only the event's tenant's notebook: an id of another tenant's is ignored.
+        """
+        renamed = event.data
+        if not await self._store.rename(renamed.tenant_id, renamed.notebook_id, renamed.name):
+            log.warning("rename ignored: no such notebook for the tenant", extra=_ids(renamed))
 
     async def on_notebook_deleted(self, event: CloudEvent[NotebookDeleted]) -> None:
-        """Remove the notebook and all its revisions (idempotent)."""
-        await self._store.delete(event.data.notebook_id)
-        log.info("notebook deleted", extra={"notebook_id": event.data.notebook_id})
+        """Remove the notebook and all its revisions (idempotent).
+
+        Only the event's tenant's notebook: an id of another tenant's deletes nothing.
+        """
+        deleted = event.data
+        if await self._store.delete(deleted.tenant_id, deleted.notebook_id):
+            log.info("notebook deleted", extra=_ids(deleted))
+        else:
+            log.warning("delete ignored: no such notebook for the tenant", extra=_ids(deleted))
 
     async def _announce_stored(
         self,
@@ -255,3 +283,7 @@ class SyncHandlers:
         await publish_event(
             self._broker, CloudEvent.wrap(failed, source=SOURCE, subject=ready.session_id)
         )
+
+
+def _ids(event: NotebookRenamed | NotebookDeleted) -> dict[str, str]:
+    return {"tenant_id": event.tenant_id, "notebook_id": event.notebook_id}

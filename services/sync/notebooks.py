@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import unicodedata
 import uuid
@@ -94,3 +95,42 @@ def _to_plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_to_plain(v) for v in value]
     return value
+
+
+MAX_DEPTH = 100
+"""Deepest nesting of objects and lists accepted in a saved notebook (real ones stay
+far below; Python's own parser and validator fail with RecursionError near 1000)."""
+
+
+def parse(raw: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """A saved file's bytes as a normalised notebook; `InvalidNotebook` says why not.
+
+    Bounded whatever the file holds: nesting deeper than ``max_depth`` is
+    refused before validation, and a RecursionError anywhere becomes a reason.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidNotebook(f"nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:
+        raise InvalidNotebook(f"not JSON: {exc}") from exc
+    if nesting_exceeds(data, max_depth):
+        raise InvalidNotebook(f"nested deeper than {max_depth} levels")
+    try:
+        return normalise(data)
+    except RecursionError as exc:
+        raise InvalidNotebook("nested too deeply to validate") from exc
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects and lists in ``value`` nest deeper than ``limit`` (no recursion)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

@@ -12,13 +12,25 @@ from services.common.settings import ServiceSettings
 
 
 class SyncSettings(ServiceSettings):
-    """Where the hub is and how notebooks are shown."""
+    """Where the hub and the provisioner are, how notebooks are shown, what a save may cost.
+
+    Sync holds no hub credential: it reaches each user's server with a token of
+    that user, scoped to that server, which the provisioner mints.
+    """
 
     model_config = SettingsConfigDict(env_prefix="NBEMBED_SYNC_", extra="ignore")
 
     hub_url: str = Field(default="http://127.0.0.1:8000", description="The hub's public URL.")
-    hub_api_token: SecretStr | None = None
-    hub_api_token_file: Path | None = None
+    provisioner_url: str = Field(
+        default="http://127.0.0.1:8091", description="The provisioner's HTTP server."
+    )
+    provisioner_token: SecretStr | None = None
+    provisioner_token_file: Path | None = Field(
+        default=None, description="Sync's secret for the provisioner's server-token API."
+    )
+    token_refresh_margin_seconds: float = Field(
+        default=60, ge=0, description="A server token is replaced this long before it expires."
+    )
     health_port: int = 8092
     internal_token: SecretStr | None = None
     internal_token_file: Path | None = Field(
@@ -35,6 +47,12 @@ class SyncSettings(ServiceSettings):
         description="Larger notebooks are refused with a clear reason (MongoDB's 16 MB "
         "document limit, less room for the revision's own fields); never truncated.",
     )
+    save_read_seconds: float = Field(
+        default=15, gt=0, description="Longest a saved file's read from its server may take."
+    )
+    max_json_depth: int = Field(
+        default=100, ge=10, le=500, description="Deepest nesting accepted in a saved notebook."
+    )
     work_folder: str = Field(default="work", pattern=r"^[A-Za-z0-9_-]+$")
     ui: Literal["notebook", "lab"] = Field(
         default="notebook",
@@ -42,11 +60,11 @@ class SyncSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
-    def _load_token(self) -> SyncSettings:
-        if self.hub_api_token is None and self.hub_api_token_file is not None:
-            self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
-        if self.hub_api_token is None:
-            raise ValueError("set NBEMBED_SYNC_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
+    def _load_tokens(self) -> SyncSettings:
+        if self.provisioner_token is None and self.provisioner_token_file is not None:
+            self.provisioner_token = SecretStr(self.provisioner_token_file.read_text().strip())
+        if self.provisioner_token is None:
+            raise ValueError("set NBEMBED_SYNC_PROVISIONER_TOKEN or ..._PROVISIONER_TOKEN_FILE")
         if self.internal_token is None and self.internal_token_file is not None:
             self.internal_token = SecretStr(self.internal_token_file.read_text().strip())
         if self.internal_token is None:

@@ -149,20 +149,33 @@ class NotebookStore:
             return None
         return found
 
-    async def rename(self, notebook_id: str, name: str) -> None:
-        """Change a notebook's display name (its file keeps its path)."""
+    async def rename(self, tenant_id: str, notebook_id: str, name: str) -> bool:
+        """Change the tenant's notebook's display name (its file keeps its path).
+
+        False, changing nothing, when the notebook is not the tenant's.
+        """
+        if await self.get_notebook(tenant_id, notebook_id) is None:
+            return False
         await self._notebooks.update_one(
             {"_id": notebook_id}, {"$set": {"name": name, "updated_at": datetime.now(UTC)}}
         )
+        return True
 
-    async def delete(self, notebook_id: str) -> None:
-        """Remove a notebook and every revision of it (idempotent)."""
-        record = await self._notebooks.find_one({"_id": notebook_id}, {"latest_revision": 1})
-        if record is None:
-            return
+    async def delete(self, tenant_id: str, notebook_id: str) -> bool:
+        """Remove the tenant's notebook and every revision of it (idempotent).
+
+        False, deleting nothing, when no such notebook is the tenant's (also
+        when it is gone already).
+        """
+        record = await self._notebooks.find_one(
+            {"_id": notebook_id}, {"latest_revision": 1, "tenant_id": 1}
+        )
+        if record is None or record.get("tenant_id") != tenant_id:
+            return False
         for number in range(1, record.get("latest_revision", 0) + 1):
             await self._revisions.delete_one({"_id": _revision_id(notebook_id, number)})
         await self._notebooks.delete_one({"_id": notebook_id})
+        return True
 
     async def placement(self, session_id: str) -> Document | None:
         """Where a session's notebook was put, if it was."""

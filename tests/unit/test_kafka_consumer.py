@@ -17,11 +17,12 @@ SETTINGS = ServiceSettings(dlq_after_attempts=3, retry_backoff_seconds=0.001)
 
 
 def _event() -> CloudEvent[ServerReady]:
+    hub_user = hub_username("demo", "u")
     ready = ServerReady(
         session_id="s1",
         tenant_id="demo",
-        hub_user=hub_username("demo", "u"),
-        server_path="/user/x/",
+        hub_user=hub_user,
+        server_path=f"/user/{hub_user}/",
         host_user_id="u",
     )
     return CloudEvent.wrap(ready, source="/test")
