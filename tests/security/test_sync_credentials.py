@@ -100,10 +100,12 @@ async def test_headers_reaching_a_users_server_carry_only_that_users_tokens(
             "folder = pathlib.Path(os.path.expanduser('~/.jupyter'))\n"
             "folder.mkdir(exist_ok=True)\n"
             f"(folder / 'jupyter_server_config.py').write_text({CAPTURE_CONFIG!r})\n"
-            "print(os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG', ''))"
+            "server = open(f'/proc/{os.getppid()}/cmdline', 'rb').read().decode()\n"
+            "flag = os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG', '') not in ('', '0')\n"
+            "print(flag or 'disable_user_config' in server or 'disable-user-config' in server)"
         )
     assert wrote.error is None, wrote
-    user_config_disabled = wrote.stdout.strip() not in ("", "0")
+    user_config_disabled = wrote.stdout.strip() == "True"
     stopped = await hub.delete(f"/users/{hub_user}/server")
     assert stopped.status_code in (202, 204), stopped.text
     await asyncio.sleep(1)

@@ -128,13 +128,15 @@ class Server:
         self.refuse_tokens: set[str] = set()
 
     async def _body(self) -> AsyncIterator[bytes]:
-        encoded = base64.b64encode(self.content + b"x" * self.grown)
+        # As Jupyter sends it: encodebytes (newlines), escaped in a JSON string.
+        encoded = json.dumps(base64.encodebytes(self.content + b"x" * self.grown).decode())
+        encoded_bytes = encoded[1:-1].encode()
         yield b'{"type": "file", "format": "base64", "content": "'
-        for start in range(0, len(encoded), 65536):
+        for start in range(0, len(encoded_bytes), 65536):
             if self.drip:
                 await asyncio.sleep(self.drip)
             self.chunks_sent += 1
-            yield encoded[start : start + 65536]
+            yield encoded_bytes[start : start + 65536]
         yield b'"}'
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -150,6 +152,14 @@ class Server:
 def client_for(server: Server, provisioner: Provisioner | None = None) -> ContentsClient:
     tokens = tokens_from(provisioner or Provisioner())
     return ContentsClient("http://hub", tokens, transport=httpx.MockTransport(server))
+
+
+async def test_a_file_at_the_limit_fits_under_the_cap() -> None:
+    limit = 3 * 2**20
+    content = await client_for(Server(b"\x00" * limit)).read_file(
+        f"/user/{ALICE}/", "a.ipynb", max_bytes=limit, timeout=5
+    )
+    assert content == b"\x00" * limit
 
 
 async def test_small_file_is_read_with_the_users_own_token() -> None:
