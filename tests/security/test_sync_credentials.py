@@ -183,7 +183,13 @@ async def test_sync_holds_no_service_token_and_gets_scoped_expiring_ones(
     assert 0 < body["expires_in"] <= 900
     identity = (await whoami(stack_settings, body["token"])).json()
     assert (identity["kind"], identity["name"]) == ("user", hub_user)
-    assert identity["scopes"] == [f"access:servers!server={hub_user}/"]
+    # The server scope, plus the identify scopes the hub adds for the token's own user.
+    assert f"access:servers!server={hub_user}/" in identity["scopes"]
+    assert set(identity["scopes"]) <= {
+        f"access:servers!server={hub_user}/",
+        f"read:users:name!user={hub_user}",
+        f"read:users:groups!user={hub_user}",
+    }, identity["scopes"]
 
     async with httpx.AsyncClient(
         base_url=stack_settings.public_hub_url,
