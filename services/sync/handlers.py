@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -124,9 +125,21 @@ class SyncHandlers:
         except notebooks.InvalidNotebook as exc:
             await self._fail(ready, "notebook_invalid", f"stored notebook is invalid: {exc}")
             return None
-        await self._contents.ensure_directory(ready.server_path, self._work_folder)
-        await self._contents.put_notebook(ready.server_path, record["path"], content)
-        return record["_id"], record["path"], None
+        path = await self._store.file_of(ready.hub_user, record["_id"])
+        if path is None:
+            names = await self._contents.list_folder(ready.server_path, self._work_folder)
+            path = await self._store.place(
+                ready.hub_user, record, self._free_path(record["name"], names)
+            )
+        else:
+            await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        await self._contents.put_notebook(ready.server_path, path, content)
+        return record["_id"], path, None
+
+    def _free_path(self, name: str, names: set[str]) -> Callable[[set[str]], str]:
+        """Proposes a file in the work folder named after ``name``, free on the server."""
+        safe = notebooks.safe_name(name)
+        return lambda refused: notebooks.free_path(self._work_folder, safe, names | refused)
 
     async def _create(self, ready: ServerReady) -> tuple[str, str, Announcement]:
         """Create the session's new notebook under a free name (idempotent).
@@ -141,7 +154,8 @@ class SyncHandlers:
         )
         if existing is None:
             name = notebooks.safe_name(ready.notebook_name)
-            path = notebooks.free_path(self._work_folder, name, names)
+            draft = {"_id": notebook_id, "tenant_id": ready.tenant_id}
+            path = await self._store.place(ready.hub_user, draft, self._free_path(name, names))
             existing = await self._store.claim_new_notebook(
                 {
                     "_id": notebook_id,
@@ -178,9 +192,15 @@ class SyncHandlers:
         if record is None:
             await self._store_failed(saved, "notebook_not_found", "the notebook no longer exists")
             return
+        path = await self._store.file_of(saved.hub_user, saved.notebook_id)
+        if path is None or path != saved.path:
+            # Only the notebook's own file on that user's server is ever read.
+            reason = f"{saved.path} on that user's server is not this notebook's file"
+            await self._store_failed(saved, "notebook_not_found", reason)
+            return
         server_path = f"/user/{saved.hub_user}/"
         try:
-            raw = await self._contents.get_notebook_text(server_path, record["path"])
+            raw = await self._contents.get_notebook_text(server_path, path)
         except ContentsError as exc:
             if exc.status in (403, 404):
                 await self._store_failed(saved, "server_unavailable", str(exc))
