@@ -40,6 +40,15 @@ def tenant_of(stack_settings: StackSettings) -> str:
     return stack_settings.tenants[0]
 
 
+async def known(gateway: httpx.AsyncClient, notebook_id: str) -> None:
+    """Wait until the gateway has heard that a new notebook is stored."""
+
+    async def listed() -> bool:
+        return (await gateway.get(f"/v1/notebooks/{notebook_id}")).status_code == 200
+
+    await eventually(listed)
+
+
 async def content_of(gateway: httpx.AsyncClient, notebook_id: str) -> str:
     """The latest stored revision of a notebook, as text."""
     answer = await gateway.get(f"/v1/notebooks/{notebook_id}")
@@ -64,6 +73,7 @@ async def test_opening_another_users_notebook_never_touches_your_own_file(
     bobs = await open_session(gateway, user_id=bob, notebook_name="Report")
     assert own["status"] == bobs["status"] == "ready"
     assert own["path"] == bobs["path"] == "work/Report.ipynb"  # same name, two servers
+    await known(gateway, bobs["notebook_id"])
 
     opened = await open_session(gateway, user_id=alice, notebook_id=bobs["notebook_id"])
     assert opened["status"] == "ready", opened
@@ -102,6 +112,8 @@ async def test_a_file_is_stored_only_while_its_session_is_open(
     kept = await open_session(gateway, user_id=user, notebook_name="Kept")
     closing = await open_session(gateway, user_id=user, notebook_name="Closing")
     assert (await gateway.delete(f"/v1/sessions/{closing['id']}")).status_code == 204
+    await known(gateway, closing["notebook_id"])
+    await known(gateway, kept["notebook_id"])
     before = await content_of(gateway, closing["notebook_id"])
 
     token = await user_server_token(hub, hub_user)
