@@ -263,7 +263,9 @@ async def end_session(session_id: str, tenant: TenantDep, parts: GatewayDep) -> 
 
 
 async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
-    """End a session once: record why, and tell the provisioner."""
+    """End a session once: record why, stop storing its file's saves, tell the provisioner."""
+    if doc.get("path"):
+        await parts.open_files.release(doc["hub_user"], doc["path"], doc["_id"])
     if await parts.sessions.advance(doc["_id"], "ended", end_reason=reason):
         ended = SessionEnded(
             session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]

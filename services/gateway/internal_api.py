@@ -35,7 +35,8 @@ async def server_saved(
 ) -> Response:
     """Record a save reported by a server's post-save hook, authenticated by the hub.
 
-    Files nbembed did not put on that server are acknowledged and ignored.
+    Files nbembed did not put on that server, or whose sessions have all
+    ended, are refused (404): nothing outside an open session is stored.
     """
     identity: HubIdentity = request.app.state.hub_identity
     scheme, _, token = authorization.partition(" ")
@@ -44,7 +45,12 @@ async def server_saved(
         raise Problem(401, "Unauthorized", "A single-user server's hub API token is required.")
     known = await parts.open_files.get(hub_user, body.path)
     if known is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+        raise Problem(
+            404,
+            "Not found",
+            "No open nbembed session has this file on your server; the save is not stored.",
+            kind="file-not-open",
+        )
     saved = NotebookSaved(
         save_id=uuid.uuid4().hex,
         tenant_id=known["tenant_id"],

@@ -94,6 +94,23 @@ async def _summary(parts: Gateway, tenant_id: str, notebook_id: str) -> Document
     return doc
 
 
+MAX_OFFSET = 1_000_000
+"""Deeper than any listing a host pages through; keeps the store's skip in range."""
+
+
+def _offset(cursor: str | None) -> int:
+    """The position a cursor from `list_notebooks` stands for; 422 for anything else."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except ValueError as exc:  # bad base64, padding or bytes (binascii and Unicode errors)
+        raise Problem(422, "Invalid request", "cursor: not a cursor from this API") from exc
+    if not text.isdigit() or int(text) > MAX_OFFSET:  # also refuses "-1" and huge numbers
+        raise Problem(422, "Invalid request", "cursor: not a cursor from this API")
+    return int(text)
+
+
 @router.get("", response_model=NotebookPage)
 async def list_notebooks(
     tenant: TenantDep,
@@ -103,10 +120,7 @@ async def list_notebooks(
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> NotebookPage:
     """The tenant's notebooks, most recently updated first, a page at a time."""
-    try:
-        offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
-    except ValueError as exc:
-        raise Problem(422, "Invalid request", "cursor: not a cursor from this API") from exc
+    offset = _offset(cursor)
     hub_user = hub_username(tenant.id, user_id) if user_id is not None else None
     docs = await parts.notebooks.list(tenant.id, hub_user, offset=offset, limit=limit + 1)
     next_cursor = None

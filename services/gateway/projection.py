@@ -36,7 +36,9 @@ class Projection:
         """The notebook is in place: the host may set the iframe."""
         data = event.data
         # Saves Jupyter reports itself name the file: remember which notebook it is.
-        await self._open_files.record(data.hub_user, data.path, data.tenant_id, data.notebook_id)
+        await self._open_files.record(
+            data.hub_user, data.path, data.tenant_id, data.notebook_id, data.session_id
+        )
         await self._store.advance(
             data.session_id,
             "ready",

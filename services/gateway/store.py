@@ -265,19 +265,44 @@ class NotebookView:
 
 
 class OpenFiles:
-    """Which notebook a file on a user's server is, for saves Jupyter reports itself."""
+    """Which notebook a file on a user's server is, while a session has it open.
+
+    Saves Jupyter reports itself (autosave, Ctrl-S) name only the user and the
+    file; this is how the gateway knows which notebook, and whether it may
+    still be stored. A file is mapped only while at least one session that
+    opened it has not ended: ending the session ends storing its saves.
+    """
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._files = client[database]["gateway_open_files"]
 
-    async def record(self, hub_user: str, path: str, tenant_id: str, notebook_id: str) -> None:
-        """Remember that ``path`` on ``hub_user``'s server is this notebook."""
+    @staticmethod
+    def _key(hub_user: str, path: str) -> str:
+        return f"{hub_user}:{path}"
+
+    async def record(
+        self, hub_user: str, path: str, tenant_id: str, notebook_id: str, session_id: str
+    ) -> None:
+        """Remember that ``path`` on ``hub_user``'s server is this notebook, for this session."""
         await self._files.update_one(
-            {"_id": f"{hub_user}:{path}"},
-            {"$set": {"tenant_id": tenant_id, "notebook_id": notebook_id}},
+            {"_id": self._key(hub_user, path)},
+            {
+                "$set": {
+                    "tenant_id": tenant_id,
+                    "notebook_id": notebook_id,
+                    f"sessions.{session_id}": True,
+                }
+            },
             upsert=True,
         )
 
+    async def release(self, hub_user: str, path: str, session_id: str) -> None:
+        """The session ended: its file stays mapped only for the user's other sessions on it."""
+        await self._files.update_one(
+            {"_id": self._key(hub_user, path)}, {"$unset": {f"sessions.{session_id}": ""}}
+        )
+
     async def get(self, hub_user: str, path: str) -> Document | None:
-        """The notebook at ``path`` on ``hub_user``'s server, if nbembed put it there."""
-        return await self._files.find_one({"_id": f"{hub_user}:{path}"})
+        """The notebook at ``path`` on ``hub_user``'s server while a session has it open."""
+        found = await self._files.find_one({"_id": self._key(hub_user, path)})
+        return found if found is not None and found.get("sessions") else None

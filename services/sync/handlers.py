@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -127,9 +128,21 @@ class SyncHandlers:
         except notebooks.InvalidNotebook as exc:
             await self._fail(ready, "notebook_invalid", f"stored notebook is invalid: {exc}")
             return None
-        await self._contents.ensure_directory(ready.server_path, self._work_folder)
-        await self._contents.put_notebook(ready.server_path, record["path"], content)
-        return record["_id"], record["path"], None
+        path = await self._store.file_of(ready.hub_user, record["_id"])
+        if path is None:
+            names = await self._contents.list_folder(ready.server_path, self._work_folder)
+            path = await self._store.place(
+                ready.hub_user, record, self._free_path(record["name"], names)
+            )
+        else:
+            await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        await self._contents.put_notebook(ready.server_path, path, content)
+        return record["_id"], path, None
+
+    def _free_path(self, name: str, names: set[str]) -> Callable[[set[str]], str]:
+        """Proposes a file in the work folder named after ``name``, free on the server."""
+        safe = notebooks.safe_name(name)
+        return lambda refused: notebooks.free_path(self._work_folder, safe, names | refused)
 
     async def _create(self, ready: ServerReady) -> tuple[str, str, Announcement]:
         """Create the session's new notebook under a free name (idempotent).
@@ -144,7 +157,8 @@ class SyncHandlers:
         )
         if existing is None:
             name = notebooks.safe_name(ready.notebook_name)
-            path = notebooks.free_path(self._work_folder, name, names)
+            draft = {"_id": notebook_id, "tenant_id": ready.tenant_id}
+            path = await self._store.place(ready.hub_user, draft, self._free_path(name, names))
             existing = await self._store.claim_new_notebook(
                 {
                     "_id": notebook_id,
@@ -181,7 +195,13 @@ class SyncHandlers:
         if record is None:
             await self._store_failed(saved, "notebook_not_found", "the notebook no longer exists")
             return
-        content = await self._fetch_saved(saved, record["path"])
+        path = await self._store.file_of(saved.hub_user, saved.notebook_id)
+        if path is None or path != saved.path:
+            # Only the notebook's own file on that user's server is ever read.
+            reason = f"{saved.path} on that user's server is not this notebook's file"
+            await self._store_failed(saved, "notebook_not_found", reason)
+            return
+        content = await self._fetch_saved(saved, path)
         if content is None:
             return  # notebook.store_failed was published
         revision, digest, changed = await self._store.add_revision(record, content)

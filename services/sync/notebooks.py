@@ -56,7 +56,7 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
     Repairs what Jupyter itself tolerates on load but the contents API turns into
     500s or warnings (FACTS.md): a missing ``nbformat_minor``, cells without
     ``metadata``, code cells without ``outputs``. Anything else invalid raises
-    `InvalidNotebook` with the reason.
+    `InvalidNotebook` with the reason. Trust is always removed (see `_strip_trust`).
     """
     if not isinstance(notebook, dict) or notebook.get("nbformat") != 4:
         raise InvalidNotebook("only nbformat 4 notebooks are accepted")
@@ -68,8 +68,8 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
         raise InvalidNotebook("'cells' must be a list of cell objects")
     if not isinstance(minor, int) or not isinstance(data["metadata"], dict):
         raise InvalidNotebook("'nbformat_minor' must be an integer and 'metadata' an object")
+    _strip_trust(data)
     for cell in cells:
-        cell.setdefault("metadata", {})
         if cell.get("cell_type") == "code":
             cell.setdefault("outputs", [])
             cell.setdefault("execution_count", None)
@@ -87,6 +87,23 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
         raise InvalidNotebook(exc.message) from exc
     plain: dict[str, Any] = _to_plain(node)
     return plain
+
+
+def _strip_trust(data: dict[str, Any]) -> None:
+    """Remove every trust marker: the notebook's signature and each cell's ``trusted``.
+
+    A notebook comes from a user's kernel, which can write anything into the
+    file. A server signs a notebook it is given when every cell says
+    ``trusted`` (Jupyter's ``check_and_sign``), and a signed notebook runs the
+    scripts in its outputs in the page of whoever opens it. So nothing stored
+    or restored carries trust: outputs render as untrusted (sanitised HTML, no
+    JavaScript) for everyone, including the author.
+    """
+    data["metadata"].pop("signature", None)
+    for cell in data["cells"]:
+        metadata = cell.setdefault("metadata", {})
+        if isinstance(metadata, dict):  # anything else fails validation below
+            metadata.pop("trusted", None)
 
 
 def _to_plain(value: Any) -> Any:

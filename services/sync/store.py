@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,14 @@ Document = dict[str, Any]
 
 def _revision_id(notebook_id: str, revision: int) -> str:
     return f"{notebook_id}:{revision}"
+
+
+def _file_key(hub_user: str, path: str) -> str:
+    return f"file/{hub_user}/{path}"
+
+
+def _notebook_key(hub_user: str, notebook_id: str) -> str:
+    return f"notebook/{hub_user}/{notebook_id}"
 
 
 def content_sha256(notebook: dict[str, Any]) -> str:
@@ -36,6 +45,7 @@ class NotebookStore:
         self._notebooks = db["notebooks"]
         self._revisions = db["notebook_revisions"]
         self._placements = db["sync_placements"]
+        self._files = db["sync_files"]
 
     async def get_notebook(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook record, or None."""
@@ -174,8 +184,75 @@ class NotebookStore:
             return False
         for number in range(1, record.get("latest_revision", 0) + 1):
             await self._revisions.delete_one({"_id": _revision_id(notebook_id, number)})
+        # Its files on users' servers stop being this notebook (a scan: deletes are rare).
+        await self._files.delete_many({"notebook_id": notebook_id})
         await self._notebooks.delete_one({"_id": notebook_id})
         return True
+
+    async def file_of(self, hub_user: str, notebook_id: str) -> str | None:
+        """The path of the notebook's own file on ``hub_user``'s server, if it has one."""
+        bound = await self._files.find_one({"_id": _notebook_key(hub_user, notebook_id)})
+        return None if bound is None else str(bound["path"])
+
+    async def place(
+        self,
+        hub_user: str,
+        notebook: Document,
+        choose: Callable[[set[str]], str],
+    ) -> str:
+        """The notebook's own file on ``hub_user``'s server, claiming one on first use.
+
+        A file belongs to one notebook and a notebook has one file per user, so
+        opening notebook B never writes over A's file and a save of a file is
+        a revision of exactly one notebook. ``choose(refused)`` proposes a path
+        whose file name is not in ``refused``; each path is claimed with an
+        insert keyed by ``_id`` (atomic on any MongoDB-compatible server), and
+        a path claimed by another notebook is refused and another proposed.
+        Idempotent: a notebook already placed keeps its file.
+        """
+        notebook_id = notebook["_id"]
+        bound = await self.file_of(hub_user, notebook_id)
+        if bound is not None:
+            return bound
+        refused: set[str] = set()
+        while True:
+            path = choose(refused)
+            if await self._claim_path(hub_user, path, notebook):
+                break
+            refused.add(path.rsplit("/", 1)[-1])
+        try:
+            await self._files.insert_one(
+                {
+                    "_id": _notebook_key(hub_user, notebook_id),
+                    "notebook_id": notebook_id,
+                    "hub_user": hub_user,
+                    "path": path,
+                }
+            )
+            return path
+        except DuplicateKeyError:  # a concurrent placement won: use its file, free ours
+            bound = await self.file_of(hub_user, notebook_id)
+            assert bound is not None
+            if bound != path:
+                await self._files.delete_one({"_id": _file_key(hub_user, path)})
+            return bound
+
+    async def _claim_path(self, hub_user: str, path: str, notebook: Document) -> bool:
+        """Claim ``path`` for the notebook; False when another notebook holds it."""
+        try:
+            await self._files.insert_one(
+                {
+                    "_id": _file_key(hub_user, path),
+                    "notebook_id": notebook["_id"],
+                    "tenant_id": notebook["tenant_id"],
+                    "hub_user": hub_user,
+                    "at": datetime.now(UTC),
+                }
+            )
+            return True
+        except DuplicateKeyError:
+            holder = await self._files.find_one({"_id": _file_key(hub_user, path)})
+            return holder is not None and holder["notebook_id"] == notebook["_id"]
 
     async def placement(self, session_id: str) -> Document | None:
         """Where a session's notebook was put, if it was."""

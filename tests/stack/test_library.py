@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import httpx
+import pytest
 
 from schemas import hub_username
 from tests.stack.helpers import eventually, open_session
@@ -116,3 +118,22 @@ async def test_a_browser_token_only_saves_its_own_session(
         ] is None
     finally:
         await hub.delete(f"/users/{hub_username('demo', user)}/server")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "LTE=",  # "-1"
+        base64.urlsafe_b64encode(str(2**63).encode()).decode(),
+        "bm90IGEgbnVtYmVy",  # "not a number"
+        "%%%",
+        "wqI=",  # not ASCII
+    ],
+)
+async def test_a_cursor_this_api_did_not_give_is_a_client_error(
+    gateway: httpx.AsyncClient, cursor: str
+) -> None:
+    answer = await gateway.get("/v1/notebooks", params={"cursor": cursor})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "cursor" in answer.json()["detail"]

@@ -103,3 +103,34 @@ def test_normalise_joins_multi_line_strings_as_stored_on_disk() -> None:
     cell = notebooks.normalise(on_disk)["cells"][0]
     assert cell["source"] == "x = 1\nprint(x)"
     assert cell["outputs"][0]["text"] == "1\n2\n"
+
+
+def test_normalise_removes_every_trust_marker() -> None:
+    """A kernel can write trust into its file; nothing stored or restored keeps it."""
+    script = {
+        "output_type": "display_data",
+        "data": {"application/javascript": "window.__pwned = 1", "text/plain": "x"},
+        "metadata": {},
+    }
+    notebook = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"signature": "sha256:" + "0" * 64, "language_info": {"name": "python"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "a1",
+                "source": "1",
+                "metadata": {"trusted": True, "tags": ["keep"]},
+                "outputs": [script],
+                "execution_count": 1,
+            },
+            {"cell_type": "markdown", "id": "b2", "source": "# hi", "metadata": {"trusted": True}},
+        ],
+    }
+    result = notebooks.normalise(notebook)
+    assert "signature" not in result["metadata"]
+    assert result["metadata"]["language_info"] == {"name": "python"}
+    assert [cell["metadata"] for cell in result["cells"]] == [{"tags": ["keep"]}, {}]
+    assert result["cells"][0]["outputs"][0]["data"] == script["data"]  # content itself kept
+    assert notebook["cells"][0]["metadata"]["trusted"] is True  # the input is not modified
