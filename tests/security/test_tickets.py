@@ -31,14 +31,8 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from schemas.login_ticket import LOGIN_PATH, QUERY_PARAMETER
 from services.gateway.tickets import Claims, Tickets, _b64, _unb64
-from tests.stack.helpers import eventually, open_session
+from tests.stack.helpers import IN_A_FRAME, eventually, open_session
 
-IN_A_FRAME = {
-    "Sec-Fetch-Dest": "iframe",
-    "Sec-Fetch-Site": "same-site",
-    "Sec-Fetch-Mode": "navigate",
-}
-"""The Fetch Metadata a browser sends when the host page's iframe opens the URL."""
 LOGIN_COOKIE = "jupyterhub-hub-login"
 PARALLEL = 50
 ROUNDS = 3

@@ -13,14 +13,7 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from schemas.login_ticket import QUERY_PARAMETER
 from services.gateway.tickets import REDEEMED_COLLECTION
-from tests.stack.helpers import open_session
-
-IN_A_FRAME = {
-    "Sec-Fetch-Dest": "iframe",
-    "Sec-Fetch-Site": "same-site",
-    "Sec-Fetch-Mode": "navigate",
-}
-"""The Fetch Metadata a browser sends when a host page's iframe opens the URL."""
+from tests.stack.helpers import IN_A_FRAME, open_session
 
 
 def framed_browser() -> httpx.AsyncClient:
