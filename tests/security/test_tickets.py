@@ -34,6 +34,11 @@ from services.gateway.tickets import Claims, Tickets, _b64, _unb64
 from tests.stack.helpers import IN_A_FRAME, eventually, open_session
 
 LOGIN_COOKIE = "jupyterhub-hub-login"
+APPEND_IFRAME = """(src) => {
+    const frame = document.createElement("iframe");
+    frame.src = src;
+    document.body.append(frame);
+}"""
 PARALLEL = 50
 ROUNDS = 3
 
@@ -233,14 +238,7 @@ async def frame_on_host_page(
     """The demo host page with ``url`` in an iframe, once it shows ``session``'s notebook."""
     page = await context.new_page()
     await page.goto(f"http://127.0.0.1:{stack_settings.demo_port}/")
-    await page.evaluate(
-        """(src) => {
-            const frame = document.createElement("iframe");
-            frame.src = src;
-            document.body.append(frame);
-        }""",
-        url,
-    )
+    await page.evaluate(APPEND_IFRAME, url)
 
     async def shown() -> bool:
         return any(page_of(session) in frame.url for frame in page.frames)
@@ -285,6 +283,12 @@ async def test_a_users_iframe_url_opened_top_level_does_not_replace_the_session(
             await page.evaluate("(url) => { window.location.href = url; }", attack)
         response = await navigation.value
         assert response is not None and response.status == 403
+        # ...and framed by a page of another site (localhost is not 127.0.0.1's site).
+        if not any("localhost" in origin for origin in stack_settings.allowed_origins):
+            await page.goto(f"http://localhost:{stack_settings.demo_port}/")
+            async with page.expect_response(lambda r: LOGIN_PATH in r.url) as framed:
+                await page.evaluate(APPEND_IFRAME, attack)
+            assert (await framed.value).status == 403
         assert await login_cookie() == before
         assert await whoami() == victim["hub_user"]
     finally:
