@@ -53,6 +53,11 @@ class StackSettings(BaseSettings):
         default=["http://127.0.0.1:8090"],
         description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors).",
     )
+    allow_top_level_login: bool = Field(
+        default=False,
+        description="Let iframe URLs also log in when opened as a top-level page. Off, the "
+        "hub's login answers only inside a frame (Fetch Metadata), which stops login CSRF.",
+    )
     spawner_class: str = Field(
         default="simple",
         description="JupyterHub spawner: 'simple' (local processes, no system users) or a "
@@ -81,6 +86,16 @@ class StackSettings(BaseSettings):
     @property
     def service_token_file(self) -> Path:
         return self.secrets_dir / "hub-service-token"
+
+    @property
+    def ticket_key_file(self) -> Path:
+        """The gateway's HMAC key for login tickets (the gateway alone reads it)."""
+        return self.secrets_dir / "ticket-key"
+
+    @property
+    def hub_login_token_file(self) -> Path:
+        """The hub's credential for redeeming tickets at the gateway."""
+        return self.secrets_dir / "hub-login-token"
 
     @property
     def venv_bin(self) -> Path:
@@ -131,10 +146,14 @@ class HubSettings(BaseSettings):
     cull_idle_seconds: int = 3600
     concurrent_spawn_limit: int = 100
     spawn_retry_after: tuple[int, int] = (30, 60)
-    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
-    mongodb_database: str = "nbembed"
     fast_readiness_poll: bool = True
     gateway_url: str = "http://127.0.0.1:8080"
+    login_token_file: Path | None = Field(
+        default=None,
+        description="The token the login handler presents to the gateway to redeem tickets "
+        "(default: secrets/hub-login-token in the state folder).",
+    )
+    allow_top_level_login: bool = False
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

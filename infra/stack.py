@@ -120,8 +120,9 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_CULL_IDLE_SECONDS": str(settings.cull_idle_seconds),
                     "NBEMBED_HUB_CONCURRENT_SPAWN_LIMIT": str(settings.concurrent_spawn_limit),
                     "NBEMBED_HUB_SPAWN_RETRY_AFTER": json.dumps(settings.spawn_retry_after),
-                    "NBEMBED_HUB_MONGODB_URI": settings.mongodb,
                     "NBEMBED_HUB_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
+                    "NBEMBED_HUB_LOGIN_TOKEN_FILE": str(settings.hub_login_token_file),
+                    "NBEMBED_HUB_ALLOW_TOP_LEVEL_LOGIN": str(settings.allow_top_level_login),
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
                 },
@@ -148,6 +149,8 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         if service == "gateway":
             env[prefix + "TENANTS_FILE"] = str(tenants_file)
             env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
+            env[prefix + "TICKET_KEY_FILE"] = str(settings.ticket_key_file)
+            env[prefix + "HUB_LOGIN_TOKEN_FILE"] = str(settings.hub_login_token_file)
         if service == "provisioner":
             # The only service with the hub service token; sync asks it for
             # per-user server tokens with their shared secret.
@@ -208,6 +211,8 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     hub_token = ensure_hub_token(settings)
     _secret_file(settings.secrets_dir / "internal-token")  # gateway ↔ sync
     _secret_file(sync_provisioner_token_file(settings))  # sync ↔ provisioner
+    _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
+    _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
     tenants_file = write_tenants(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))

@@ -1,45 +1,58 @@
 """Login tickets: how a browser in the host page's iframe logs in to the hub.
 
-This is a contract between the gateway, which issues a ticket each time it
-hands a host an iframe URL, and the hub's login handler
-(``infra/hub/ticket_login.py``), which redeems it. A ticket is a random token
-in the iframe URL; only its SHA-256 digest is stored, in MongoDB's
-``login_tickets`` collection, with the one hub user it logs in, the one page
-it leads to, an expiry under a minute away, and when it was used. Redeeming
-sets ``used_at`` atomically, so a ticket works once. Tickets never travel on
-Kafka.
+A contract between the gateway, which mints a ticket each time it hands a
+host an iframe URL and later redeems it, and the hub's login handler
+(``infra/hub/ticket_login.py``), which only carries it from the browser to
+the gateway. A ticket is self-contained: the hub user it logs in, the one
+page it leads to, the session it belongs to, an expiry under a minute away
+and a random nonce, signed with HMAC-SHA256 under a key only the gateway
+holds. Nothing in a database makes a ticket valid, so whoever can write the
+store cannot forge one; the store only remembers which nonces were used
+(``_id`` of ``redeemed_tickets``: the unique index is what makes redemption
+single-use on any MongoDB-compatible server). Tickets never travel on Kafka.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import datetime
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
-COLLECTION = "login_tickets"
 QUERY_PARAMETER = "login_token"  # the hub's access log scrubs parameters named *token*
 LOGIN_PATH = "/hub/nbembed/login"
+REDEEM_PATH = "/internal/tickets/redeem"
+"""The gateway's route the hub calls, with its own token, to redeem a ticket."""
+MAX_TICKET_LENGTH = 2048
 
 
-class LoginTicket(BaseModel):
-    """A stored ticket (never the token itself)."""
+class RedeemRequest(BaseModel):
+    """What the hub sends the gateway: the ticket exactly as it came in the URL."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
-    digest: str = Field(alias="_id", pattern=r"^[0-9a-f]{64}$")
+    ticket: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TICKET_LENGTH)]
+
+
+class Redemption(BaseModel):
+    """The gateway's answer for a valid ticket, now used: who to log in, where to go."""
+
     hub_user: str
-    next_path: str = Field(description="Where the login leads: a page on the user's server.")
-    expires_at: datetime
-    used_at: datetime | None = None
+    next_path: str
+    session_id: str
 
 
-def new_token() -> str:
-    """A fresh random ticket token (256 bits, URL-safe)."""
-    return secrets.token_urlsafe(32)
+def is_own_page(hub_user: str, next_path: str) -> bool:
+    """Whether ``next_path`` is a page on ``hub_user``'s own server and nowhere else.
 
-
-def token_digest(token: str) -> str:
-    """What is stored instead of the token."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    Both sides check it: the gateway before signing, the hub before redirecting.
+    Dot segments (also percent-encoded) and backslashes are refused, since a
+    browser would resolve ``/user/alice/../bob/`` to bob's server.
+    """
+    parts = urlsplit(next_path)
+    if parts.scheme or parts.netloc or not parts.path.startswith(f"/user/{hub_user}/"):
+        return False
+    if any(ord(ch) < 0x21 for ch in next_path):
+        return False  # no control characters or spaces (a header injection, a split URL)
+    path = unquote(parts.path)
+    return "\\" not in path and not any(segment in (".", "..") for segment in path.split("/"))

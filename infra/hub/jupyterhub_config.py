@@ -28,10 +28,13 @@ c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 
 # Users are created by the provisioner through the API; browsers log in only
-# with single-use tickets from the gateway (see ticket_login.py).
+# with single-use tickets the gateway signs and redeems (see ticket_login.py).
 c.JupyterHub.authenticator_class = "infra.hub.ticket_login.TicketAuthenticator"
-c.TicketAuthenticator.mongodb_uri = hub.mongodb_uri
-c.TicketAuthenticator.mongodb_database = hub.mongodb_database
+c.TicketAuthenticator.gateway_url = hub.gateway_url
+c.TicketAuthenticator.redeem_token_file = str(
+    hub.login_token_file or hub.state_dir / "secrets" / "hub-login-token"
+)
+c.TicketAuthenticator.allow_top_level = hub.allow_top_level_login
 c.TicketAuthenticator.allow_all = True  # the ticket is the gate
 c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
 

@@ -1,94 +1,165 @@
 """Log a browser in to the hub with a single-use ticket from nbembed's gateway.
 
 JupyterHub's forced-login pattern (examples/forced-login), adapted to an
-iframe: ``GET /hub/nbembed/login?login_token=...`` redeems the ticket (see
-``schemas/login_ticket.py``), sets the hub's login cookie for the ticket's
-user and redirects to the ticket's page on that user's server, whose own
-OAuth flow with the hub then sets the server's cookie. Three traps avoided:
+iframe: ``GET /hub/nbembed/login?login_token=...`` hands the ticket to the
+gateway, which alone can verify it (see ``schemas/login_ticket.py``) and
+answers whom it logs in and where to; the handler sets the hub's login cookie
+for that user and redirects to that page on the user's server, whose own
+OAuth flow with the hub then sets the server's cookie. The hub holds no key
+and reads no database: it authenticates itself to the gateway with a token
+only the two of them read. Traps avoided:
 
-- the ticket is marked used and its previous state read in one atomic
-  update, then refused unless it was unused and ``expires_at`` is still ahead
-  (the upstream example's comparison is inverted);
+- login CSRF: the login answers only a navigation inside a frame
+  (``Sec-Fetch-Dest: iframe``) that is not cross-site, so a user's own
+  iframe URL sent to a victim as a link, or framed by another site, cannot
+  replace the victim's session (``allow_top_level`` relaxes the first rule);
 - a browser already logged in as another user is logged out first, so the
   ticket's user always wins (the stock login handler would skip
   authentication for an existing session);
-- failures answer 403 without raising ``HTTPError``, whose tornado warning
-  line would log the full query string, ticket included.
+- refusals answer 403 without raising ``HTTPError``, whose tornado warning
+  line would log the full query string, ticket included; the ticket reaches
+  the gateway in a POST body, never in a URL.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
-from pymongo import AsyncMongoClient, ReturnDocument
-from traitlets import Unicode
+from tornado import web
+from traitlets import Bool, Unicode
 
-from schemas.login_ticket import COLLECTION, QUERY_PARAMETER, token_digest
+from schemas.login_ticket import (
+    MAX_TICKET_LENGTH,
+    QUERY_PARAMETER,
+    REDEEM_PATH,
+    RedeemRequest,
+    Redemption,
+    is_own_page,
+)
 
-REFUSED_PAGE = """<!doctype html><title>Link expired</title>
-<p>This notebook link has expired or was already used.
-Open the notebook again from the application.</p>"""
+PAGE = """<!doctype html><title>{title}</title>
+<p>{text}</p>"""
+REFUSED = PAGE.format(
+    title="Link expired",
+    text="This notebook link has expired or was already used. "
+    "Open the notebook again from the application.",
+)
+NOT_IN_FRAME = PAGE.format(
+    title="Open from the application",
+    text="This notebook link only works inside the application that showed it. "
+    "Open the notebook again from the application.",
+)
+UNAVAILABLE = PAGE.format(
+    title="Try again", text="Logging in is not possible right now. Try again in a moment."
+)
 
 
 class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
     """Redeem a login ticket and continue to the notebook it was issued for."""
 
     async def get(self) -> None:
+        authenticator: TicketAuthenticator = self.authenticator
+        if not authenticator.navigation_allowed(self.request.headers):
+            self.log.warning("refused a login ticket outside an allowed frame")
+            self._answer(403, NOT_IN_FRAME)
+            return
         token = self.get_argument(QUERY_PARAMETER, default="")
-        ticket = await self.authenticator.redeem(token) if token else None
-        if ticket is None:
-            self.set_status(403)
-            self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.finish(REFUSED_PAGE)
+        try:
+            redemption = await authenticator.redeem(token) if token else None
+        except httpx.HTTPError as error:
+            self.log.error("cannot redeem login tickets: %s", type(error).__name__)
+            self._answer(503, UNAVAILABLE)
+            return
+        if redemption is None:
+            self._answer(403, REFUSED)
             return
         current = await self.get_current_user()
-        if current is not None and current.name != ticket["hub_user"]:
-            self.log.info("replacing hub session of another user with %s", ticket["hub_user"])
+        if current is not None and current.name != redemption.hub_user:
+            self.log.info("replacing hub session of another user with %s", redemption.hub_user)
             self.clear_login_cookie()
-        user = await self.auth_to_user({"name": ticket["hub_user"]})
+        user = await self.auth_to_user({"name": redemption.hub_user})
         self.set_login_cookie(user)
         self._jupyterhub_user = user
-        self.redirect(ticket["next_path"])
+        self.redirect(redemption.next_path)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Tornado's own line for an uncaught error names the full URL, ticket included.
+        # The traceback is kept for errors of the code; tornado's HTTPError has none worth it.
+        trace = None if isinstance(value, web.HTTPError) else (typ, value, tb)
+        self.log.error("the ticket login failed: %s", getattr(typ, "__name__", typ), exc_info=trace)
+
+    def _answer(self, status: int, page: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(page)
 
 
 class TicketAuthenticator(Authenticator):  # type: ignore[misc]
-    """Users log in only through tickets; there is no login form."""
+    """Users log in only through tickets the gateway redeems; there is no login form."""
 
     auto_login = True
-    mongodb_uri = Unicode(config=True, help="MongoDB holding the login tickets.")
-    mongodb_database = Unicode("nbembed", config=True)
+    gateway_url = Unicode(config=True, help="nbembed's gateway, which redeems tickets.")
+    redeem_token_file = Unicode(
+        config=True, help="File with the token the hub presents to the gateway to redeem."
+    )
+    allow_top_level = Bool(
+        False,
+        config=True,
+        help="Also accept a login as a top-level page, not only inside a frame "
+        "(reopens login CSRF: a user's link sent to another user logs them in).",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._client: httpx.AsyncClient | None = None
 
-    def _tickets(self) -> Any:
-        if self._client is None:
-            self._client = AsyncMongoClient(
-                self.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True
-            )
-        return self._client[self.mongodb_database][COLLECTION]
+    def navigation_allowed(self, headers: Any) -> bool:
+        """Whether the browser's Fetch Metadata says: a frame, and not from another site.
 
-    async def redeem(self, token: str) -> dict[str, Any] | None:
-        """The ticket for ``token`` if it is unused and unexpired, now marked used; else None."""
-        now = datetime.now(UTC)
-        # Marking used and reading the state before are one atomic step, so of two
-        # concurrent redemptions only one sees the ticket unused. The filter is
-        # _id alone (FerretDB's SQLite backend scans for anything else); the rest
-        # is checked on the document as it was.
-        ticket: dict[str, Any] | None = await self._tickets().find_one_and_update(
-            {"_id": token_digest(token)},
-            {"$set": {"used_at": now}},
-            return_document=ReturnDocument.BEFORE,
+        Browsers send these headers to HTTPS and loopback origins; a request
+        without them is refused, as is one a frame on another site made.
+        """
+        destinations = {"iframe", "document"} if self.allow_top_level else {"iframe"}
+        return (
+            headers.get("Sec-Fetch-Dest", "") in destinations
+            and headers.get("Sec-Fetch-Site", "") != "cross-site"
         )
-        if ticket is None or ticket.get("used_at") is not None or ticket["expires_at"] <= now:
-            self.log.warning("refused a login ticket: unknown, used or expired")
+
+    def _gateway(self) -> httpx.AsyncClient:
+        if self._client is None:
+            token = Path(self.redeem_token_file).read_text().strip()
+            self._client = httpx.AsyncClient(
+                base_url=self.gateway_url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+        return self._client
+
+    async def redeem(self, ticket: str) -> Redemption | None:
+        """Whom ``ticket`` logs in and where to, now used; None if the gateway refuses it.
+
+        Raises ``httpx.HTTPError`` when the gateway cannot answer.
+        """
+        if len(ticket) > MAX_TICKET_LENGTH:
             return None
-        return ticket
+        response = await self._gateway().post(
+            REDEEM_PATH, json=RedeemRequest(ticket=ticket).model_dump()
+        )
+        if response.status_code in (403, 410, 422):
+            self.log.warning("refused a login ticket (gateway answered %s)", response.status_code)
+            return None
+        response.raise_for_status()
+        redemption = Redemption.model_validate_json(response.content)
+        if not is_own_page(redemption.hub_user, redemption.next_path):
+            self.log.error("the gateway answered a page of another user's server")
+            return None
+        return redemption
 
     def login_url(self, base_url: str) -> str:
         return str(url_path_join(base_url, "nbembed/login"))

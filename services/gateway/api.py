@@ -96,7 +96,7 @@ class SessionView(BaseModel):
         """The host's view of a session; a ready one gets a fresh single-use iframe URL."""
         iframe_url = None
         if doc["status"] == "ready" and doc.get("page_url"):
-            iframe_url = await parts.tickets.login_url(doc["hub_user"], doc["page_url"])
+            iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
         failure = None
         if doc.get("failure_code"):
             failure = Failure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))

@@ -20,12 +20,13 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry
-from services.gateway.tickets import TicketIssuer
+from services.gateway.tickets import Tickets
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; connections open in its lifespan, not at import."""
-    assert settings.internal_token is not None  # the settings validator guarantees it
+    # The settings validator guarantees every secret is loaded.
+    assert settings.internal_token is not None and settings.ticket_key is not None
     broker = make_broker(settings, client_id="nbembed-gateway")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
@@ -39,9 +40,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         saves=SaveStore(mongo, database),
         notebooks=NotebookView(mongo, database),
         open_files=OpenFiles(mongo, database),
-        tickets=TicketIssuer(
+        tickets=Tickets(
             mongo,
             database,
+            key=settings.ticket_key.get_secret_value().encode(),
             public_hub_url=settings.hub_url,
             ttl_seconds=settings.login_ticket_seconds,
         ),

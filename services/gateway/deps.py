@@ -16,7 +16,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import Tenant, TenantRegistry
-from services.gateway.tickets import TicketIssuer
+from services.gateway.tickets import Tickets
 
 SESSION_TOKEN_PREFIX = "nbs_"  # noqa: S105 - a prefix, not a secret
 """Browser tokens (one session's saves) start with this; tenant API keys never do."""
@@ -33,7 +33,7 @@ class Gateway:
     saves: SaveStore
     notebooks: NotebookView
     open_files: OpenFiles
-    tickets: TicketIssuer
+    tickets: Tickets
     sync: SyncClient
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from schemas.login_ticket import REDEEM_PATH
 from services.common.settings import ServiceSettings
 
 
@@ -28,15 +29,33 @@ class GatewaySettings(ServiceSettings):
         default=None, description="Token for sync's internal API."
     )
     login_ticket_seconds: float = Field(
-        default=60, gt=0, le=300, description="How long an iframe URL's login ticket is valid."
+        default=60, gt=0, le=60, description="How long an iframe URL's login ticket is valid."
+    )
+    ticket_key: SecretStr | None = None
+    ticket_key_file: Path | None = Field(
+        default=None,
+        description="HMAC-SHA256 key that signs login tickets: only the gateway (all its "
+        "replicas) may read it.",
+    )
+    hub_login_token: SecretStr | None = None
+    hub_login_token_file: Path | None = Field(
+        default=None,
+        description="Token the hub's login handler presents to redeem tickets "
+        f"(POST {REDEEM_PATH}); only the hub and the gateway may read it.",
     )
     max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body.")
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")
 
     @model_validator(mode="after")
-    def _load_internal_token(self) -> GatewaySettings:
-        if self.internal_token is None and self.internal_token_file is not None:
-            self.internal_token = SecretStr(self.internal_token_file.read_text().strip())
-        if self.internal_token is None:
-            raise ValueError("set NBEMBED_GATEWAY_INTERNAL_TOKEN or ..._INTERNAL_TOKEN_FILE")
+    def _load_secrets(self) -> GatewaySettings:
+        for name in ("internal_token", "ticket_key", "hub_login_token"):
+            file: Path | None = getattr(self, f"{name}_file")
+            if getattr(self, name) is None and file is not None:
+                setattr(self, name, SecretStr(file.read_text().strip()))
+            secret: SecretStr | None = getattr(self, name)
+            if secret is None:
+                prefix = f"NBEMBED_GATEWAY_{name.upper()}"
+                raise ValueError(f"set {prefix} or {prefix}_FILE")
+            if name == "ticket_key" and len(secret.get_secret_value()) < 32:
+                raise ValueError("the ticket key needs at least 32 characters of randomness")
         return self

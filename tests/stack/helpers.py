@@ -9,6 +9,17 @@ from typing import Any
 
 import httpx
 
+IN_A_FRAME = {
+    "Sec-Fetch-Dest": "iframe",
+    "Sec-Fetch-Site": "same-site",
+    "Sec-Fetch-Mode": "navigate",
+}
+"""The Fetch Metadata a browser sends when a host page's iframe opens a URL of the hub.
+
+The hub's ticket login answers only such navigations (login CSRF, see
+infra/hub/ticket_login.py), so HTTP clients standing in for a browser send them.
+"""
+
 
 async def wait_for_final_status(
     gateway: httpx.AsyncClient, session_id: str, timeout: float = 120

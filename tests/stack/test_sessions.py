@@ -9,7 +9,7 @@ import httpx
 
 from infra.settings import StackSettings
 from schemas import hub_username
-from tests.stack.helpers import open_session
+from tests.stack.helpers import IN_A_FRAME, open_session
 
 
 async def test_new_user_new_notebook_opens_in_a_fresh_browser_as_that_user(
@@ -27,7 +27,9 @@ async def test_new_user_new_notebook_opens_in_a_fresh_browser_as_that_user(
         assert session["iframe_url"].startswith(f"{stack_settings.public_hub_url}/hub/")
 
         # A browser with no cookies follows the iframe URL to the notebook page...
-        async with httpx.AsyncClient(follow_redirects=True, timeout=60) as browser:
+        async with httpx.AsyncClient(
+            follow_redirects=True, timeout=60, headers=IN_A_FRAME
+        ) as browser:
             page = await browser.get(session["iframe_url"])
             assert page.status_code == 200
             assert page.url.path == f"/user/{hub_user}/notebooks/work/Q1 analysis.ipynb"
