@@ -40,7 +40,7 @@ def _subscriptions(module: Any, build: Any, monkeypatch: pytest.MonkeyPatch) -> 
     (broker,) = brokers
     groups: dict[str, set[str]] = {}
     for subscriber in broker.subscribers:
-        groups.setdefault(subscriber.group_id, set()).update(subscriber.topic_names)  # type: ignore[attr-defined]
+        groups.setdefault(subscriber.group_id, set()).update(subscriber.topic_names)
     return groups
 
 
@@ -53,16 +53,16 @@ def test_the_table_grants_each_consumer_group_exactly_what_the_app_subscribes(
         "gateway": (
             gateway_app,
             lambda: gateway_app.create_app(
-                GatewaySettings(tenants_file=tenants, internal_token="t")  # type: ignore[arg-type]
+                GatewaySettings(tenants_file=tenants, internal_token="t")
             ),
         ),
         "provisioner": (
             provisioner_app,
-            lambda: provisioner_app.create_app(ProvisionerSettings(hub_api_token="t")),  # type: ignore[arg-type]
+            lambda: provisioner_app.create_app(ProvisionerSettings(hub_api_token="t")),
         ),
         "sync": (
             sync_app,
-            lambda: sync_app.create_app(SyncSettings(hub_api_token="t", internal_token="t")),  # type: ignore[arg-type]
+            lambda: sync_app.create_app(SyncSettings(hub_api_token="t", internal_token="t")),
         ),
     }
     assert set(builds) == set(ACCESS) == set(stack.SERVICES)
