@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -22,9 +22,9 @@ Check: TypeAlias = Callable[[], Awaitable[bool]]
 """A readiness check: True when the component answers."""
 
 
-async def kafka_answers(bootstrap: str) -> bool:
-    """Kafka answers a metadata request."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+async def kafka_answers(options: dict[str, Any]) -> bool:
+    """Kafka answers a metadata request from a client with these options (and credentials)."""
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.describe_cluster()
@@ -35,9 +35,12 @@ async def kafka_answers(bootstrap: str) -> bool:
         await admin.close()
 
 
-async def create_topics(bootstrap: str, partitions: int) -> list[str]:
-    """Create every nbembed topic that does not exist yet; return the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+async def create_topics(options: dict[str, Any], partitions: int) -> list[str]:
+    """Create every nbembed topic that does not exist yet; return the ones created.
+
+    ``options`` are the admin's client options: only the admin may create topics.
+    """
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -87,6 +87,10 @@ class StackSettings(BaseSettings):
     def service_token_file(self) -> Path:
         return self.secrets_dir / "hub-service-token"
 
+    def kafka_password_file(self, user: str) -> Path:
+        """Where the local stack keeps a Kafka user's password (``admin``, ``gateway``, …)."""
+        return self.secrets_dir / f"kafka-{user}"
+
     @property
     def ticket_key_file(self) -> Path:
         """The gateway's HMAC key for login tickets (the gateway alone reads it)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from infra import kafka, readiness, supervisor
+from infra import kafka, kafka_access, readiness, supervisor
 from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
@@ -53,6 +53,12 @@ def ensure_hub_token(settings: StackSettings) -> str:
     return token
 
 
+def ensure_kafka_passwords(settings: StackSettings) -> None:
+    """One password per Kafka user of the stack (admin and each service), made once."""
+    for user in kafka_access.USERS:
+        _secret_file(settings.kafka_password_file(user))
+
+
 def write_tenants(settings: StackSettings) -> Path:
     """The gateway's tenants file; API keys are generated once and stored only as hashes."""
     path = settings.state_dir / "tenants.json"
@@ -77,7 +83,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     result: list[Program] = []
     if settings.local_kafka:
         properties = kafka.write_config(settings)
-        kafka.format_storage_once(settings, properties)
+        kafka.prepare_storage(settings, properties)
         result.append(Program("kafka", kafka.server_command(settings, properties), priority=10))
     if settings.local_mongodb:
         data = settings.state_dir / "ferretdb"
@@ -144,6 +150,9 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     for service in SERVICES:
         prefix = f"NBEMBED_{service.upper()}_"
         env = {prefix + key: value for key, value in common.items()}
+        # Each service logs in to Kafka as itself (see infra/kafka_access.py).
+        env[prefix + "KAFKA_USERNAME"] = kafka_access.principal(service)
+        env[prefix + "KAFKA_PASSWORD_FILE"] = str(settings.kafka_password_file(service))
         port_key, port = ports[service]
         env[prefix + port_key] = str(port)
         if service == "gateway":
@@ -174,7 +183,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
 
 def _infra_checks(settings: StackSettings, token: str) -> dict[str, readiness.Check]:
     return {
-        "kafka": lambda: readiness.kafka_answers(settings.kafka_bootstrap_servers),
+        "kafka": lambda: readiness.kafka_answers(kafka.client_options(settings)),
         "mongodb": lambda: readiness.mongodb_answers(settings.mongodb),
         "jupyterhub": lambda: readiness.hub_answers(settings.public_hub_url, token),
     }
@@ -213,14 +222,18 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(sync_provisioner_token_file(settings))  # sync ↔ provisioner
     _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
+    ensure_kafka_passwords(settings)
     tenants_file = write_tenants(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)
     timings = asyncio.run(_wait_all(_infra_checks(settings, hub_token), timeout))
-    asyncio.run(
-        readiness.create_topics(settings.kafka_bootstrap_servers, settings.kafka_partitions)
-    )
+    admin = kafka.client_options(settings)
+    asyncio.run(readiness.create_topics(admin, settings.kafka_partitions))
+    # A user added after the log was formatted, or a password file since deleted.
+    if settings.local_kafka and (missing := asyncio.run(kafka.users_failing_login(settings))):
+        kafka.add_users(settings, missing)
+    asyncio.run(kafka_access.ensure_acls(admin))
     supervisor.start_programs(settings, (*SERVICES, DEMO))
     timings |= asyncio.run(_wait_all(_service_checks(settings), timeout))
     return timings
@@ -235,7 +248,10 @@ def restart_services(settings: StackSettings, timeout: float = 60) -> dict[str, 
 async def check_all(settings: StackSettings) -> dict[str, bool]:
     """Whether each component answers now."""
     names = ("kafka", "mongodb", "jupyterhub", *SERVICES, DEMO)
-    if not settings.service_token_file.exists():
+    if not (
+        settings.service_token_file.exists()
+        and settings.kafka_password_file(kafka_access.ADMIN).exists()
+    ):
         return dict.fromkeys(names, False)
     token = settings.service_token_file.read_text().strip()
     checks = _infra_checks(settings, token) | _service_checks(settings)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from infra import stack
+from infra import kafka, stack
 from infra.settings import StackSettings
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -35,6 +35,16 @@ def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
     if not already_up:
         problems = stack.down(stack_settings)
         assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def kafka_options(running_stack: StackSettings) -> dict[str, Any]:
+    """aiokafka arguments to reach the stack's Kafka as its admin (a super user).
+
+    Tests that talk to Kafka directly spread these into their clients; the
+    services' own principals are ``kafka.client_options(settings, "sync")`` etc.
+    """
+    return kafka.client_options(running_stack)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.security import SASLScram512
 
 from schemas import CloudEvent, EventData, dlq_topic
 from services.common.settings import ServiceSettings
@@ -36,16 +37,25 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
 
     ``acks=all`` with idempotence means an acknowledged publish survives a
     broker failover and is never duplicated by the producer's own retries;
-    ``linger_ms=0`` keeps the hot path free of batching delays.
+    ``linger_ms=0`` keeps the hot path free of batching delays. With a Kafka
+    username the broker logs in as that service (SASL/SCRAM-SHA-512) and Kafka's
+    ACLs bound what it may read and write.
     """
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
+        security=_security(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
         logger=logging.getLogger(f"{client_id}.kafka"),
     )
+
+
+def _security(settings: ServiceSettings) -> SASLScram512 | None:
+    if settings.kafka_username is None or settings.kafka_password is None:
+        return None
+    return SASLScram512(settings.kafka_username, settings.kafka_password.get_secret_value())
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +20,15 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
     )
+    kafka_username: str | None = Field(
+        default=None,
+        description="SASL/SCRAM-SHA-512 user (the stack gives each service its own); "
+        "None: connect without authentication.",
+    )
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = Field(
+        default=None, description="A file holding the Kafka password (preferred over env)."
+    )
     mongodb_uri: SecretStr = Field(
         default=SecretStr("mongodb://127.0.0.1:27017/"),
         description="MongoDB URI; a secret because it may carry a password.",
@@ -29,3 +40,11 @@ class ServiceSettings(BaseSettings):
     )
     dlq_after_attempts: int = Field(default=5, ge=1, description="Tries before dead-lettering.")
     retry_backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
+
+    @model_validator(mode="after")
+    def _load_kafka_password(self) -> ServiceSettings:
+        if self.kafka_password is None and self.kafka_password_file is not None:
+            self.kafka_password = SecretStr(self.kafka_password_file.read_text().strip())
+        if self.kafka_username is not None and self.kafka_password is None:
+            raise ValueError("a Kafka username needs ..._KAFKA_PASSWORD or ..._KAFKA_PASSWORD_FILE")
+        return self

@@ -35,8 +35,8 @@ async def test_mongodb_round_trip_and_unique_index(
         await collection.drop()
 
 
-async def test_kafka_round_trip_on_every_topic(stack_settings: StackSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap_servers)
+async def test_kafka_round_trip_on_every_topic(kafka_options: dict[str, Any]) -> None:
+    admin = AIOKafkaAdminClient(**kafka_options)
     await admin.start()
     try:
         topics = set(await admin.list_topics())
@@ -46,10 +46,10 @@ async def test_kafka_round_trip_on_every_topic(stack_settings: StackSettings) ->
 
     marker = uuid.uuid4().hex.encode()
     topic = dlq_topic(SessionRequested.topic)  # a topic no service consumes
-    producer = AIOKafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap_servers)
+    producer = AIOKafkaProducer(**kafka_options)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=stack_settings.kafka_bootstrap_servers,
+        **kafka_options,
         auto_offset_reset="earliest",
         group_id=None,
     )

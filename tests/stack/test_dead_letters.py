@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.settings import StackSettings
 from schemas import ServerReady, dlq_topic
 
 
 async def test_poison_message_is_dead_lettered_with_its_reason(
-    stack_settings: StackSettings,
+    kafka_options: dict[str, Any],
 ) -> None:
-    bootstrap = stack_settings.kafka_bootstrap_servers
     dlq = AIOKafkaConsumer(
-        dlq_topic(ServerReady.topic), bootstrap_servers=bootstrap, auto_offset_reset="latest"
+        dlq_topic(ServerReady.topic), **kafka_options, auto_offset_reset="latest"
     )
     await dlq.start()
     await dlq.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**kafka_options)
     await producer.start()
     poison = f"not an event {uuid.uuid4().hex}".encode()
     try:

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra.settings import StackSettings
 from schemas import CloudEvent, SessionRequested, hub_username
 from tests.stack.helpers import wait_for_final_status
 
 
 async def test_gateway_event_reaches_the_provisioner_through_kafka(
-    gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
+    gateway: httpx.AsyncClient, hub: httpx.AsyncClient, kafka_options: dict[str, Any]
 ) -> None:
-    bootstrap = stack_settings.kafka_bootstrap_servers
     # Watch the topic ourselves, from its current end, in a group of our own.
     watcher = AIOKafkaConsumer(
         SessionRequested.topic,
-        bootstrap_servers=bootstrap,
+        **kafka_options,
         group_id=f"test-watch-{uuid.uuid4().hex}",
         auto_offset_reset="latest",
     )
@@ -50,7 +49,7 @@ async def test_gateway_event_reaches_the_provisioner_through_kafka(
 
         # 3. ...and committed its offset past that message (at-least-once, then acked).
         partition = TopicPartition(record.topic, record.partition)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets("nbembed-provisioner")

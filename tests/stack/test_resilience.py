@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,10 @@ from schemas import SessionRequested, hub_username
 from tests.stack.helpers import eventually, open_session, wait_for_final_status
 
 
-async def committed_offset(bootstrap: str, group: str, partition: TopicPartition) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def committed_offset(
+    kafka_options: dict[str, Any], group: str, partition: TopicPartition
+) -> int:
+    admin = AIOKafkaAdminClient(**kafka_options)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -41,11 +44,9 @@ async def test_a_redelivered_request_creates_no_second_server_and_no_second_note
     hub: httpx.AsyncClient,
     stack_settings: StackSettings,
     hub_token: str,
+    kafka_options: dict[str, Any],
 ) -> None:
-    bootstrap = stack_settings.kafka_bootstrap_servers
-    watcher = AIOKafkaConsumer(
-        SessionRequested.topic, bootstrap_servers=bootstrap, auto_offset_reset="latest"
-    )
+    watcher = AIOKafkaConsumer(SessionRequested.topic, **kafka_options, auto_offset_reset="latest")
     await watcher.start()
     await watcher.seek_to_end()
     user_id = f"redelivered-{uuid.uuid4().hex}"
@@ -65,7 +66,7 @@ async def test_a_redelivered_request_creates_no_second_server_and_no_second_note
         files = await list_work_folder(stack_settings, hub_token, hub_user)
 
         # Kafka delivers the very same message again (same id, key and headers).
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**kafka_options)
         await producer.start()
         try:
             again = await producer.send_and_wait(
@@ -76,7 +77,7 @@ async def test_a_redelivered_request_creates_no_second_server_and_no_second_note
         partition = TopicPartition(again.topic, again.partition)
 
         async def consumed() -> bool:
-            offset = await committed_offset(bootstrap, "nbembed-provisioner", partition)
+            offset = await committed_offset(kafka_options, "nbembed-provisioner", partition)
             return offset > again.offset
 
         await eventually(consumed)
