@@ -14,14 +14,14 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra import supervisor
+from infra import kafka, supervisor
 from infra.settings import StackSettings
 from schemas.envelope import HEADER_PREFIX, SPEC_VERSION
 
 
 def kafka_options(settings: StackSettings) -> dict[str, Any]:
-    """How the tests reach the broker with admin rights (one place to add credentials)."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    """How the tests reach the broker with admin rights."""
+    return kafka.client_options(settings)
 
 
 class Tap:
