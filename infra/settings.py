@@ -33,6 +33,10 @@ class StackSettings(BaseSettings):
 
     mongodb_port: int = 27017
     mongodb_uri: SecretStr | None = Field(default=None, description="External MongoDB instead.")
+    postgres_bin_dir: Path = Field(
+        default=Path("/usr/lib/postgresql/15/bin"),
+        description="Debian's PostgreSQL programs (FerretDB's backend on the local stack).",
+    )
 
     hub_port: int = 8000
     hub_api_port: int = 8081
@@ -133,6 +137,10 @@ class HubSettings(BaseSettings):
     spawn_retry_after: tuple[int, int] = (30, 60)
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
     mongodb_database: str = "nbembed"
+    mongodb_username: str | None = None
+    mongodb_password_file: Path | None = Field(
+        default=None, description="The store password's file (never the password itself)."
+    )
     fast_readiness_poll: bool = True
     gateway_url: str = "http://127.0.0.1:8080"
 

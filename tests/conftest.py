@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from infra import stack
+from infra import stack, store
 from infra.settings import StackSettings
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -78,8 +78,7 @@ async def gateway(stack_settings: StackSettings, api_key: str) -> AsyncIterator[
 
 @pytest.fixture
 async def mongo(stack_settings: StackSettings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        stack_settings.mongodb, serverSelectionTimeoutMS=5000
-    )
+    """The store with the stack's admin credential (every test goes through this helper)."""
+    client = store.admin_client(stack_settings, serverSelectionTimeoutMS=5000)
     yield client
     await client.close()

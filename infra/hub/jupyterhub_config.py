@@ -32,6 +32,10 @@ c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.JupyterHub.authenticator_class = "infra.hub.ticket_login.TicketAuthenticator"
 c.TicketAuthenticator.mongodb_uri = hub.mongodb_uri
 c.TicketAuthenticator.mongodb_database = hub.mongodb_database
+c.TicketAuthenticator.mongodb_username = hub.mongodb_username
+c.TicketAuthenticator.mongodb_password_file = (
+    str(hub.mongodb_password_file) if hub.mongodb_password_file else None
+)
 c.TicketAuthenticator.allow_all = True  # the ticket is the gate
 c.JupyterHub.concurrent_spawn_limit = hub.concurrent_spawn_limit
 

@@ -19,6 +19,7 @@ OAuth flow with the hub then sets the server's cookie. Three traps avoided:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -61,6 +62,10 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
     auto_login = True
     mongodb_uri = Unicode(config=True, help="MongoDB holding the login tickets.")
     mongodb_database = Unicode("nbembed", config=True)
+    mongodb_username = Unicode(None, allow_none=True, config=True, help="The hub's store user.")
+    mongodb_password_file = Unicode(
+        None, allow_none=True, config=True, help="File with that user's password."
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -68,8 +73,13 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
 
     def _tickets(self) -> Any:
         if self._client is None:
+            # The hub's own store user may read and mark login tickets, nothing else.
+            credentials: dict[str, Any] = {}
+            if self.mongodb_username and self.mongodb_password_file:
+                password = Path(self.mongodb_password_file).read_text().strip()
+                credentials = {"username": self.mongodb_username, "password": password}
             self._client = AsyncMongoClient(
-                self.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True
+                self.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True, **credentials
             )
         return self._client[self.mongodb_database][COLLECTION]
 

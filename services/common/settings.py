@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,7 +22,14 @@ class ServiceSettings(BaseSettings):
     )
     mongodb_uri: SecretStr = Field(
         default=SecretStr("mongodb://127.0.0.1:27017/"),
-        description="MongoDB URI; a secret because it may carry a password.",
+        description="MongoDB URI; a secret because it may carry a password (prefer the next two).",
+    )
+    mongodb_username: str | None = Field(
+        default=None, description="This service's own store user (with the password file)."
+    )
+    mongodb_password_file: Path | None = Field(
+        default=None,
+        description="File holding that user's password: kept out of the environment and argv.",
     )
     mongodb_database: str = "nbembed"
     log_level: str = "INFO"

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 from schemas import SessionEnded, SessionRequested
 from services.common.health import health_routes
 from services.common.kafka import EventConsumer, make_broker
+from services.common.mongo import connect as mongo_client
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
 from services.provisioner.settings import ProvisionerSettings
@@ -21,9 +22,7 @@ def create_app(settings: ProvisionerSettings) -> AsgiFastStream:
     assert settings.hub_api_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-provisioner")
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
-    )
+    mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     sessions = OpenSessions(mongo, settings.mongodb_database)
     handlers = ProvisionerHandlers(
         hub,

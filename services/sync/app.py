@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
 from services.common.health import health_routes
 from services.common.kafka import EventConsumer, make_broker
+from services.common.mongo import connect as mongo_client
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
 from services.sync.internal_api import create_internal_api
@@ -41,9 +42,7 @@ def create_app(settings: SyncSettings) -> ASGIApp:
     """Build sync's FastStream app with /healthz (alive) and /readyz (Kafka)."""
     assert settings.hub_api_token is not None  # the settings validator guarantees it
     broker = make_broker(settings, client_id="nbembed-sync")
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
-    )
+    mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     store = NotebookStore(mongo, settings.mongodb_database, revisions_kept=settings.revisions_kept)
     contents = ContentsClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     handlers = SyncHandlers(

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra import store
 from infra.settings import StackSettings
 from schemas import hub_username
 from schemas.login_ticket import (
@@ -65,7 +66,8 @@ async def test_an_expired_ticket_is_refused(
         next_path=f"/user/{alice['hub_user']}/notebooks/{alice['path']}",
         expires_at=datetime.now(UTC) - timedelta(seconds=1),
     )
-    await mongo["nbembed"][COLLECTION].insert_one(expired.model_dump(by_alias=True))
+    tickets = mongo[store.DATABASES["gateway"]][COLLECTION]
+    await tickets.insert_one(expired.model_dump(by_alias=True))
     url = f"{stack_settings.public_hub_url}{LOGIN_PATH}?{QUERY_PARAMETER}={token}"
     async with httpx.AsyncClient(follow_redirects=True, timeout=60) as browser:
         response = await browser.get(url)
@@ -116,7 +118,8 @@ async def test_tickets_never_appear_in_clear_in_logs_or_storage(
     async with httpx.AsyncClient(follow_redirects=True, timeout=60) as browser:
         await browser.get(url)
         await browser.get(url)  # the refused replay is logged too
-    stored = await mongo["nbembed"][COLLECTION].find_one({"_id": token_digest(token)})
+    tickets = mongo[store.DATABASES["gateway"]][COLLECTION]
+    stored = await tickets.find_one({"_id": token_digest(token)})
     assert stored is not None and stored["used_at"] is not None
     assert token not in str(stored)
     for log in stack_settings.logs_dir.glob("*.log"):
