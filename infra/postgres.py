@@ -53,8 +53,23 @@ def _own(path: Path) -> None:
         shutil.chown(path, user=SUPERUSER, group=SUPERUSER)
 
 
+def _check_reachable(folder: Path) -> None:
+    # As root the cluster belongs to `postgres`, which must be able to pass
+    # through every folder above the state folder (not so under a 0700 one).
+    if os.geteuid() == 0:
+        reachable = subprocess.run(
+            _as_owner(["test", "-x", str(folder)]), capture_output=True, check=False
+        )
+        if reachable.returncode != 0:
+            raise RuntimeError(
+                f"the {SUPERUSER} account cannot reach {folder}: PostgreSQL's cluster lives "
+                "there, so every folder above it must let others pass (mode o+x)"
+            )
+
+
 def init_once(settings: StackSettings) -> None:
     """Create the cluster on first start (``initdb``, about 2 s) and (re)write its access rules."""
+    _check_reachable(settings.state_dir)
     data = data_dir(settings)
     _own(socket_dir(settings))
     if not (data / "PG_VERSION").exists():
