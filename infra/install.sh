@@ -18,6 +18,8 @@ need mvn "install Maven (apt-get install maven)"
 need go "install Go 1.24 or newer"
 need node "install Node.js 20"
 need npm "install npm"
+[ -x "${NBEMBED_STACK_POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}/initdb" ] \
+  || { echo "missing PostgreSQL 15: apt-get install postgresql (FerretDB's backend)" >&2; exit 1; }
 
 step "Python environment (.venv)"
 if [ ! -x .venv/bin/uv ]; then

@@ -56,13 +56,20 @@ async def create_topics(options: dict[str, Any], partitions: int) -> list[str]:
         await admin.close()
 
 
-async def mongodb_answers(uri: str) -> bool:
-    """MongoDB (or FerretDB) answers ping."""
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        uri, serverSelectionTimeoutMS=2000
-    )
+async def mongodb_answers(connect: Callable[..., AsyncMongoClient[dict[str, Any]]]) -> bool:
+    """MongoDB (or FerretDB) answers, and accepts the credential ``connect`` uses.
+
+    Listing databases reaches the backend: FerretDB checks a PLAIN password only
+    then (``ping`` answers any client). On the local stack this first query
+    also loads FerretDB's metadata cache with the admin's view of every database.
+    """
+    try:
+        client = connect(serverSelectionTimeoutMS=2000)
+    except OSError:  # the password file is not there yet
+        return False
     try:
         await client.admin.command("ping")
+        await client.list_database_names()
         return True
     except Exception:
         return False

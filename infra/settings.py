@@ -33,6 +33,10 @@ class StackSettings(BaseSettings):
 
     mongodb_port: int = 27017
     mongodb_uri: SecretStr | None = Field(default=None, description="External MongoDB instead.")
+    postgres_bin_dir: Path = Field(
+        default=Path("/usr/lib/postgresql/15/bin"),
+        description="Debian's PostgreSQL programs (FerretDB's backend on the local stack).",
+    )
 
     hub_port: int = 8000
     hub_api_port: int = 8081

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from infra import kafka, kafka_access, readiness, supervisor
+from infra import kafka, kafka_access, postgres, readiness, store, supervisor
 from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
@@ -77,6 +77,33 @@ def write_tenants(settings: StackSettings) -> Path:
     return path
 
 
+def _store_programs(settings: StackSettings) -> list[Program]:
+    """PostgreSQL (socket only) and FerretDB on top of it; see infra/store.py."""
+    postgres.init_once(settings)
+    ferretdb = [
+        str(settings.cache_dir / "bin" / "ferretdb"),
+        f"--listen-addr=127.0.0.1:{settings.mongodb_port}",
+        "--handler=postgresql",
+        f"--postgresql-url={store.ferretdb_postgresql_url(settings)}",
+    ]
+    return [
+        # INT is PostgreSQL's fast shutdown; TERM would wait for FerretDB's pools.
+        Program("postgresql", postgres.server_command(settings), priority=5, stop_signal="INT"),
+        Program("ferretdb", ferretdb, priority=10),
+    ]
+
+
+def _store_env(prefix: str, settings: StackSettings, account: str) -> dict[str, str]:
+    """One process's store settings: URI, database, user, password file (never the password)."""
+    credential = store.credential(settings, account)
+    database = store.DATABASES[account]
+    env = {prefix + "MONGODB_URI": credential.uri, prefix + "MONGODB_DATABASE": database}
+    if credential.username is not None and credential.password_file is not None:
+        env[prefix + "MONGODB_USERNAME"] = credential.username
+        env[prefix + "MONGODB_PASSWORD_FILE"] = str(credential.password_file)
+    return env
+
+
 def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     """Every process of the stack, infrastructure first (services start after checks)."""
     python = str(settings.venv_bin / "python")
@@ -86,20 +113,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
         kafka.prepare_storage(settings, properties)
         result.append(Program("kafka", kafka.server_command(settings, properties), priority=10))
     if settings.local_mongodb:
-        data = settings.state_dir / "ferretdb"
-        data.mkdir(parents=True, exist_ok=True)
-        result.append(
-            Program(
-                "ferretdb",
-                [
-                    str(settings.cache_dir / "bin" / "ferretdb"),
-                    f"--listen-addr=127.0.0.1:{settings.mongodb_port}",
-                    "--handler=sqlite",
-                    f"--sqlite-url=file:{data}/",
-                ],
-                priority=10,
-            )
-        )
+        result += _store_programs(settings)
     if settings.local_hub:
         node_bin = REPO_ROOT / "infra" / "hub" / "node_modules" / ".bin"
         result.append(
@@ -139,7 +153,6 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     common = {
         "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
         "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
-        "MONGODB_URI": settings.mongodb,
         "HUB_URL": settings.public_hub_url,
     }
     ports = {
@@ -150,9 +163,10 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     for service in SERVICES:
         prefix = f"NBEMBED_{service.upper()}_"
         env = {prefix + key: value for key, value in common.items()}
-        # Each service logs in to Kafka as itself (see infra/kafka_access.py).
+        # Each service logs in to Kafka and to the store as itself.
         env[prefix + "KAFKA_USERNAME"] = kafka_access.principal(service)
         env[prefix + "KAFKA_PASSWORD_FILE"] = str(settings.kafka_password_file(service))
+        env |= _store_env(prefix, settings, service)
         port_key, port = ports[service]
         env[prefix + port_key] = str(port)
         if service == "gateway":
@@ -184,9 +198,18 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
 def _infra_checks(settings: StackSettings, token: str) -> dict[str, readiness.Check]:
     return {
         "kafka": lambda: readiness.kafka_answers(kafka.client_options(settings)),
-        "mongodb": lambda: readiness.mongodb_answers(settings.mongodb),
+        "mongodb": lambda: readiness.mongodb_answers(
+            lambda **kwargs: store.admin_client(settings, **kwargs)
+        ),
         "jupyterhub": lambda: readiness.hub_answers(settings.public_hub_url, token),
     }
+
+
+def _postgres_check(settings: StackSettings) -> readiness.Check:
+    async def check() -> bool:
+        return await asyncio.to_thread(postgres.answers, settings)
+
+    return check
 
 
 def _service_checks(settings: StackSettings) -> dict[str, readiness.Check]:
@@ -224,10 +247,19 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
     ensure_kafka_passwords(settings)
     tenants_file = write_tenants(settings)
+    if settings.local_mongodb:
+        for account in store.ACCOUNTS:
+            _secret_file(store.password_file(settings, account))
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)
-    timings = asyncio.run(_wait_all(_infra_checks(settings, hub_token), timeout))
+    timings: dict[str, float] = {}
+    if settings.local_mongodb:
+        timings |= asyncio.run(_wait_all({"postgresql": _postgres_check(settings)}, timeout))
+        store.bootstrap_roles(settings)
+    timings |= asyncio.run(_wait_all(_infra_checks(settings, hub_token), timeout))
+    if settings.local_mongodb:
+        store.bootstrap_databases(settings)
     admin = kafka.client_options(settings)
     asyncio.run(readiness.create_topics(admin, settings.kafka_partitions))
     # A user added after the log was formatted, or a password file since deleted.

@@ -23,6 +23,7 @@ class Program:
     autostart: bool = True
     priority: int = 100
     stop_wait_seconds: int = 30
+    stop_signal: str = "TERM"
 
 
 def config_path(settings: StackSettings) -> Path:
@@ -73,7 +74,7 @@ def write_config(settings: StackSettings, programs: list[Program]) -> Path:
             "startretries=5",
             f"priority={program.priority}",
             f"stopwaitsecs={program.stop_wait_seconds}",
-            "stopsignal=TERM",
+            f"stopsignal={program.stop_signal}",
             # The hub's proxy and the JVM's helpers live in the program's process group.
             "stopasgroup=true",
             "killasgroup=true",

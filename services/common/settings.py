@@ -31,7 +31,14 @@ class ServiceSettings(BaseSettings):
     )
     mongodb_uri: SecretStr = Field(
         default=SecretStr("mongodb://127.0.0.1:27017/"),
-        description="MongoDB URI; a secret because it may carry a password.",
+        description="MongoDB URI; a secret because it may carry a password (prefer the next two).",
+    )
+    mongodb_username: str | None = Field(
+        default=None, description="This service's own store user (with the password file)."
+    )
+    mongodb_password_file: Path | None = Field(
+        default=None,
+        description="File holding that user's password: kept out of the environment and argv.",
     )
     mongodb_database: str = "nbembed"
     log_level: str = "INFO"

@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
+from services.common.mongo import connect as mongo_client
 from services.gateway import api, internal_api, library_api, problems, saves_api, sdk
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
@@ -28,9 +29,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The settings validator guarantees every secret is loaded.
     assert settings.internal_token is not None and settings.ticket_key is not None
     broker = make_broker(settings, client_id="nbembed-gateway")
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
-    )
+    mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     database = settings.mongodb_database
     parts = Gateway(
         settings=settings,

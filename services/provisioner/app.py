@@ -12,6 +12,7 @@ from schemas import SessionEnded, SessionRequested
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker
+from services.common.mongo import connect as mongo_client
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
 from services.provisioner.internal_api import create_internal_api
@@ -25,9 +26,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     assert settings.hub_api_token is not None and settings.sync_token is not None
     broker = make_broker(settings, client_id="nbembed-provisioner")
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
-    )
+    mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     sessions = OpenSessions(mongo, settings.mongodb_database)
     handlers = ProvisionerHandlers(
         hub,

@@ -12,6 +12,7 @@ from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker
+from services.common.mongo import connect as mongo_client
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
 from services.sync.internal_api import create_internal_api
@@ -25,9 +26,7 @@ def create_app(settings: SyncSettings) -> Starlette:
     # The settings validator guarantees both.
     assert settings.provisioner_token is not None and settings.internal_token is not None
     broker = make_broker(settings, client_id="nbembed-sync")
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000, tz_aware=True
-    )
+    mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     store = NotebookStore(mongo, settings.mongodb_database, revisions_kept=settings.revisions_kept)
     # No hub credential here: each user's server is called with a token of that
     # user for that server alone, from the provisioner.

@@ -22,7 +22,7 @@ import httpx
 from playwright.async_api import async_playwright
 from pymongo import AsyncMongoClient
 
-from infra import stack
+from infra import stack, store
 from infra.settings import StackSettings
 from schemas import hub_username
 from tests.bench.report import print_ratio, print_table
@@ -97,7 +97,7 @@ class Bench:
             headers={"Authorization": f"Bearer {key}"},
             timeout=60,
         )
-        self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb)
+        self.mongo: AsyncMongoClient[dict[str, Any]] = store.admin_client(settings)
         self.baseline = self.mongo["nbembed_bench"]["direct_saves"]
 
 

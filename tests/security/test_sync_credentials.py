@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from infra import store
 from infra.settings import StackSettings
 from schemas import (
     NotebookDeleted,
@@ -259,7 +260,7 @@ async def test_forged_delete_for_another_tenant_deletes_nothing(
 ) -> None:
     session = await new_session(gateway, f"owner-{uuid.uuid4().hex[:8]}")
     notebook_id = session["notebook_id"]
-    db = mongo["nbembed"]
+    db = mongo[store.DATABASES["sync"]]
 
     async def first_revision_stored() -> bool:
         return await db["notebook_revisions"].find_one({"_id": f"{notebook_id}:1"}) is not None

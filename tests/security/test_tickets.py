@@ -27,6 +27,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from pymongo import AsyncMongoClient
 
+from infra import store
 from infra.settings import StackSettings
 from schemas import hub_username
 from schemas.login_ticket import LOGIN_PATH, QUERY_PARAMETER
@@ -136,7 +137,7 @@ async def test_a_ticket_written_into_the_store_logs_nobody_in(
     gateway: httpx.AsyncClient,
     victim: dict[str, Any],
 ) -> None:
-    database = mongo["nbembed"]  # the services' database (the stack keeps the default)
+    database = mongo[store.DATABASES["gateway"]]
     # What used to make a ticket valid: its digest in login_tickets.
     token = secrets.token_urlsafe(32)
     await database["login_tickets"].insert_one(

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra import store
 from infra.settings import StackSettings
 from schemas import hub_username
 from schemas.login_ticket import QUERY_PARAMETER
@@ -113,7 +114,7 @@ async def test_tickets_never_appear_in_clear_in_logs_or_storage(
     async with framed_browser() as browser:
         await browser.get(url)
         await browser.get(url)  # the refused replay is logged too
-    redeemed = await mongo["nbembed"][REDEEMED_COLLECTION].find().to_list()
+    redeemed = await mongo[store.DATABASES["gateway"]][REDEEMED_COLLECTION].find().to_list()
     assert redeemed, "redemption leaves a record of the used nonce"
     assert not any(token in str(doc) for doc in redeemed)
     for log in stack_settings.logs_dir.glob("*.log"):

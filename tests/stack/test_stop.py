@@ -7,11 +7,15 @@ stack the other tests use stays up.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from infra import stack
 from infra.settings import REPO_ROOT, StackSettings
@@ -43,7 +47,17 @@ def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_down_leaves_no_process_and_no_bound_port(tmp_path: Path) -> None:
+@pytest.fixture
+def state_parent() -> Iterator[Path]:
+    """A folder the stack's PostgreSQL account can pass through (pytest's tmp_path is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="nbembed-stop-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_down_leaves_no_process_and_no_bound_port(state_parent: Path) -> None:
+    tmp_path = state_parent
     env = {key: value for key, value in os.environ.items() if not key.startswith("NBEMBED_")}
     env |= {f"NBEMBED_STACK_{key}": str(port) for key, port in SEPARATE_PORTS.items()}
     env["NBEMBED_STACK_STATE_DIR"] = str(tmp_path / "state")

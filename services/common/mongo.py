@@ -1,0 +1,30 @@
+"""The services' MongoDB client: one place that turns settings into a connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from services.common.settings import ServiceSettings
+
+
+def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
+    """A client with the service's own credential when it has one.
+
+    The password is read from its file here, at start: it never sits in the
+    process environment or command line (where other local accounts and logs
+    could see it). Connections open lazily, on first use.
+    """
+    credentials: dict[str, Any] = {}
+    if settings.mongodb_username is not None and settings.mongodb_password_file is not None:
+        credentials = {
+            "username": settings.mongodb_username,
+            "password": settings.mongodb_password_file.read_text().strip(),
+        }
+    return AsyncMongoClient(
+        settings.mongodb_uri.get_secret_value(),
+        serverSelectionTimeoutMS=5000,
+        tz_aware=True,
+        **credentials,
+    )
