@@ -8,6 +8,7 @@ import hashlib
 import json
 import secrets
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -214,6 +215,26 @@ def lock_state_folder(settings: StackSettings) -> None:
             path.chmod(0o600)
 
 
+def check_homes_reachable(settings: StackSettings) -> None:
+    """Fail early unless every folder above the homes lets other accounts through.
+
+    With the ``local-users`` spawner each server runs as its own account and must
+    reach ``<state>/homes/<user>``; a state folder under, e.g., ``/root`` or
+    pytest's ``/tmp/pytest-of-root`` (both 0700) would fail every spawn with a
+    bare PermissionError in the hub's log. The stack does not open them itself.
+    """
+    if settings.spawner_class != "local-users":
+        return
+    for folder in settings.state_dir.resolve().parents:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            raise RuntimeError(
+                f"{folder} is closed to other accounts (mode "
+                f"{oct(stat.S_IMODE(folder.stat().st_mode))}): the single-user servers of "
+                f"the local-users spawner cannot reach {settings.state_dir}/homes. Put "
+                "NBEMBED_STACK_STATE_DIR somewhere every account may traverse."
+            )
+
+
 def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     """Start whatever is not running and wait until all of it answers (idempotent).
 
@@ -226,6 +247,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     tenants_file = write_tenants(settings)
     lock_state_folder(settings)
     if settings.local_hub:
+        check_homes_reachable(settings)
         singleuser.ensure_runtime(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))

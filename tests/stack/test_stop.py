@@ -7,11 +7,15 @@ stack the other tests use stays up.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from infra import stack
 from infra.settings import REPO_ROOT, StackSettings
@@ -43,7 +47,21 @@ def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_down_leaves_no_process_and_no_bound_port(tmp_path: Path) -> None:
+@pytest.fixture
+def state_base() -> Iterator[Path]:
+    """A folder for the second stack's state that other accounts may traverse.
+
+    pytest's ``tmp_path`` lies under ``/tmp/pytest-of-<user>`` (0700), which the
+    servers' own accounts (local-users spawner) could not pass through.
+    """
+    base = Path(tempfile.mkdtemp(prefix="nbembed-stop-"))
+    base.chmod(0o711)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_down_leaves_no_process_and_no_bound_port(state_base: Path) -> None:
+    tmp_path = state_base
     env = {key: value for key, value in os.environ.items() if not key.startswith("NBEMBED_")}
     env |= {f"NBEMBED_STACK_{key}": str(port) for key, port in SEPARATE_PORTS.items()}
     env["NBEMBED_STACK_STATE_DIR"] = str(tmp_path / "state")

@@ -6,6 +6,8 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
+
 from infra import stack
 from infra.hub.local_users import MAX_ACCOUNT_LENGTH, account_name
 from infra.settings import StackSettings
@@ -56,3 +58,13 @@ def test_state_folder_is_closed_to_user_accounts_even_when_it_existed_open(
         assert _mode(state / folder) == 0o700, folder
     for file in ("secrets/hub-service-token", "tenants.json", "supervisord.conf"):
         assert _mode(state / file) == 0o600, file
+
+
+def test_up_refuses_a_state_folder_the_accounts_cannot_reach(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    settings = StackSettings(state_dir=closed / "run", spawner_class="local-users")
+    with pytest.raises(RuntimeError, match="closed to other accounts"):
+        stack.check_homes_reachable(settings)
+    # The simple spawner runs servers as the stack's account: nothing to check.
+    stack.check_homes_reachable(settings.model_copy(update={"spawner_class": "simple"}))
