@@ -63,9 +63,16 @@ class StackSettings(BaseSettings):
         "hub's login answers only inside a frame (Fetch Metadata), which stops login CSRF.",
     )
     spawner_class: str = Field(
-        default="simple",
-        description="JupyterHub spawner: 'simple' (local processes, no system users) or a "
-        "class such as dockerspawner.DockerSpawner / kubespawner.KubeSpawner.",
+        default="local-users",
+        description="JupyterHub spawner: 'local-users' (a local process per hub user, each as "
+        "its own OS account, created on first start; needs root), 'simple' (local processes "
+        "as the stack's own account: isolates nothing) or a class such as "
+        "dockerspawner.DockerSpawner / kubespawner.KubeSpawner.",
+    )
+    singleuser_base_python: Path = Field(
+        default=Path("/usr/bin/python3.11"),
+        description="A Python 3.11 every account may run: the single-user servers' "
+        "environment is made from it (see infra/singleuser.py).",
     )
     cull_idle_seconds: int = Field(default=3600, ge=60)
     concurrent_spawn_limit: int = Field(
@@ -146,11 +153,11 @@ class HubSettings(BaseSettings):
     hub_bind_url: str = "http://127.0.0.1:8081"
     proxy_api_url: str = "http://127.0.0.1:8001"
     proxy_command: str = "configurable-http-proxy"
-    singleuser_command: str = "jupyterhub-singleuser"
+    singleuser_python: str = "python3"
     python: str = "python3"
     service_token_file: Path
     allowed_origins: Annotated[list[str], NoDecode] = []
-    spawner_class: str = "simple"
+    spawner_class: str = "local-users"
     cull_idle_seconds: int = 3600
     concurrent_spawn_limit: int = 100
     spawn_retry_after: tuple[int, int] = (30, 60)

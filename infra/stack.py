@@ -8,12 +8,13 @@ import hashlib
 import json
 import secrets
 import socket
+import stat
 import time
 from pathlib import Path
 
 import psutil
 
-from infra import kafka, kafka_access, postgres, readiness, store, supervisor
+from infra import kafka, kafka_access, postgres, readiness, singleuser, store, supervisor
 from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
@@ -73,6 +74,7 @@ def write_tenants(settings: StackSettings) -> Path:
         }
         for tenant_id in settings.tenants
     ]
+    path.touch(mode=0o600)  # API key hashes and origins: the stack's own reading
     path.write_text(json.dumps(tenants, indent=2) + "\n")
     return path
 
@@ -130,9 +132,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_HUB_BIND_URL": f"http://127.0.0.1:{settings.hub_api_port}",
                     "NBEMBED_HUB_PROXY_API_URL": f"http://127.0.0.1:{settings.proxy_api_port}",
                     "NBEMBED_HUB_PROXY_COMMAND": str(node_bin / "configurable-http-proxy"),
-                    "NBEMBED_HUB_SINGLEUSER_COMMAND": str(
-                        settings.venv_bin / "jupyterhub-singleuser"
-                    ),
+                    "NBEMBED_HUB_SINGLEUSER_PYTHON": str(singleuser.runtime_python(settings)),
                     "NBEMBED_HUB_PYTHON": python,
                     "NBEMBED_HUB_SERVICE_TOKEN_FILE": str(settings.service_token_file),
                     "NBEMBED_HUB_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
@@ -233,6 +233,55 @@ async def _wait_all(checks: dict[str, readiness.Check], timeout: float) -> dict[
     return dict(zip(names, seconds, strict=True))
 
 
+PRIVATE_FOLDERS = ("secrets", "logs", "hub", "kafka", "ferretdb")
+"""Folders of ``.run`` holding other components' data, logs or config: owner only."""
+TRAVERSE_ONLY = 0o711
+"""``.run`` and ``.run/homes``: each account reaches its own home but lists nothing."""
+
+
+def lock_state_folder(settings: StackSettings) -> None:
+    """Close the state folder to the hub users' accounts (new and existing folders).
+
+    Single-user servers run as unprivileged accounts (``local-users`` spawner)
+    whose homes are ``.run/homes/<user>``: they may traverse ``.run`` and
+    ``.run/homes`` but read nothing else in them. Every file directly in ``.run``
+    (supervisord's config and socket, the tenants file, pid files) is owner-only.
+    """
+    state = settings.state_dir
+    for folder in (state, state / "homes"):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(TRAVERSE_ONLY)
+    for name in PRIVATE_FOLDERS:
+        (state / name).mkdir(exist_ok=True)
+        (state / name).chmod(0o700)
+    for path in state.iterdir():
+        if not path.is_symlink() and not path.is_dir():
+            path.chmod(0o600)
+    for path in settings.secrets_dir.iterdir():
+        if not path.is_symlink():
+            path.chmod(0o600)
+
+
+def check_homes_reachable(settings: StackSettings) -> None:
+    """Fail early unless every folder above the homes lets other accounts through.
+
+    With the ``local-users`` spawner each server runs as its own account and must
+    reach ``<state>/homes/<user>``; a state folder under, e.g., ``/root`` or
+    pytest's ``/tmp/pytest-of-root`` (both 0700) would fail every spawn with a
+    bare PermissionError in the hub's log. The stack does not open them itself.
+    """
+    if settings.spawner_class != "local-users":
+        return
+    for folder in settings.state_dir.resolve().parents:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            raise RuntimeError(
+                f"{folder} is closed to other accounts (mode "
+                f"{oct(stat.S_IMODE(folder.stat().st_mode))}): the single-user servers of "
+                f"the local-users spawner cannot reach {settings.state_dir}/homes. Put "
+                "NBEMBED_STACK_STATE_DIR somewhere every account may traverse."
+            )
+
+
 def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     """Start whatever is not running and wait until all of it answers (idempotent).
 
@@ -250,6 +299,10 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     if settings.local_mongodb:
         for account in store.ACCOUNTS:
             _secret_file(store.password_file(settings, account))
+    lock_state_folder(settings)
+    if settings.local_hub:
+        check_homes_reachable(settings)
+        singleuser.ensure_runtime(settings)
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)

@@ -67,6 +67,24 @@ c.JupyterHub.load_roles = [
         "services": ["nbembed"],
     },
     {
+        # Replaces JupyterHub's default user role ("self": start and stop servers,
+        # mint tokens with every scope of the user, read the user's model). A
+        # browser needs to reach its own server (OAuth) and nothing else: nbembed's
+        # provisioner starts and stops servers. users:activity lets the server's
+        # own token (Spawner.server_token_scopes, the "server" role, only the
+        # user's scopes survive) report activity that the idle culler reads. The
+        # read:users:name/groups pair is what the OAuth flow to the user's server
+        # asks for (JupyterHub's "identify" scopes); without it that flow fails.
+        "name": "user",
+        "description": "nbembed users: reach their own server; their server reports activity",
+        "scopes": [
+            "access:servers!user",
+            "users:activity!user",
+            "read:users:name!user",
+            "read:users:groups!user",
+        ],
+    },
+    {
         "name": "idle-culler",
         "description": "Stop servers idle longer than the configured timeout",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
@@ -83,14 +101,25 @@ c.JupyterHub.tornado_settings = {
     "spawn_throttle_retry_range": tuple(hub.spawn_retry_after),
 }
 
-c.JupyterHub.spawner_class = hub.spawner_class
-c.Spawner.cmd = [hub.singleuser_command]
+SPAWNERS = {
+    "local-users": "infra.hub.local_users.LocalUserSpawner",
+    "simple": "jupyterhub.spawner.SimpleLocalProcessSpawner",
+}
+c.JupyterHub.spawner_class = SPAWNERS.get(hub.spawner_class, hub.spawner_class)
+# The servers' interpreter is one every account may run (infra/singleuser.py).
+c.Spawner.cmd = [hub.singleuser_python, "-m", "jupyterhub.singleuser"]
 # singleuser_python/ holds the save hook and a stand-in for a module that costs
 # ~1 s of every server start (see their docstrings).
 c.Spawner.environment = {
     "PYTHONPATH": str(Path(__file__).parent / "singleuser_python"),
+    # A user's ~/.local site-packages (and usercustomize) never load into the server.
+    "PYTHONNOUSERSITE": "1",
+    "PATH": f"{Path(hub.singleuser_python).parent}:/usr/local/bin:/usr/bin:/bin",
     "NBEMBED_GATEWAY_URL": hub.gateway_url,
 }
+# Config files in the user's home (~/.jupyter, ~/.local/share/jupyter) are ignored:
+# the kernel can write them, and the server would load them at its next start.
+c.Spawner.disable_user_config = True
 c.Spawner.args = [
     f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}",
     # Every save the server makes is reported to nbembed and stored.
@@ -98,9 +127,14 @@ c.Spawner.args = [
 ]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
-if hub.spawner_class == "simple":
-    # Local processes without system users: one home folder per hub user.
-    c.SimpleLocalProcessSpawner.home_dir_template = str(hub.state_dir / "homes" / "{username}")
+homes = str(hub.state_dir / "homes")
+if hub.spawner_class == "local-users":
+    # One OS account per hub user, home <state>/homes/<hub user> (0700).
+    c.LocalUserSpawner.homes_dir = homes
+elif hub.spawner_class == "simple":
+    # Local processes as the stack's own account, one home folder per hub user.
+    # Isolates nothing: every kernel can read the stack's secrets and other homes.
+    c.SimpleLocalProcessSpawner.home_dir_template = homes + "/{username}"
     if os.geteuid() == 0:
         # CI machines run everything as root; Jupyter Server refuses that unless told.
         c.Spawner.args.append("--allow-root")

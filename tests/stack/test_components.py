@@ -73,8 +73,11 @@ async def test_hub_answers_service_token_and_refuses_a_wrong_one(
     assert me.status_code == 200
     body = me.json()
     assert body["kind"] == "service" and body["name"] == "nbembed"
-    # Only the scopes the services need: no full admin, no token minting.
-    assert "admin-ui" not in body["scopes"] and "tokens" not in body["scopes"]
+    # Only the scopes the services need: no full admin. `tokens` mints per-user
+    # tokens, which the hub limits to the user's own trimmed role (proven in
+    # tests/security/test_isolation.py).
+    assert "admin-ui" not in body["scopes"] and "shutdown" not in body["scopes"]
+    assert "tokens" in body["scopes"]
     assert {"admin:users", "admin:servers", "access:servers"} <= set(body["scopes"])
 
     async with httpx.AsyncClient(base_url=f"{stack_settings.public_hub_url}/hub/api") as anon:

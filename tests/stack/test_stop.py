@@ -48,16 +48,20 @@ def _run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def state_parent() -> Iterator[Path]:
-    """A folder the stack's PostgreSQL account can pass through (pytest's tmp_path is 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="nbembed-stop-"))
-    folder.chmod(0o711)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+def state_base() -> Iterator[Path]:
+    """A folder for the second stack's state that other accounts may traverse.
+
+    pytest's ``tmp_path`` lies under ``/tmp/pytest-of-<user>`` (0700), which the
+    servers' own accounts (local-users spawner) could not pass through.
+    """
+    base = Path(tempfile.mkdtemp(prefix="nbembed-stop-"))
+    base.chmod(0o711)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
-async def test_down_leaves_no_process_and_no_bound_port(state_parent: Path) -> None:
-    tmp_path = state_parent
+async def test_down_leaves_no_process_and_no_bound_port(state_base: Path) -> None:
+    tmp_path = state_base
     env = {key: value for key, value in os.environ.items() if not key.startswith("NBEMBED_")}
     env |= {f"NBEMBED_STACK_{key}": str(port) for key, port in SEPARATE_PORTS.items()}
     env["NBEMBED_STACK_STATE_DIR"] = str(tmp_path / "state")

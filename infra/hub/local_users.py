@@ -1,0 +1,183 @@
+"""Run each hub user's single-user server as its own OS account.
+
+The local stack runs as root on development machines and CI. With JupyterHub's
+``SimpleLocalProcessSpawner`` every kernel would run as root too, and read the
+stack's secrets, the other users' homes and the environment of their servers.
+`LocalUserSpawner` creates one unprivileged account per hub user on first start
+(``useradd``: no login shell, locked password, the shared group
+``nbembed-users`` rather than one group per user) and starts the server with
+that uid, its home ``<state>/homes/<hub user>`` owned by it, mode 0700.
+
+Account names are derived from the hub user name (`account_name`), so a hub
+user deleted and created again gets the same account and the same files.
+Accounts are never removed by the stack; the README says how to remove them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from traitlets import Integer, Unicode
+
+ACCOUNT_PREFIX = "nb-"
+ADMIN_PATH = "/usr/sbin:/sbin:/usr/bin:/bin"
+MAX_ACCOUNT_LENGTH = 32
+"""Linux's limit on user names (``useradd`` refuses longer ones)."""
+
+# useradd/groupadd exit codes worth a retry: 1 "cannot lock /etc/passwd" (another
+# process holds the lock), 10 "cannot update group file".
+_RETRYABLE_EXIT_CODES = frozenset({1, 10})
+
+
+def account_name(hub_user: str) -> str:
+    """The OS account of ``hub_user``: deterministic, unique, a valid Linux user name.
+
+    A readable slug of the hub name (ops can tell whose processes they see) and
+    16 hex digits of its SHA-256 (two hub names never share an account, whatever
+    their length), at most 30 characters.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", hub_user.lower()).strip("-")[:10].rstrip("-")
+    digest = hashlib.sha256(hub_user.encode()).hexdigest()[:16]
+    name = f"{ACCOUNT_PREFIX}{slug}-{digest}" if slug else f"{ACCOUNT_PREFIX}{digest}"
+    assert len(name) <= MAX_ACCOUNT_LENGTH
+    return name
+
+
+class AccountError(RuntimeError):
+    """``useradd`` or ``groupadd`` failed for a reason a retry does not fix."""
+
+
+def _run_retrying(command: list[str], attempts: int, ok_codes: frozenset[int]) -> None:
+    """Run ``command``; retry with a short backoff while the account files are locked."""
+    # The hub's PATH (set by the stack) has no sbin folders.
+    program = shutil.which(command[0], path=ADMIN_PATH)
+    if program is None:
+        raise AccountError(f"{command[0]} not found in {ADMIN_PATH} (Debian package passwd)")
+    for attempt in range(attempts):
+        done = subprocess.run([program, *command[1:]], capture_output=True, text=True, check=False)
+        if done.returncode == 0 or done.returncode in ok_codes:
+            return
+        if done.returncode not in _RETRYABLE_EXIT_CODES or attempt == attempts - 1:
+            raise AccountError(f"{command[0]} exited {done.returncode}: {done.stderr.strip()}")
+        time.sleep(0.1 * 2**attempt)
+
+
+def ensure_account(account: str, group: str, home: Path, comment: str, attempts: int = 6) -> None:
+    """Create ``group`` and ``account`` unless they exist (blocking; call in a thread)."""
+    # groupadd --force: success when the group exists already.
+    _run_retrying(["groupadd", "--force", group], attempts, frozenset())
+    try:
+        pwd.getpwnam(account)
+        return
+    except KeyError:
+        pass
+    _run_retrying(
+        [
+            "useradd",
+            "--home-dir",
+            str(home),
+            "--no-create-home",  # made by `ensure_home`, under the stack's state folder
+            "--gid",
+            group,
+            "--no-user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--comment",
+            comment,
+            account,
+        ],
+        attempts,
+        frozenset({9}),  # 9: the name exists (created meanwhile by someone else)
+    )
+    pwd.getpwnam(account)  # raises KeyError if it still does not exist
+
+
+def ensure_home(home: Path, uid: int, gid: int) -> None:
+    """``home`` exists, belongs to ``uid``, mode 0700.
+
+    A home left by the simple spawner (owned by root) is handed over whole, without
+    following symbolic links; a home the account already owns is left as it is.
+    """
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home.lstat().st_uid != uid:
+        for folder, dirs, files in os.walk(home):
+            for name in (*dirs, *files):
+                os.chown(Path(folder) / name, uid, gid, follow_symlinks=False)
+        os.chown(home, uid, gid, follow_symlinks=False)
+    home.chmod(0o700)
+
+
+class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
+    """A local process per hub user, each as its own OS account (created on first start)."""
+
+    homes_dir = Unicode(help="Folder of the hub users' homes: <homes_dir>/<hub user name>.").tag(
+        config=True
+    )
+    group = Unicode(
+        "nbembed-users", help="Primary group shared by every account; no group per user."
+    ).tag(config=True)
+    account_attempts = Integer(
+        6, help="Attempts at useradd while /etc/passwd is locked by another process."
+    ).tag(config=True)
+
+    # One useradd at a time from this hub: concurrent spawns would otherwise
+    # contend for /etc/passwd's lock (and fail with "cannot lock").
+    _accounts_lock: ClassVar[asyncio.Lock | None] = None
+
+    @property
+    def account(self) -> str:
+        return account_name(self.user.name)
+
+    @property
+    def home(self) -> Path:
+        return Path(str(self.homes_dir)) / str(self.user.name)
+
+    @classmethod
+    def _lock(cls) -> asyncio.Lock:
+        if cls._accounts_lock is None:
+            cls._accounts_lock = asyncio.Lock()
+        return cls._accounts_lock
+
+    async def _prepare_account(self) -> None:
+        async with self._lock():
+            await asyncio.to_thread(
+                ensure_account,
+                self.account,
+                self.group,
+                self.home,
+                f"nbembed hub user {self.user.name}",
+                self.account_attempts,
+            )
+        entry = pwd.getpwnam(self.account)
+        await asyncio.to_thread(ensure_home, self.home, entry.pw_uid, entry.pw_gid)
+
+    async def start(self) -> Any:
+        await self._prepare_account()
+        return await super().start()
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        # The base class passes the hub user name; the server runs as its account.
+        preexec: Callable[[], None] = set_user_setuid(self.account)
+        return preexec
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = self.account
+        env["HOME"] = str(self.home)
+        # The account has no login shell; terminals still need a shell.
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        # internal_ssl is off on the local stack; nothing to hand over.
+        return paths

@@ -1,0 +1,70 @@
+"""Account names of the local-users spawner and the state folder's modes (infra/)."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from infra import stack
+from infra.hub.local_users import MAX_ACCOUNT_LENGTH, account_name
+from infra.settings import StackSettings
+
+# useradd's default NAME_REGEX on Debian.
+VALID_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
+
+
+def test_account_names_are_valid_deterministic_and_distinct() -> None:
+    hub_names = [
+        "demo-vqrbv6bm3xqgcop7rvsjejnejn",
+        "demo-vqrbv6bm3xqgcop7rvsjejnejm",  # differs in the last character only
+        "a-very-long-tenant-identifier-beyond-thirty-two-characters-vqrbv6bm3xqgcop7",
+        "Ünïcode tenant",
+        "---",
+    ]
+    accounts = [account_name(name) for name in hub_names]
+    for account in accounts:
+        assert len(account) <= MAX_ACCOUNT_LENGTH
+        assert VALID_ACCOUNT.match(account), account
+    assert len(set(accounts)) == len(accounts)
+    # A hub user created again gets the same account (and so the same files).
+    assert [account_name(name) for name in hub_names] == accounts
+    assert account_name("demo-vqrbv6bm3xqgcop7rvsjejnejn").startswith("nb-demo-")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_state_folder_is_closed_to_user_accounts_even_when_it_existed_open(
+    tmp_path: Path,
+) -> None:
+    settings = StackSettings(state_dir=tmp_path / "run")
+    state = settings.state_dir
+    # A state folder left by an earlier version: everything world-readable.
+    for folder in ("secrets", "logs", "hub", "kafka", "ferretdb", "homes/someone"):
+        (state / folder).mkdir(parents=True, mode=0o755)
+    for file in ("secrets/hub-service-token", "tenants.json", "supervisord.conf", "logs/x.log"):
+        (state / file).write_text("x")
+        (state / file).chmod(0o644)
+    state.chmod(0o755)
+
+    stack.lock_state_folder(settings)
+
+    assert _mode(state) == _mode(state / "homes") == 0o711
+    for folder in ("secrets", "logs", "hub", "kafka", "ferretdb"):
+        assert _mode(state / folder) == 0o700, folder
+    for file in ("secrets/hub-service-token", "tenants.json", "supervisord.conf"):
+        assert _mode(state / file) == 0o600, file
+
+
+def test_up_refuses_a_state_folder_the_accounts_cannot_reach(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    settings = StackSettings(state_dir=closed / "run", spawner_class="local-users")
+    with pytest.raises(RuntimeError, match="closed to other accounts"):
+        stack.check_homes_reachable(settings)
+    # The simple spawner runs servers as the stack's account: nothing to check.
+    stack.check_homes_reachable(settings.model_copy(update={"spawner_class": "simple"}))
