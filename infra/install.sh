@@ -18,8 +18,21 @@ need mvn "install Maven (apt-get install maven)"
 need go "install Go 1.24 or newer"
 need node "install Node.js 20"
 need npm "install npm"
-[ -x "${NBEMBED_STACK_POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}/initdb" ] \
-  || { echo "missing PostgreSQL 15: apt-get install postgresql (FerretDB's backend)" >&2; exit 1; }
+# Debian's packages the stack runs: PostgreSQL 15 (FerretDB's backend; the stack
+# runs its own cluster), and for the local-users spawner a Python 3.11 every
+# account may run and the accounts tools.
+debs=()
+[ -x "${NBEMBED_STACK_POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}/initdb" ] || debs+=(postgresql)
+[ -x /usr/bin/python3.11 ] || debs+=(python3.11)
+command -v useradd >/dev/null 2>&1 || [ -x /usr/sbin/useradd ] || debs+=(passwd)
+if [ ${#debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    step "Debian packages: ${debs[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
+  else
+    echo "missing Debian packages: sudo apt-get install ${debs[*]}" >&2; exit 1
+  fi
+fi
 
 step "Python environment (.venv)"
 if [ ! -x .venv/bin/uv ]; then

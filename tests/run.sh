@@ -12,4 +12,4 @@ echo "==> mypy"
 echo "==> bridge unit tests (node)"
 (cd infra/bridge && node --test lib/)
 echo "==> pytest"
-exec .venv/bin/python -m pytest tests/unit tests/stack tests/browser -p no:cacheprovider -ra "$@"
+exec .venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser -p no:cacheprovider -ra "$@"
