@@ -53,16 +53,23 @@ def test_the_table_grants_each_consumer_group_exactly_what_the_app_subscribes(
         "gateway": (
             gateway_app,
             lambda: gateway_app.create_app(
-                GatewaySettings(tenants_file=tenants, internal_token="t")
+                GatewaySettings(
+                    tenants_file=tenants,
+                    internal_token="t",
+                    ticket_key="k" * 32,
+                    hub_login_token="t",
+                )
             ),
         ),
         "provisioner": (
             provisioner_app,
-            lambda: provisioner_app.create_app(ProvisionerSettings(hub_api_token="t")),
+            lambda: provisioner_app.create_app(
+                ProvisionerSettings(hub_api_token="t", sync_token="t")
+            ),
         ),
         "sync": (
             sync_app,
-            lambda: sync_app.create_app(SyncSettings(hub_api_token="t", internal_token="t")),
+            lambda: sync_app.create_app(SyncSettings(provisioner_token="t", internal_token="t")),
         ),
     }
     assert set(builds) == set(ACCESS) == set(stack.SERVICES)
