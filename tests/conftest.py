@@ -1,0 +1,94 @@
+"""Fixtures shared by the suites; the real stack is started once per run unless up.
+
+If the developer already ran ``make up``, the tests use that stack and leave it
+running; otherwise they start it and stop it at the end of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from infra import kafka, stack, store
+from infra.settings import StackSettings
+
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> StackSettings:
+    return StackSettings()
+
+
+@pytest.fixture(scope="session")
+def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
+    """The whole stack, answering."""
+    already_up = all(stack.status(stack_settings).values())
+    if not already_up:
+        stack.up(stack_settings)
+    yield stack_settings
+    if not already_up:
+        problems = stack.down(stack_settings)
+        assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def kafka_options(running_stack: StackSettings) -> dict[str, Any]:
+    """aiokafka arguments to reach the stack's Kafka as its admin (a super user).
+
+    Tests that talk to Kafka directly spread these into their clients; the
+    services' own principals are ``kafka.client_options(settings, "sync")`` etc.
+    """
+    return kafka.client_options(running_stack)
+
+
+@pytest.fixture(scope="session")
+def hub_token(stack_settings: StackSettings) -> str:
+    return stack_settings.service_token_file.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def api_key(stack_settings: StackSettings) -> str:
+    """The API key of the first demo tenant."""
+    return stack.api_key_file(stack_settings, stack_settings.tenants[0]).read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def other_api_key(stack_settings: StackSettings) -> str:
+    """The API key of the second demo tenant."""
+    return stack.api_key_file(stack_settings, stack_settings.tenants[1]).read_text().strip()
+
+
+@pytest.fixture
+async def hub(stack_settings: StackSettings, hub_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The hub's REST API with the nbembed service token."""
+    async with httpx.AsyncClient(
+        base_url=f"{stack_settings.public_hub_url}/hub/api",
+        headers={"Authorization": f"token {hub_token}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def gateway(stack_settings: StackSettings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway API as the first demo tenant."""
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{stack_settings.gateway_port}",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def mongo(stack_settings: StackSettings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """The store with the stack's admin credential (every test goes through this helper)."""
+    client = store.admin_client(stack_settings, serverSelectionTimeoutMS=5000)
+    yield client
+    await client.close()
