@@ -23,7 +23,7 @@ import pytest
 from infra.settings import StackSettings
 from schemas import hub_username
 from tests.security.kernel import Kernel, user_server_token
-from tests.stack.helpers import open_session, start_server_and_wait
+from tests.stack.helpers import IN_A_FRAME, open_session, start_server_and_wait
 
 pytestmark = pytest.mark.stack
 
@@ -273,7 +273,7 @@ async def test_a_logged_in_browser_cannot_start_servers_or_mint_tokens(
     # Each read of a ready session hands out a fresh single-use iframe URL.
     iframe_url = (await gateway.get(f"/v1/sessions/{alice.session_id}")).json()["iframe_url"]
     async with httpx.AsyncClient(follow_redirects=True, timeout=60) as browser:
-        opened = await browser.get(iframe_url)
+        opened = await browser.get(iframe_url, headers=IN_A_FRAME)
         assert opened.status_code == 200
         assert opened.url.path.startswith(f"/user/{name}/"), "the browser reached its server"
         for page in ("home", "token"):
