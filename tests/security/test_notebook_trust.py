@@ -11,14 +11,11 @@ host page's iframe, runs none of the scripts.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from infra.settings import StackSettings
 from schemas import hub_username
@@ -60,18 +57,6 @@ APPEND_IFRAME = """(src) => {
     frame.style.height = "700px";
     document.body.append(frame);
 }"""
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "chromium is missing: infra/install.sh installs Debian's package"
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic"]
-    args += ["--no-first-run", "--disable-background-networking", "--disable-component-update"]
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=args)
-        yield browser
-        await browser.close()
 
 
 async def stored_content(gateway: httpx.AsyncClient, notebook_id: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 from pymongo import AsyncMongoClient
 
 from infra import store
@@ -219,18 +218,6 @@ async def test_a_ticket_dies_with_its_session(
     ended = await gateway.delete(f"/v1/sessions/{victim['id']}")
     assert ended.status_code == 204
     await assert_refused(unused)
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "chromium is missing: infra/install.sh installs Debian's package"
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic"]
-    args += ["--no-first-run", "--disable-background-networking", "--disable-component-update"]
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=args)
-        yield browser
-        await browser.close()
 
 
 async def frame_on_host_page(
