@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from infra import store
-from infra.settings import StackSettings
+from infra.settings import REPO_ROOT, StackSettings
 from schemas import (
     NotebookDeleted,
     NotebookStored,
@@ -41,8 +41,10 @@ from tests.stack.helpers import eventually, open_session, start_server_and_wait
 TENANT = "demo"
 OTHER_TENANT = "acme"
 
-# Written by the attacker's kernel as ~/.jupyter/jupyter_server_config.py: the
-# restarted server then appends every request's Authorization header to a file.
+# A server under its user's control: it appends every request's Authorization
+# header to a file in the user's home.
+SERVER_CONFIG = REPO_ROOT / ".venv" / "etc" / "jupyter" / "jupyter_server_config.py"
+"""Loaded by every single-user server (the servers' venv links this folder)."""
 CAPTURE_CONFIG = """
 import os
 import tornado.web
@@ -95,35 +97,19 @@ async def test_headers_reaching_a_users_server_carry_only_that_users_tokens(
     hub_user = hub_username(TENANT, user_id)
     session = await new_session(gateway, user_id, notebook_name="Capture")
     token = await user_server_token(hub, hub_user)
-    async with Kernel(stack_settings.public_hub_url, hub_user, token) as kernel:
-        wrote = await kernel.run(
-            "import os, pathlib\n"
-            "folder = pathlib.Path(os.path.expanduser('~/.jupyter'))\n"
-            "folder.mkdir(exist_ok=True)\n"
-            f"(folder / 'jupyter_server_config.py').write_text({CAPTURE_CONFIG!r})\n"
-            "server = open(f'/proc/{os.getppid()}/cmdline', 'rb').read().decode()\n"
-            "flag = os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG', '') not in ('', '0')\n"
-            "print(flag or 'disable_user_config' in server or 'disable-user-config' in server)"
-        )
-    assert wrote.error is None, wrote
-    user_config_disabled = wrote.stdout.strip() == "True"
+    # The strongest attacker controls their whole server. A kernel can no longer
+    # plant ~/.jupyter config (disable_user_config, tests/security/test_isolation.py),
+    # so the test plays that attacker: it installs the recording config where
+    # every single-user server loads it, for this test only, and restarts A's.
     stopped = await hub.delete(f"/users/{hub_user}/server")
     assert stopped.status_code in (202, 204), stopped.text
-    await asyncio.sleep(1)
-    await start_server_and_wait(hub, hub_user)
-
-    # What sync does with this user's server: store a save, restore the notebook.
-    async with Tap(stack_settings, NotebookStored.topic) as status:
-        reported = await report_server_save(stack_settings, token, session["path"])
-        assert reported.status_code == 202, reported.text
-        await status.wait_for(
-            lambda h, v: (
-                h.get("ce_type") == NotebookStored.event_type
-                and v["notebook_id"] == session["notebook_id"]
-            ),
-            timeout=30,
-        )
-    await new_session(gateway, user_id, notebook_id=session["notebook_id"])
+    SERVER_CONFIG.write_text(CAPTURE_CONFIG)
+    try:
+        await asyncio.sleep(1)
+        await start_server_and_wait(hub, hub_user)
+        await _save_and_restore(stack_settings, gateway, session, token, user_id)
+    finally:
+        SERVER_CONFIG.unlink(missing_ok=True)
 
     async with Kernel(stack_settings.public_hub_url, hub_user, token) as kernel:
         read = await kernel.run(
@@ -132,10 +118,7 @@ async def test_headers_reaching_a_users_server_carry_only_that_users_tokens(
             "print(open(path).read() if os.path.exists(path) else '')"
         )
     captured = {line.strip() for line in read.stdout.splitlines() if line.strip() not in ("", "-")}
-    if f"token {token}" not in captured:
-        # The server ignored ~/.jupyter: the attack is closed at its root.
-        assert user_config_disabled, "the capture config did not load, yet user config is on"
-        pytest.skip("user config is disabled on single-user servers: nothing to capture")
+    assert f"token {token}" in captured, "the recording config did not load"
 
     assert f"token {hub_token}" not in captured, "the service token reached a user's server"
     assert all(hub_token not in header for header in captured)
@@ -151,6 +134,27 @@ async def test_headers_reaching_a_users_server_carry_only_that_users_tokens(
         assert (model["kind"], model["name"]) == ("user", hub_user)
         seen_sync_tokens += model["token_id"] in sync_token_ids
     assert seen_sync_tokens >= 1, "sync's own requests were not seen by the server"
+
+
+async def _save_and_restore(
+    stack_settings: StackSettings,
+    gateway: httpx.AsyncClient,
+    session: dict[str, Any],
+    token: str,
+    user_id: str,
+) -> None:
+    """What sync does with a user's server: store a save, then restore the notebook."""
+    async with Tap(stack_settings, NotebookStored.topic) as status:
+        reported = await report_server_save(stack_settings, token, session["path"])
+        assert reported.status_code == 202, reported.text
+        await status.wait_for(
+            lambda h, v: (
+                h.get("ce_type") == NotebookStored.event_type
+                and v["notebook_id"] == session["notebook_id"]
+            ),
+            timeout=30,
+        )
+    await new_session(gateway, user_id, notebook_id=session["notebook_id"])
 
 
 async def test_sync_holds_no_service_token_and_gets_scoped_expiring_ones(
