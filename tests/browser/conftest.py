@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 
@@ -28,14 +29,21 @@ def _stack(running_stack: StackSettings) -> StackSettings:
     return running_stack
 
 
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def launch_chromium() -> AsyncIterator[Browser]:
+    """Debian's chromium under Playwright, with the flags above (never a downloaded browser)."""
     executable = shutil.which("chromium")
     assert executable, "chromium is missing: infra/install.sh installs Debian's package"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with launch_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

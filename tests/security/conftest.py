@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from infra.settings import StackSettings
-from tests.browser.conftest import CHROMIUM_ARGS
+from tests.browser.conftest import launch_chromium
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +19,5 @@ def _stack(running_stack: StackSettings) -> StackSettings:
 @pytest.fixture
 async def chromium() -> AsyncIterator[Browser]:
     """Debian's chromium, for attacks that need a real browser (a fresh one per test)."""
-    executable = shutil.which("chromium")
-    assert executable, "chromium is missing: infra/install.sh installs Debian's package"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    async with launch_chromium() as browser:
         yield browser
-        await browser.close()
