@@ -8,7 +8,6 @@ import logging
 from faststream.kafka import KafkaBroker
 
 from schemas import CloudEvent, ServerReady, SessionEnded, SessionFailed, SessionRequested
-from schemas.server_token import TOKEN_NOTE
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, SpawnFailed
 from services.provisioner.store import OpenSessions
@@ -112,17 +111,19 @@ class ProvisionerHandlers:
                 delay = min(delay * 2, 5.0)
 
     async def on_session_ended(self, event: CloudEvent[SessionEnded]) -> None:
-        """Stop the user's server once their last open session has ended (idempotent).
+        """End all access of the user once their last open session has ended (idempotent).
 
-        Sync's tokens for that server are revoked with it: nothing nbembed
-        minted for the server outlives the user's last session.
+        The server stops and the hub user is deleted with every token and
+        browser login it had (sync's tokens, the browser's OAuth tokens and
+        hub cookie): nothing outlives the user's last session, not even in a
+        browser left open on a shared machine. The next session creates the
+        hub user again.
         """
         ended = event.data
         still_open = await self._sessions.ended(ended.session_id, ended.hub_user)
         if still_open == 0:
-            await self._hub.stop_server(ended.hub_user)
-            revoked = await self._hub.revoke_tokens(ended.hub_user, note=TOKEN_NOTE)
-            log.info("server stopped", extra={"hub_user": ended.hub_user, "revoked": revoked})
+            await self._hub.forget_user(ended.hub_user)
+            log.info("hub user forgotten", extra={"hub_user": ended.hub_user})
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
         failed = SessionFailed.of(request, code, reason)

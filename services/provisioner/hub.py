@@ -148,13 +148,27 @@ class HubClient:
             raise HubError(f"server for {name} is not running", 409)
         return path
 
-    async def stop_server(self, name: str) -> None:
-        """Stop ``name``'s default server (idempotent)."""
-        response = await self._request("DELETE", f"/users/{quote(name)}/server")
-        if response.status_code not in (202, 204, 404):
-            raise HubError(
-                f"stopping server for {name}: {response.status_code}", response.status_code
-            )
+    async def forget_user(self, name: str, *, stop_wait: float = 30.0) -> None:
+        """Stop ``name``'s server and delete the hub user with every credential (idempotent).
+
+        Deleting the user is the hub API's one way to end a browser's access:
+        its OAuth tokens go with the user, and the hub login cookie names the
+        user's ``cookie_id``, which the user created next time gets anew. The
+        OS account and home stay (the spawner keeps them). A server still
+        stopping answers 400; wait for it, at most ``stop_wait`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + stop_wait
+        while True:
+            response = await self._request("DELETE", f"/users/{quote(name)}")
+            if response.status_code in (204, 404):
+                return
+            if response.status_code != 400 or loop.time() > deadline:
+                raise HubError(
+                    f"deleting hub user {name}: {response.status_code} {response.text[:200]}",
+                    response.status_code,
+                )
+            await asyncio.sleep(0.5)  # "in the process of stopping"
 
     async def mint_server_token(
         self, name: str, *, seconds: int, note: str
@@ -175,23 +189,3 @@ class HubClient:
             )
         body = response.json()
         return body["token"], datetime.fromisoformat(body["expires_at"])
-
-    async def revoke_tokens(self, name: str, *, note: str) -> int:
-        """Delete every token of user ``name`` with ``note``; returns how many (idempotent)."""
-        response = await self._request("GET", f"/users/{quote(name)}/tokens")
-        if response.status_code == 404:
-            return 0
-        if response.status_code != 200:
-            raise HubError(
-                f"listing tokens of {name}: {response.status_code}", response.status_code
-            )
-        ids = [t["id"] for t in response.json()["api_tokens"] if t.get("note") == note]
-        for token_id in ids:
-            deleted = await self._request(
-                "DELETE", f"/users/{quote(name)}/tokens/{quote(token_id)}"
-            )
-            if deleted.status_code not in (204, 404):
-                raise HubError(
-                    f"revoking a token of {name}: {deleted.status_code}", deleted.status_code
-                )
-        return len(ids)
