@@ -23,6 +23,7 @@ from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, Descri
 
 from schemas import (
     EventData,
+    InputsChanged,
     NotebookDeleted,
     NotebookRenamed,
     NotebookSaved,
@@ -72,7 +73,14 @@ ACCESS: dict[str, ServiceAccess] = {
     # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish;
     # app.py's projection consumes.
     "gateway": ServiceAccess(
-        publishes=(SessionRequested, SessionEnded, NotebookSaved, NotebookRenamed, NotebookDeleted),
+        publishes=(
+            SessionRequested,
+            SessionEnded,
+            NotebookSaved,
+            NotebookRenamed,
+            NotebookDeleted,
+            InputsChanged,
+        ),
         consumes={
             "nbembed-gateway": (
                 ServerReady,
@@ -88,12 +96,13 @@ ACCESS: dict[str, ServiceAccess] = {
         publishes=(ServerReady, SessionFailed),
         consumes={"nbembed-provisioner": (SessionRequested, SessionEnded)},
     ),
-    # services/sync: handlers.py publishes; app.py's two groups consume.
+    # services/sync: handlers.py publishes; app.py's three groups consume.
     "sync": ServiceAccess(
         publishes=(SessionReady, SessionFailed, NotebookStored, NotebookStoreFailed),
         consumes={
             "nbembed-sync": (ServerReady,),
             "nbembed-sync-saves": (NotebookSaved, NotebookRenamed, NotebookDeleted),
+            "nbembed-sync-inputs": (InputsChanged,),
         },
     ),
 }

@@ -3,6 +3,8 @@
 from schemas.envelope import CloudEvent, EventData
 from schemas.events import (
     ALL_EVENTS,
+    InputFile,
+    InputsChanged,
     NotebookDeleted,
     NotebookRenamed,
     NotebookSaved,
@@ -22,6 +24,8 @@ __all__ = [
     "ALL_EVENTS",
     "CloudEvent",
     "EventData",
+    "InputFile",
+    "InputsChanged",
     "NotebookDeleted",
     "NotebookRenamed",
     "NotebookSaved",

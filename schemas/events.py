@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.envelope import EventData
 from schemas.naming import HUB_USER_PATTERN, TENANT_ID_PATTERN
@@ -28,6 +28,8 @@ NOTEBOOKS_TOPIC = "nbembed.notebooks"
 """Commands to sync about one notebook: notebook.saved, .renamed, .deleted."""
 NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
 """Outcomes of saves for the gateway: notebook.stored, notebook.store_failed."""
+INPUTS_TOPIC = "nbembed.inputs"
+"""Commands to sync about a user's input files: inputs.changed."""
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
@@ -35,6 +37,24 @@ HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 HostUserId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 NotebookPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+InputName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$"),
+]
+"""A file name without folders that cannot climb out of its folder or hide (no leading dot)."""
+MAX_INPUTS = 20
+"""Input files one session may attach."""
+
+
+class InputFile(BaseModel):
+    """An input file a host attached: placed read-only in ``inputs/`` of the user's server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    name: InputName
+    size: int = Field(ge=0)
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _SessionEvent(EventData):
@@ -59,6 +79,9 @@ class SessionRequested(_SessionEvent):
     notebook_name: str | None = Field(
         default=None, max_length=200, description="Name for a new notebook (notebook_id is None)."
     )
+    inputs: list[InputFile] = Field(
+        default_factory=list, max_length=MAX_INPUTS, description="Placed before session.ready."
+    )
 
 
 class ServerReady(_SessionEvent):
@@ -74,6 +97,7 @@ class ServerReady(_SessionEvent):
     host_user_id: HostUserId
     notebook_id: Id | None = None
     notebook_name: str | None = Field(default=None, max_length=200)
+    inputs: list[InputFile] = Field(default_factory=list, max_length=MAX_INPUTS)
 
     @model_validator(mode="after")
     def _server_is_the_users_own(self) -> ServerReady:
@@ -107,7 +131,12 @@ class SessionFailed(_SessionEvent):
     topic: ClassVar[str] = SESSION_STATUS_TOPIC
 
     code: Literal[
-        "hub_unavailable", "spawn_failed", "notebook_not_found", "notebook_invalid", "internal"
+        "hub_unavailable",
+        "spawn_failed",
+        "notebook_not_found",
+        "notebook_invalid",
+        "input_not_found",
+        "internal",
     ]
     reason: Reason
 
@@ -130,6 +159,24 @@ class SessionEnded(_SessionEvent):
 
     event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.ended.v1"
     topic: ClassVar[str] = SESSIONS_TOPIC
+
+
+class InputsChanged(EventData):
+    """The input files of a user's open sessions changed: sync makes ``inputs/`` match.
+
+    ``inputs`` is the whole set for the user (every open session's), so a
+    redelivered or late event converges to a state the gateway once had.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.inputs.changed.v1"
+    topic: ClassVar[str] = INPUTS_TOPIC
+
+    tenant_id: TenantId
+    hub_user: HubUser
+    inputs: list[InputFile] = Field(max_length=MAX_INPUTS * 10)
+
+    def partition_key(self) -> str:
+        return self.hub_user
 
 
 class _NotebookEvent(EventData):
@@ -209,6 +256,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     NotebookDeleted,
     NotebookStored,
     NotebookStoreFailed,
+    InputsChanged,
 )
 """Every event type, in flow order."""
 

@@ -124,6 +124,8 @@ c.Spawner.args = [
     f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}",
     # Every save the server makes is reported to nbembed and stored.
     "--ContentsManager.post_save_hook=nbembed_save_hook.report_save",
+    # Input files a host attached, placed read-only by sync (nbembed_inputs.py).
+    "--ServerApp.jpserver_extensions=nbembed_inputs=True",
 ]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120

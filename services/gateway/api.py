@@ -12,8 +12,10 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas import CloudEvent, SessionEnded, SessionRequested, hub_username
+from schemas import CloudEvent, InputFile, SessionEnded, SessionRequested, hub_username
+from schemas.events import MAX_INPUTS
 from services.common.kafka import publish_event
+from services.gateway.attachments import check_names, inputs_changed, resolve, user_inputs
 from services.gateway.deps import (
     SESSION_TOKEN_PREFIX,
     Gateway,
@@ -46,6 +48,12 @@ class SessionCreate(BaseModel):
     notebook_id: NotebookId | None = Field(default=None, description="A stored notebook to open.")
     notebook_name: NotebookName | None = Field(
         default=None, description="Name of a new notebook (when notebook_id is absent)."
+    )
+    inputs: list[NotebookId] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="Ids of uploaded input files (POST /v1/inputs) to place read-only in "
+        "the user's inputs/ folder before the session is ready.",
     )
 
     @model_validator(mode="after")
@@ -83,6 +91,9 @@ class SessionView(BaseModel):
         description="Only in the answer that created the session: a token the host page's "
         "SDK uses for this session's saves (and nothing else).",
     )
+    inputs: list[InputFile] = Field(
+        default_factory=list, description="Input files attached, in the user's inputs/ folder."
+    )
     failure: Failure | None = None
     end_reason: str | None = Field(
         default=None, description="When ended: why (ended by the host, notebook deleted)."
@@ -107,6 +118,7 @@ class SessionView(BaseModel):
             notebook_id=doc.get("notebook_id"),
             notebook_name=doc.get("notebook_name"),
             path=doc.get("path"),
+            inputs=doc.get("inputs", []),
             iframe_url=iframe_url,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
@@ -157,6 +169,9 @@ async def create_session(
     )
     browser_token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(24)
     hub_user = hub_username(tenant.id, body.user_id)
+    inputs = await resolve(parts, tenant.id, body.inputs)
+    if inputs:
+        check_names([*await user_inputs(parts, hub_user), *inputs])
     doc, created = await parts.sessions.create(
         {
             "_id": session_id,
@@ -165,6 +180,7 @@ async def create_session(
             "hub_user": hub_user,
             "notebook_id": body.notebook_id,
             "notebook_name": body.notebook_name,
+            "inputs": [item.model_dump() for item in inputs],
             "browser_token_sha256": session_token_digest(browser_token),
         }
     )
@@ -187,6 +203,7 @@ async def create_session(
             host_user_id=body.user_id,
             notebook_id=body.notebook_id,
             notebook_name=body.notebook_name,
+            inputs=inputs,
         )
         event = CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
         await publish_event(parts.broker, event)
@@ -271,3 +288,7 @@ async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
             session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]
         )
         await publish_event(parts.broker, CloudEvent.wrap(ended, source=SOURCE, subject=doc["_id"]))
+        if doc.get("inputs") and await parts.sessions.open_of_user(doc["hub_user"]):
+            # The user's other sessions go on: their inputs/ folder loses this one's files.
+            changed = await inputs_changed(parts, doc["tenant_id"], doc["hub_user"])
+            await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))

@@ -13,12 +13,20 @@ from pymongo import AsyncMongoClient
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
 from services.common.mongo import connect as mongo_client
-from services.gateway import api, internal_api, library_api, problems, saves_api, sdk
+from services.gateway import (
+    api,
+    inputs_api,
+    internal_api,
+    library_api,
+    problems,
+    saves_api,
+    sdk,
+)
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.projection import Projection
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry
 from services.gateway.tickets import Tickets
@@ -39,6 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         saves=SaveStore(mongo, database),
         notebooks=NotebookView(mongo, database),
         open_files=OpenFiles(mongo, database),
+        inputs=InputRecords(mongo, database),
         tickets=Tickets(
             mongo,
             database,
@@ -99,16 +108,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 request, 411, "Length required", "Send a Content-Length (no chunked bodies)."
             )
         declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > settings.max_body_bytes:
+        limit = (
+            settings.max_input_bytes
+            if request.url.path == inputs_api.UPLOAD_PATH
+            else settings.max_body_bytes
+        )
+        if not declared.isdigit() or int(declared) > limit:
             return problems.response(
-                request,
-                413,
-                "Request too large",
-                f"Request bodies are limited to {settings.max_body_bytes} bytes.",
+                request, 413, "Request too large", f"This body is limited to {limit} bytes."
             )
         return await call_next(request)
 
-    for router in (api.router, saves_api.router, library_api.router, internal_api.router):
+    routers = (api.router, inputs_api.router, saves_api.router, library_api.router)
+    for router in (*routers, internal_api.router):
         app.include_router(router)
     app.include_router(sdk.router)
 

@@ -13,7 +13,7 @@ from faststream.kafka import KafkaBroker
 
 from services.gateway.problems import Problem
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import Tenant, TenantRegistry
 from services.gateway.tickets import Tickets
@@ -33,6 +33,7 @@ class Gateway:
     saves: SaveStore
     notebooks: NotebookView
     open_files: OpenFiles
+    inputs: InputRecords
     tickets: Tickets
     sync: SyncClient
 

@@ -45,6 +45,12 @@ class GatewaySettings(ServiceSettings):
     )
     max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body.")
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")
+    max_input_bytes: int = Field(
+        default=10 * 2**20,
+        gt=0,
+        le=11 * 2**20,
+        description="Largest input file a host may upload (kept in one store document).",
+    )
 
     @model_validator(mode="after")
     def _load_secrets(self) -> GatewaySettings:

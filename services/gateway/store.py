@@ -158,6 +158,16 @@ class SessionStore(_ForwardOnly):
         cursor = self._docs.find({"tenant_id": tenant_id, "notebook_id": notebook_id})
         return [doc async for doc in cursor if doc["status_rank"] < ended]
 
+    async def set_inputs(self, session_id: str, inputs: list[Document]) -> None:
+        """Replace the input files attached to a session."""
+        await self._docs.update_one({"_id": session_id}, {"$set": {"inputs": inputs}})
+
+    async def open_of_user(self, hub_user: str) -> list[Document]:
+        """The hub user's sessions that have not ended (a scan of one user's: few)."""
+        ended = SESSION_STATUSES.index("ended")
+        cursor = self._docs.find({"hub_user": hub_user})
+        return [doc async for doc in cursor if doc["status_rank"] < ended]
+
     async def create(self, session: Document) -> tuple[Document, bool]:
         """Insert a new session, or return the one with the same id (an idempotent retry).
 
@@ -306,3 +316,29 @@ class OpenFiles:
         """The notebook at ``path`` on ``hub_user``'s server while a session has it open."""
         found = await self._files.find_one({"_id": self._key(hub_user, path)})
         return found if found is not None and found.get("sessions") else None
+
+
+class InputRecords:
+    """Input files hosts uploaded, without their bytes (sync keeps those)."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._inputs = client[database]["gateway_inputs"]
+
+    @staticmethod
+    def _key(tenant_id: str, input_id: str) -> str:
+        return f"{tenant_id}/{input_id}"
+
+    async def record(self, tenant_id: str, meta: Document) -> Document:
+        """Remember an uploaded input's metadata (id, name, size, sha256)."""
+        doc = {**meta, "tenant_id": tenant_id, "created_at": datetime.now(UTC)}
+        await self._inputs.replace_one({"_id": self._key(tenant_id, meta["id"])}, doc, upsert=True)
+        return doc
+
+    async def get(self, tenant_id: str, input_id: str) -> Document | None:
+        """The tenant's input, or None."""
+        return await self._inputs.find_one({"_id": self._key(tenant_id, input_id)})
+
+    async def delete(self, tenant_id: str, input_id: str) -> bool:
+        """Forget the tenant's input; whether it existed."""
+        result = await self._inputs.delete_one({"_id": self._key(tenant_id, input_id)})
+        return result.deleted_count == 1

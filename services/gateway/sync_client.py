@@ -1,4 +1,4 @@
-"""The gateway's client for sync's internal API (stored notebooks and revisions)."""
+"""The gateway's client for sync's internal API (stored notebooks, revisions, input files)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,31 @@ class SyncClient:
         """One revision with content (the latest when ``revision`` is None)."""
         number = "latest" if revision is None else str(revision)
         return await self._get(f"/notebooks/{notebook_id}/revisions/{number}", tenant_id)
+
+    async def put_input(
+        self, tenant_id: str, input_id: str, name: str, content: bytes
+    ) -> dict[str, Any]:
+        """Hand an input file's bytes to sync; its metadata (id, name, size, sha256)."""
+        try:
+            response = await self._http.put(
+                f"/inputs/{input_id}",
+                params={"tenant_id": tenant_id, "name": name},
+                content=content,
+            )
+        except httpx.TransportError as exc:
+            raise SyncUnavailable(str(exc)) from exc
+        if response.status_code != 200:
+            raise SyncUnavailable(f"sync answered {response.status_code}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def delete_input(self, tenant_id: str, input_id: str) -> None:
+        """Have sync forget an input file's bytes (idempotent)."""
+        try:
+            response = await self._http.delete(
+                f"/inputs/{input_id}", params={"tenant_id": tenant_id}
+            )
+        except httpx.TransportError as exc:
+            raise SyncUnavailable(str(exc)) from exc
+        if response.status_code != 204:
+            raise SyncUnavailable(f"sync answered {response.status_code}")

@@ -68,6 +68,7 @@ class ProvisionerHandlers:
             host_user_id=request.host_user_id,
             notebook_id=request.notebook_id,
             notebook_name=request.notebook_name,
+            inputs=request.inputs,
         )
         await publish_event(
             self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)

@@ -8,13 +8,14 @@ from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
-from schemas import NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
+from schemas import InputsChanged, NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker
 from services.common.mongo import connect as mongo_client
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
+from services.sync.inputs import InputPlacer, InputStore
 from services.sync.internal_api import create_internal_api
 from services.sync.server_tokens import ServerTokens
 from services.sync.settings import SyncSettings
@@ -36,10 +37,13 @@ def create_app(settings: SyncSettings) -> Starlette:
         refresh_margin=settings.token_refresh_margin_seconds,
     )
     contents = ContentsClient(settings.hub_url, tokens)
+    input_store = InputStore(mongo, settings.mongodb_database)
+    placer = InputPlacer(contents, input_store)
     handlers = SyncHandlers(
         contents,
         store,
         broker,
+        placer,
         public_hub_url=settings.hub_url,
         work_folder=settings.work_folder,
         ui=settings.ui,
@@ -57,6 +61,9 @@ def create_app(settings: SyncSettings) -> Starlette:
     saves.on(NotebookRenamed, handlers.on_notebook_renamed)
     saves.on(NotebookDeleted, handlers.on_notebook_deleted)
     saves.attach(concurrency=settings.concurrency)
+    inputs = EventConsumer(broker, group_id=settings.inputs_group_id, settings=settings)
+    inputs.on(InputsChanged, placer.on_inputs_changed)
+    inputs.attach()
 
     async def close() -> None:
         await contents.aclose()
@@ -68,5 +75,10 @@ def create_app(settings: SyncSettings) -> Starlette:
         asgi_routes=health_routes(broker),
         on_shutdown=[close],
     )
-    internal = create_internal_api(store, settings.internal_token.get_secret_value())
+    internal = create_internal_api(
+        store,
+        input_store,
+        settings.internal_token.get_secret_value(),
+        max_input_bytes=settings.max_input_bytes,
+    )
     return with_internal_api(app, internal)

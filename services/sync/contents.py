@@ -99,8 +99,12 @@ class ContentsClient:
     async def _request(
         self, method: str, server_path: str, path: str, **kwargs: Any
     ) -> httpx.Response:
-        """One request with the user's token; once more with a fresh token on 401/403."""
+        """One contents-API request with the user's token (see `_call`)."""
         hub_user, url = self._url(server_path, path)
+        return await self._call(method, hub_user, url, **kwargs)
+
+    async def _call(self, method: str, hub_user: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request with the user's token; once more with a fresh token on 401/403."""
         for attempt in (1, 2):
             token = await self._token(hub_user)
             try:
@@ -154,6 +158,34 @@ class ContentsClient:
             raise ContentsError(
                 f"writing {path}: {response.status_code} {response.text[:500]}",
                 response.status_code,
+            )
+
+    async def list_inputs(self, server_path: str) -> dict[str, str]:
+        """The input files in place on the server: name → SHA-256 (nbembed's extension)."""
+        hub_user = hub_user_of(server_path)
+        response = await self._call("GET", hub_user, f"/user/{hub_user}/nbembed/inputs")
+        if response.status_code != 200:
+            raise ContentsError(f"listing inputs: {response.status_code}", response.status_code)
+        return {item["name"]: item["sha256"] for item in response.json()["inputs"]}
+
+    async def put_input(self, server_path: str, name: str, content: bytes) -> None:
+        """Place one input file, read-only, in the server's ``inputs/``."""
+        hub_user = hub_user_of(server_path)
+        url = f"/user/{hub_user}/nbembed/inputs/{quote(name)}"
+        response = await self._call("PUT", hub_user, url, content=content)
+        if response.status_code != 204:
+            raise ContentsError(
+                f"placing input {name}: {response.status_code}", response.status_code
+            )
+
+    async def delete_input(self, server_path: str, name: str) -> None:
+        """Remove one input file from the server's ``inputs/`` (idempotent)."""
+        hub_user = hub_user_of(server_path)
+        url = f"/user/{hub_user}/nbembed/inputs/{quote(name)}"
+        response = await self._call("DELETE", hub_user, url)
+        if response.status_code != 204:
+            raise ContentsError(
+                f"removing input {name}: {response.status_code}", response.status_code
             )
 
     async def read_file(

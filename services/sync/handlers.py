@@ -25,6 +25,7 @@ from schemas import (
 from services.common.kafka import publish_event
 from services.sync import notebooks
 from services.sync.contents import ContentsClient, ContentsError, TooLarge
+from services.sync.inputs import InputNotFound, InputPlacer
 from services.sync.store import NotebookStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class SyncHandlers:
         contents: ContentsClient,
         store: NotebookStore,
         broker: KafkaBroker,
+        inputs: InputPlacer,
         *,
         public_hub_url: str,
         work_folder: str,
@@ -57,6 +59,7 @@ class SyncHandlers:
         self._contents = contents
         self._store = store
         self._broker = broker
+        self._inputs = inputs
         self._public_hub_url = public_hub_url.rstrip("/")
         self._work_folder = work_folder
         self._ui = ui
@@ -70,7 +73,7 @@ class SyncHandlers:
         return f"{self._public_hub_url}{server_path.rstrip('/')}/{page}/{quote(path)}"
 
     async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
-        """Put the session's notebook on the server, then publish session.ready.
+        """Put the session's notebook and input files on the server, then publish session.ready.
 
         Restores the stored notebook's latest revision, or creates a new one
         under a free name; idempotent through the placement record.
@@ -89,6 +92,11 @@ class SyncHandlers:
             notebook_id, path, announcement = result
         else:
             notebook_id, path = placed["notebook_id"], placed["path"]
+        try:
+            await self._inputs.place(ready.server_path, ready.tenant_id, ready.inputs)
+        except InputNotFound as exc:
+            await self._fail(ready, "input_not_found", f"input files deleted before use: {exc}")
+            return
 
         session_ready = SessionReady(
             session_id=ready.session_id,

@@ -1,4 +1,4 @@
-"""Sync's internal HTTP API: the gateway reads stored notebooks through it.
+"""Sync's internal HTTP API: the gateway reads stored notebooks and hands over input files.
 
 Sync owns the stored notebooks; the gateway serves them to host apps without
 touching sync's collections. Every call carries the internal token
@@ -12,12 +12,16 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 
+from schemas import InputFile
+from services.sync.inputs import InputStore
 from services.sync.store import NotebookStore
 
 
-def create_internal_api(store: NotebookStore, token: str) -> FastAPI:
+def create_internal_api(
+    store: NotebookStore, inputs: InputStore, token: str, *, max_input_bytes: int
+) -> FastAPI:
     """The internal API, to mount under ``/internal`` of sync's HTTP server."""
 
     def authorised(authorization: Annotated[str, Header()] = "") -> None:
@@ -64,6 +68,24 @@ def create_internal_api(store: NotebookStore, token: str) -> FastAPI:
             "created_at": created.isoformat(),
             "content": stored["content"],
         }
+
+    @api.put("/inputs/{input_id}")
+    async def put_input(
+        input_id: str, request: Request, tenant_id: Annotated[str, Query()], name: str
+    ) -> dict[str, Any]:
+        """Keep an input file's bytes (the gateway checked the caller and the size)."""
+        content = await request.body()
+        if len(content) > max_input_bytes:
+            raise HTTPException(413, "input file too large")
+        meta = await inputs.put(tenant_id, input_id, name, content)
+        fields = {key: meta[key] for key in InputFile.model_fields}
+        return InputFile.model_validate(fields).model_dump()
+
+    @api.delete("/inputs/{input_id}", status_code=204)
+    async def delete_input(input_id: str, tenant_id: Annotated[str, Query()]) -> Response:
+        """Forget an input file's bytes (idempotent)."""
+        await inputs.delete(tenant_id, input_id)
+        return Response(status_code=204)
 
     return api
 

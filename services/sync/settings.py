@@ -39,6 +39,12 @@ class SyncSettings(ServiceSettings):
     revisions_kept: int = Field(default=50, ge=1, description="Revisions kept per notebook.")
     group_id: str = "nbembed-sync"
     saves_group_id: str = "nbembed-sync-saves"
+    inputs_group_id: str = "nbembed-sync-inputs"
+    max_input_bytes: int = Field(
+        default=11 * 2**20,
+        gt=0,
+        description="Largest input file kept (the gateway's limit is the one hosts see).",
+    )
     concurrency: int = Field(default=6, ge=1, description="Events handled in parallel per topic.")
     max_notebook_bytes: int = Field(
         default=15 * 2**20,

@@ -112,6 +112,7 @@ def test_acls_are_literal_allow_bindings_for_service_principals_only() -> None:
         "nbembed.notebook-status",
         dlq_topic("nbembed.servers"),
         dlq_topic("nbembed.notebooks"),
+        dlq_topic("nbembed.inputs"),
     }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, hub_username
+from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, all_topics, hub_username
 from schemas.__main__ import export
 
 
@@ -98,3 +99,10 @@ def test_asyncapi_document_lists_every_event_on_its_topic(tmp_path: Path) -> Non
     message = doc["components"]["messages"]["SessionRequested"]
     assert message["headers"]["properties"]["ce_type"]["const"] == SessionRequested.event_type
     assert "host_user_id" in message["payload"]["properties"]
+
+
+def test_the_readme_lists_exactly_the_topics_the_schemas_define() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Events and delivery", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(nbembed\.[a-z.-]+)`", section))
+    assert listed == {topic for topic in all_topics() if not topic.endswith(".dlq")}

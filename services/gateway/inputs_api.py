@@ -1,0 +1,179 @@
+"""Input files (v1): data a host hands to its user's notebook, read-only, never stored back.
+
+A host uploads a file once (``POST /v1/inputs``), names it when it opens a
+session (``inputs`` in ``POST /v1/sessions``) or attaches it to a ready one
+(``PUT /v1/sessions/{id}/inputs/{input_id}``), and may detach it again. Sync
+places the files in ``inputs/`` of the user's server, read-only, before the
+session is ready; they are not part of the notebook's revisions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, ValidationError
+
+from schemas import CloudEvent
+from schemas.events import MAX_INPUTS, InputName
+from services.common.kafka import publish_event
+from services.gateway.api import SOURCE, session_not_found
+from services.gateway.attachments import (
+    check_names,
+    input_not_found,
+    inputs_changed,
+    resolve,
+    user_inputs,
+)
+from services.gateway.deps import Gateway, GatewayDep, TenantDep
+from services.gateway.problems import Problem
+from services.gateway.store import Document
+from services.gateway.sync_client import SyncUnavailable
+
+UPLOAD_PATH = "/v1/inputs"
+router = APIRouter(prefix="/v1", tags=["inputs"])
+
+
+class InputView(BaseModel):
+    """An uploaded input file."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, doc: Document) -> InputView:
+        """The host's view of a stored input's metadata."""
+        return cls(
+            id=doc["id"],
+            name=doc["name"],
+            size=doc["size"],
+            sha256=doc["sha256"],
+            created_at=doc["created_at"],
+            links={"self": f"{UPLOAD_PATH}/{doc['id']}"},
+        )
+
+
+def _sync_down(exc: SyncUnavailable) -> Problem:
+    return Problem(503, "Service unavailable", f"Input files cannot be stored now: {exc}")
+
+
+def _valid_name(name: str) -> str:
+    class _Name(BaseModel):
+        name: InputName
+
+    try:
+        return _Name(name=name).name
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "Invalid input file name",
+            "A name of 1-128 letters, digits, '.', '_', '-' or spaces, not starting with a dot "
+            f"or any folder: {exc.errors()[0]['msg']}",
+            kind="invalid-input-name",
+        ) from exc
+
+
+@router.post(
+    "/inputs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InputView,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def upload_input(
+    request: Request,
+    tenant: TenantDep,
+    parts: GatewayDep,
+    response: Response,
+    name: Annotated[str, Query(description="The file's name in the user's inputs/ folder.")],
+) -> InputView:
+    """Upload an input file (the body is its bytes, up to the gateway's input limit)."""
+    filename = _valid_name(name)
+    content = await request.body()
+    if len(content) > parts.settings.max_input_bytes:
+        raise Problem(413, "Request too large", "The input file is over the limit.")
+    input_id = uuid.uuid4().hex
+    try:
+        meta = await parts.sync.put_input(tenant.id, input_id, filename, content)
+    except SyncUnavailable as exc:
+        raise _sync_down(exc) from exc
+    doc = await parts.inputs.record(tenant.id, meta)
+    response.headers["Location"] = f"{UPLOAD_PATH}/{input_id}"
+    return InputView.of(doc)
+
+
+@router.get("/inputs/{input_id}", response_model=InputView)
+async def get_input(input_id: str, tenant: TenantDep, parts: GatewayDep) -> InputView:
+    """An input file's metadata."""
+    doc = await parts.inputs.get(tenant.id, input_id)
+    if doc is None:
+        raise input_not_found(input_id)
+    return InputView.of(doc)
+
+
+@router.delete("/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_input(input_id: str, tenant: TenantDep, parts: GatewayDep) -> Response:
+    """Delete an input file; sessions it is attached to keep their copy until detached."""
+    if not await parts.inputs.delete(tenant.id, input_id):
+        raise input_not_found(input_id)
+    try:
+        await parts.sync.delete_input(tenant.id, input_id)
+    except SyncUnavailable as exc:
+        raise _sync_down(exc) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _ready_session(parts: Gateway, tenant_id: str, session_id: str) -> Document:
+    doc = await parts.sessions.get(tenant_id, session_id)
+    if doc is None:
+        raise session_not_found(session_id)
+    if doc["status"] != "ready":
+        raise Problem(
+            409,
+            "Session not ready",
+            f"The session is {doc['status']}: attach input files when creating it, "
+            "or once it is ready.",
+            kind="session-not-ready",
+        )
+    return doc
+
+
+@router.put("/sessions/{session_id}/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def attach_input(
+    session_id: str, input_id: str, tenant: TenantDep, parts: GatewayDep
+) -> Response:
+    """Attach an input file to a ready session (idempotent); it appears in inputs/."""
+    doc = await _ready_session(parts, tenant.id, session_id)
+    (item,) = await resolve(parts, tenant.id, [input_id])
+    attached: list[dict[str, Any]] = doc.get("inputs", [])
+    if all(raw["id"] != item.id for raw in attached):
+        if len(attached) >= MAX_INPUTS:
+            raise Problem(409, "Too many input files", f"A session holds at most {MAX_INPUTS}.")
+        check_names([*await user_inputs(parts, doc["hub_user"]), item])
+        await parts.sessions.set_inputs(session_id, [*attached, item.model_dump()])
+    changed = await inputs_changed(parts, tenant.id, doc["hub_user"])
+    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/sessions/{session_id}/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def detach_input(
+    session_id: str, input_id: str, tenant: TenantDep, parts: GatewayDep
+) -> Response:
+    """Detach an input file from a ready session (idempotent); it leaves inputs/."""
+    doc = await _ready_session(parts, tenant.id, session_id)
+    kept = [raw for raw in doc.get("inputs", []) if raw["id"] != input_id]
+    await parts.sessions.set_inputs(session_id, kept)
+    changed = await inputs_changed(parts, tenant.id, doc["hub_user"])
+    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
