@@ -92,8 +92,8 @@ c.JupyterHub.load_roles = [
     },
 ]
 
-# Only the allowed host pages may frame the hub and the servers (FACTS.md: both
-# send frame-ancestors 'none' by default).
+# Only the allowed host pages may frame the hub and the servers (both send
+# frame-ancestors 'none' by default).
 c.JupyterHub.tornado_settings = {
     "headers": {"Content-Security-Policy": hub.frame_ancestors()},
     # Retry-After range of the 429 beyond concurrent_spawn_limit. JupyterHub 6.1's

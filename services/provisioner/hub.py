@@ -176,7 +176,7 @@ class HubClient:
         """A new token of user ``name`` for ``name``'s default server alone, expiring.
 
         Always with a body: without one the hub mints a token that never
-        expires and carries all the user's scopes (FACTS.md).
+        expires and carries all the user's scopes (measured on JupyterHub 6).
         """
         response = await self._request(
             "POST",

@@ -54,7 +54,7 @@ def normalise(notebook: dict[str, Any]) -> dict[str, Any]:
     """Validate a notebook and return it as the current nbformat 4 minor, cell ids included.
 
     Repairs what Jupyter itself tolerates on load but the contents API turns into
-    500s or warnings (FACTS.md): a missing ``nbformat_minor``, cells without
+    500s or warnings (measured on Jupyter Server 2): a missing ``nbformat_minor``, cells without
     ``metadata``, code cells without ``outputs``. Anything else invalid raises
     `InvalidNotebook` with the reason. Trust is always removed (see `_strip_trust`).
     """
