@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from infra import egress
 from infra.hub.local_users import ensure_runtime_dir
-from infra.settings import StackSettings
+from infra.settings import REPO_ROOT, StackSettings
 
 NFT = shutil.which("nft", path=egress.ADMIN_PATH)
 
@@ -94,3 +97,53 @@ def test_a_runtime_folder_belongs_to_its_account_alone(tmp_path: Path) -> None:
         / "kernel-00000000-0000-0000-0000-000000000000-ipc-5"
     )
     assert len(str(socket_path).encode()) <= 107
+
+
+def _user_pod_policies() -> list[dict[str, Any]]:
+    manifest = REPO_ROOT / "deploy" / "networkpolicy-user-egress.yaml"
+    documents = [doc for doc in yaml.safe_load_all(manifest.read_text()) if doc]
+    assert {doc["kind"] for doc in documents} == {"NetworkPolicy"}
+    return documents
+
+
+def test_production_user_pods_may_reach_only_the_hub_api_the_gateway_and_dns() -> None:
+    policies = _user_pod_policies()
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["podSelector"] == {"matchLabels": {"component": "singleuser-server"}}
+        assert spec["policyTypes"] == ["Egress"]
+    # Default deny: a policy that selects user pods for egress and allows nothing.
+    assert any(policy["spec"]["egress"] == [] for policy in policies)
+    allowed = {
+        (json.dumps(peer, sort_keys=True), port["protocol"], port["port"])
+        for policy in policies
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        for port in rule["ports"]
+    }
+    hub = json.dumps({"podSelector": {"matchLabels": {"component": "hub"}}}, sort_keys=True)
+    gateway = json.dumps(
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "nbembed",
+                    "app.kubernetes.io/component": "gateway",
+                }
+            }
+        },
+        sort_keys=True,
+    )
+    dns = json.dumps(
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        },
+        sort_keys=True,
+    )
+    settings = StackSettings()
+    assert allowed == {
+        (hub, "TCP", settings.hub_api_port),
+        (gateway, "TCP", settings.gateway_port),
+        (dns, "UDP", 53),
+        (dns, "TCP", 53),
+    }
