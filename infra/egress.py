@@ -55,7 +55,7 @@ class Doors:
         return cls(hub_api_port=settings.hub_api_port, gateway_port=settings.gateway_port)
 
 
-def ruleset(gid: int, doors: Doors) -> str:
+def ruleset(gid: int, doors: Doors, table: str = TABLE) -> str:
     """The nft script that (re)creates nbembed's table: pure, so the rules are testable.
 
     Sockets of group ``gid`` may open TCP connections only to the hub API and
@@ -68,9 +68,9 @@ def ruleset(gid: int, doors: Doors) -> str:
     ports = ", ".join(str(port) for port in sorted({doors.hub_api_port, doors.gateway_port}))
     return "\n".join(
         [
-            f"table {FAMILY} {TABLE}",
-            f"delete table {FAMILY} {TABLE}",
-            f"table {FAMILY} {TABLE} {{",
+            f"table {FAMILY} {table}",
+            f"delete table {FAMILY} {table}",
+            f"table {FAMILY} {table} {{",
             "    chain output {",
             "        type filter hook output priority filter; policy accept;",
             f"        meta skgid {gid} jump {USER_CHAIN}",
@@ -123,28 +123,33 @@ def check(gid: int, doors: Doors) -> None:
         raise EgressError(f"nft refused the rules: {done.stderr.strip()}")
 
 
-def apply(settings: StackSettings) -> None:
-    """Create or replace nbembed's table, atomically (idempotent)."""
-    done = _run(["-f", "-"], ruleset(ensure_group(), Doors.of(settings)))
+def load(gid: int, doors: Doors, table: str = TABLE) -> None:
+    """Create or replace the table, atomically (idempotent)."""
+    done = _run(["-f", "-"], ruleset(gid, doors, table))
     if done.returncode != 0:
         raise EgressError(f"nft refused the rules: {done.stderr.strip()}")
 
 
-def remove() -> bool:
-    """Delete nbembed's table if it exists; whether it existed."""
+def apply(settings: StackSettings) -> None:
+    """Create or replace nbembed's table for the stack's users' group and ports."""
+    load(ensure_group(), Doors.of(settings))
+
+
+def remove(table: str = TABLE) -> bool:
+    """Delete the table if it exists; whether it existed."""
     if shutil.which("nft", path=ADMIN_PATH) is None:
         return False
-    if not active():
+    if not active(table):
         return False
-    done = _run(["delete", "table", FAMILY, TABLE])
+    done = _run(["delete", "table", FAMILY, table])
     if done.returncode != 0:
-        raise EgressError(f"nft could not delete table {FAMILY} {TABLE}: {done.stderr.strip()}")
+        raise EgressError(f"nft could not delete table {FAMILY} {table}: {done.stderr.strip()}")
     return True
 
 
-def active() -> bool:
-    """nbembed's table is loaded."""
-    return _run(["list", "table", FAMILY, TABLE]).returncode == 0
+def active(table: str = TABLE) -> bool:
+    """The table is loaded."""
+    return _run(["list", "table", FAMILY, table]).returncode == 0
 
 
 def wanted(settings: StackSettings) -> bool:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,30 @@ def test_the_table_is_replaced_whole_in_one_transaction() -> None:
 @pytest.mark.skipif(NFT is None or os.geteuid() != 0, reason="needs nft and root")
 def test_nft_accepts_the_rules_without_applying_them() -> None:
     egress.check(os.getegid(), egress.Doors.of(StackSettings()))
+
+
+NOBODYS_GID = 2**32 - 3
+"""A group no socket has: a table made for it filters nothing on this shared machine."""
+
+
+@pytest.mark.skipif(NFT is None or os.geteuid() != 0, reason="needs nft and root")
+def test_a_table_left_behind_is_replaced_and_down_removes_it() -> None:
+    table = f"nbembed_unit_{os.getpid()}"
+    doors = egress.Doors(8081, 8080)
+    try:
+        egress.load(NOBODYS_GID, doors, table)
+        # What a crashed stack leaves behind does not stop the next `up`.
+        egress.load(NOBODYS_GID, egress.Doors(9081, 9080), table)
+        assert egress.active(table)
+        listed = subprocess.run(
+            [str(NFT), "list", "table", "inet", table], capture_output=True, text=True, check=True
+        ).stdout
+        assert "9080, 9081" in listed and "8081" not in listed  # replaced, not appended
+        assert listed.count("jump user_servers") == 1
+    finally:
+        assert egress.remove(table)
+    assert not egress.active(table)
+    assert not egress.remove(table)  # `down` twice, or after a stack that never filtered
 
 
 @pytest.mark.parametrize(
