@@ -20,11 +20,13 @@ need node "install Node.js 20"
 need npm "install npm"
 # Debian's packages the stack runs: PostgreSQL 15 (FerretDB's backend; the stack
 # runs its own cluster), and for the local-users spawner a Python 3.11 every
-# account may run and the accounts tools.
+# account may run, the accounts tools and nftables (the egress filter that keeps
+# the users' servers and kernels off every port but the hub API's and the gateway's).
 debs=()
 [ -x "${NBEMBED_STACK_POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}/initdb" ] || debs+=(postgresql)
 [ -x /usr/bin/python3.11 ] || debs+=(python3.11)
 command -v useradd >/dev/null 2>&1 || [ -x /usr/sbin/useradd ] || debs+=(passwd)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || debs+=(nftables)
 if [ ${#debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     step "Debian packages: ${debs[*]}"

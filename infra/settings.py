@@ -69,6 +69,18 @@ class StackSettings(BaseSettings):
         "as the stack's own account: isolates nothing) or a class such as "
         "dockerspawner.DockerSpawner / kubespawner.KubeSpawner.",
     )
+    egress_filter: bool = Field(
+        default=True,
+        description="With the local-users spawner, let the servers' and kernels' accounts "
+        "connect only to the hub API and the gateway (nftables, see infra/egress.py). Needs "
+        "Debian's nftables and root; off, kernels reach every listener on the machine.",
+    )
+    kernel_runtime_root: Path = Field(
+        default=Path("/run/nbembed"),
+        description="Per-account folders (<root>/<account>, 0700) for the servers' "
+        "runtime files and their kernels' IPC sockets: short, since a Unix socket's path "
+        "is limited to 107 bytes.",
+    )
     singleuser_base_python: Path = Field(
         default=Path("/usr/bin/python3.11"),
         description="A Python 3.11 every account may run: the single-user servers' "
@@ -163,6 +175,7 @@ class HubSettings(BaseSettings):
     spawn_retry_after: tuple[int, int] = (30, 60)
     fast_readiness_poll: bool = True
     gateway_url: str = "http://127.0.0.1:8080"
+    kernel_runtime_root: Path = Path("/run/nbembed")
     login_token_file: Path | None = Field(
         default=None,
         description="The token the login handler presents to the gateway to redeem tickets "

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import psutil
 
-from infra import kafka, kafka_access, postgres, readiness, singleuser, store, supervisor
+from infra import (
+    egress,
+    kafka,
+    kafka_access,
+    postgres,
+    readiness,
+    singleuser,
+    store,
+    supervisor,
+)
 from infra.settings import REPO_ROOT, StackSettings
 from infra.supervisor import Program
 
@@ -142,6 +151,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_SPAWN_RETRY_AFTER": json.dumps(settings.spawn_retry_after),
                     "NBEMBED_HUB_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
                     "NBEMBED_HUB_LOGIN_TOKEN_FILE": str(settings.hub_login_token_file),
+                    "NBEMBED_HUB_KERNEL_RUNTIME_ROOT": str(settings.kernel_runtime_root),
                     "NBEMBED_HUB_ALLOW_TOP_LEVEL_LOGIN": str(settings.allow_top_level_login),
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
@@ -303,6 +313,11 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     if settings.local_hub:
         check_homes_reachable(settings)
         singleuser.ensure_runtime(settings)
+    # Before any server starts: its account reaches only the hub API and the gateway.
+    if egress.wanted(settings):
+        egress.apply(settings)
+    else:
+        egress.remove()  # a table another configuration left behind
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)
@@ -426,4 +441,9 @@ def down(settings: StackSettings, timeout: float = 120) -> list[str]:
         time.sleep(0.2)
         busy = [p for p in busy if port_in_use(p)]
     problems += [f"port {p} still bound" for p in busy]
+    # Last, once no server runs: the filter applies to the accounts, not to processes.
+    try:
+        egress.remove()
+    except egress.EgressError as error:
+        problems.append(str(error))
     return problems

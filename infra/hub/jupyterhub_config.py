@@ -133,6 +133,12 @@ homes = str(hub.state_dir / "homes")
 if hub.spawner_class == "local-users":
     # One OS account per hub user, home <state>/homes/<hub user> (0700).
     c.LocalUserSpawner.homes_dir = homes
+    c.LocalUserSpawner.runtime_root = str(hub.kernel_runtime_root)
+    # Kernels talk to their server over Unix sockets in the account's runtime folder
+    # (0700), not over TCP on loopback: the egress filter refuses these accounts
+    # every loopback port but the hub API's and the gateway's (infra/egress.py), and
+    # no other account can reach another's kernel ports.
+    c.Spawner.args.append("--KernelManager.transport=ipc")
 elif hub.spawner_class == "simple":
     # Local processes as the stack's own account, one home folder per hub user.
     # Isolates nothing: every kernel can read the stack's secrets and other homes.

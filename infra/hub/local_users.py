@@ -118,6 +118,26 @@ def ensure_home(home: Path, uid: int, gid: int) -> None:
     home.chmod(0o700)
 
 
+def ensure_runtime_dir(path: Path, uid: int, gid: int) -> None:
+    """``path`` exists, belongs to ``uid``, mode 0700; its parent belongs to root, mode 0755.
+
+    The server's kernels talk to it over Unix sockets in this folder rather than
+    TCP on loopback (which the egress filter closes to these accounts, see
+    infra/egress.py): only the account may enter it, and no account can plant a
+    link in the parent.
+    """
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if parent.lstat().st_uid != os.geteuid():
+        raise AccountError(f"{parent} belongs to another account; refusing to use it")
+    parent.chmod(0o755)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(exist_ok=True, mode=0o700)
+    os.chown(path, uid, gid, follow_symlinks=False)
+    path.chmod(0o700)
+
+
 class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     """A local process per hub user, each as its own OS account (created on first start)."""
 
@@ -126,6 +146,11 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     )
     group = Unicode(
         "nbembed-users", help="Primary group shared by every account; no group per user."
+    ).tag(config=True)
+    runtime_root = Unicode(
+        "/run/nbembed",
+        help="Folder of the accounts' Jupyter runtime folders (<runtime_root>/<account>, 0700): "
+        "connection files and the kernels' IPC sockets, whose paths must stay under 107 bytes.",
     ).tag(config=True)
     account_attempts = Integer(
         6, help="Attempts at useradd while /etc/passwd is locked by another process."
@@ -142,6 +167,10 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     @property
     def home(self) -> Path:
         return Path(str(self.homes_dir)) / str(self.user.name)
+
+    @property
+    def runtime_dir(self) -> Path:
+        return Path(str(self.runtime_root)) / self.account
 
     @classmethod
     def _lock(cls) -> asyncio.Lock:
@@ -161,6 +190,7 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
             )
         entry = pwd.getpwnam(self.account)
         await asyncio.to_thread(ensure_home, self.home, entry.pw_uid, entry.pw_gid)
+        await asyncio.to_thread(ensure_runtime_dir, self.runtime_dir, entry.pw_uid, entry.pw_gid)
 
     async def start(self) -> Any:
         await self._prepare_account()
@@ -176,6 +206,8 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
         env["HOME"] = str(self.home)
         # The account has no login shell; terminals still need a shell.
         env["SHELL"] = "/bin/bash"
+        # Connection files and IPC sockets of the kernels (KernelManager.transport=ipc).
+        env["JUPYTER_RUNTIME_DIR"] = str(self.runtime_dir)
         return env
 
     async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:

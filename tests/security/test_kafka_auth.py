@@ -29,6 +29,7 @@ from infra import kafka, kafka_access
 from infra.kafka_access import ACCESS, Acl, Operation, Resource, principal
 from infra.settings import StackSettings
 from schemas import ServerReady, all_topics, dlq_topic, hub_username
+from tests.security.egress_helpers import egress_filter_lifted
 from tests.security.kernel import Kernel, user_server_token
 from tests.stack.helpers import open_session
 
@@ -124,8 +125,10 @@ async def test_a_kernel_without_the_stack_password_can_neither_publish_nor_consu
     )
     try:
         token = await user_server_token(hub, hub_user)
-        async with Kernel(stack_settings.public_hub_url, hub_user, token) as kernel:
-            ran = await kernel.run(code, timeout=120)
+        # Kafka's own authentication, as if the egress filter (test_egress.py) were off.
+        with egress_filter_lifted(stack_settings):
+            async with Kernel(stack_settings.public_hub_url, hub_user, token) as kernel:
+                ran = await kernel.run(code, timeout=120)
         assert ran.error is None, ran.error
         results = json.loads(ran.stdout.strip().splitlines()[-1])
     finally:
