@@ -3,12 +3,17 @@
 from schemas.envelope import CloudEvent, EventData
 from schemas.events import (
     ALL_EVENTS,
+    SERVER_REPORTED_KINDS,
+    AuditDetail,
+    AuditKind,
+    AuditRecorded,
     NotebookDeleted,
     NotebookRenamed,
     NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
     ServerReady,
+    ServerReportedKind,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -20,6 +25,10 @@ from schemas.naming import hub_username
 
 __all__ = [
     "ALL_EVENTS",
+    "SERVER_REPORTED_KINDS",
+    "AuditDetail",
+    "AuditKind",
+    "AuditRecorded",
     "CloudEvent",
     "EventData",
     "NotebookDeleted",
@@ -28,6 +37,7 @@ __all__ = [
     "NotebookStoreFailed",
     "NotebookStored",
     "ServerReady",
+    "ServerReportedKind",
     "SessionEnded",
     "SessionFailed",
     "SessionReady",

@@ -124,6 +124,9 @@ c.Spawner.args = [
     f"--ServerApp.tornado_settings={hub.singleuser_tornado_settings()}",
     # Every save the server makes is reported to nbembed and stored.
     "--ContentsManager.post_save_hook=nbembed_save_hook.report_save",
+    # Facts only the server sees (kernel starts; other parts call
+    # nbembed_audit.report_audit) go to nbembed's audit trail.
+    "--ServerApp.jpserver_extensions=nbembed_audit=True",
 ]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120

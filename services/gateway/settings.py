@@ -45,6 +45,19 @@ class GatewaySettings(ServiceSettings):
     )
     max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body.")
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")
+    audit_group_id: str = Field(
+        default="nbembed-gateway-audit",
+        description="Consumer group of the audit projector (nbembed's events → the audit trail).",
+    )
+    audit_report_burst: int = Field(
+        default=30, ge=1, description="Audit reports one user's server may send at once."
+    )
+    audit_report_per_second: float = Field(
+        default=0.5,
+        gt=0,
+        description="Audit reports per second one user's server may send after its burst "
+        "(per gateway replica); beyond that, 429 and one reports.throttled record.",
+    )
 
     @model_validator(mode="after")
     def _load_secrets(self) -> GatewaySettings:
