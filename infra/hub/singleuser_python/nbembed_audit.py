@@ -92,9 +92,7 @@ def _send(http: httpx.Client, report: dict[str, Any], attempts: int = 5) -> None
     delay = 0.5
     for _ in range(attempts):
         try:
-            response = http.post(
-                f"{gateway}/internal/audit-reports", json=report, headers=headers
-            )
+            response = http.post(f"{gateway}/internal/audit-reports", json=report, headers=headers)
             if response.status_code == 429:
                 delay = float(response.headers.get("Retry-After", delay))
             elif response.status_code < 500:
