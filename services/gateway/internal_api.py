@@ -116,21 +116,26 @@ async def server_audit_report(
     refusal of a burst leaves one ``reports.throttled`` record).
     """
     hub_user = await _server_user(request, authorization)
+    # Throttled before any store read: a flood costs a dictionary lookup per report.
+    verdict = parts.audit_reports.check(hub_user)
+    if verdict is Verdict.REFUSED:
+        raise _throttled(parts, hub_user)
     known = await parts.audit_users.get(hub_user)
     if known is None:
         raise Problem(404, "Not found", "This hub user is no nbembed user.", kind="user-not-found")
-    verdict = parts.audit_reports.check(hub_user)
-    if verdict is not Verdict.ALLOWED:
-        if verdict is Verdict.FIRST_REFUSAL:
-            await _record(parts, known, hub_user, "reports.throttled", {"kind": body.kind}, None)
-        retry_after = max(1, round(parts.audit_reports.retry_after(hub_user)))
-        problem = Problem(
-            429, "Too many requests", "Too many audit reports from this server; retry later."
-        )
-        problem.headers["Retry-After"] = str(retry_after)
-        raise problem
+    if verdict is Verdict.FIRST_REFUSAL:  # the first refusal of a burst is recorded, once
+        await _record(parts, known, hub_user, "reports.throttled", {"kind": body.kind}, None)
+        raise _throttled(parts, hub_user)
     await _record(parts, known, hub_user, body.kind, body.detail, body.report_id)
     return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+def _throttled(parts: Gateway, hub_user: str) -> Problem:
+    problem = Problem(
+        429, "Too many requests", "Too many audit reports from this server; retry later."
+    )
+    problem.headers["Retry-After"] = str(max(1, round(parts.audit_reports.retry_after(hub_user))))
+    return problem
 
 
 async def _record(
