@@ -124,20 +124,41 @@ class AuditUsers:
 
     Hub user names are one-way digests of the host's user id (`schemas.hub_username`),
     so facts that name only the hub user (a server's report, a session's end)
-    are attributed through this map, which only the gateway writes.
+    are attributed through this map, which only the gateway writes. An entry
+    never changes once written, so each process remembers the ones it has seen
+    (up to ``cache_size``): opening a session for a known user costs no write.
     """
 
-    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Document], database: str, *, cache_size: int = 100_000
+    ) -> None:
         self._users = client[database]["audit_users"]
+        self._known: dict[str, Document] = {}
+        self._cache_size = cache_size
 
     async def remember(self, hub_user: str, tenant_id: str, user_id: str) -> None:
         """Record (once) whose hub user this is."""
+        if hub_user in self._known:
+            return
         await self._users.update_one(
             {"_id": hub_user},
             {"$setOnInsert": {"tenant_id": tenant_id, "user_id": user_id}},
             upsert=True,
         )
+        # The name is a digest of exactly this tenant and user: what is stored is this.
+        self._cache(hub_user, {"_id": hub_user, "tenant_id": tenant_id, "user_id": user_id})
 
     async def get(self, hub_user: str) -> Document | None:
         """``{"tenant_id", "user_id"}`` of a hub user nbembed made, or None."""
-        return await self._users.find_one({"_id": hub_user})
+        known = self._known.get(hub_user)
+        if known is not None:
+            return known
+        found = await self._users.find_one({"_id": hub_user})
+        if found is not None:
+            self._cache(hub_user, found)
+        return found
+
+    def _cache(self, hub_user: str, entry: Document) -> None:
+        if len(self._known) >= self._cache_size:
+            self._known.clear()
+        self._known[hub_user] = entry
