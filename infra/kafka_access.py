@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 
 from schemas import (
+    AuditRecorded,
     EventData,
     InputsChanged,
     NotebookDeleted,
@@ -70,8 +71,8 @@ class ServiceAccess:
 
 
 ACCESS: dict[str, ServiceAccess] = {
-    # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish;
-    # app.py's projection consumes.
+    # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish,
+    # and audit.py (the audit trail); app.py's projection and audit projector consume.
     "gateway": ServiceAccess(
         publishes=(
             SessionRequested,
@@ -80,6 +81,7 @@ ACCESS: dict[str, ServiceAccess] = {
             NotebookRenamed,
             NotebookDeleted,
             InputsChanged,
+            AuditRecorded,
         ),
         consumes={
             "nbembed-gateway": (
@@ -88,7 +90,19 @@ ACCESS: dict[str, ServiceAccess] = {
                 SessionFailed,
                 NotebookStored,
                 NotebookStoreFailed,
-            )
+            ),
+            "nbembed-gateway-audit": (
+                SessionRequested,
+                SessionEnded,
+                SessionReady,
+                SessionFailed,
+                NotebookSaved,
+                NotebookRenamed,
+                NotebookDeleted,
+                NotebookStored,
+                NotebookStoreFailed,
+                AuditRecorded,
+            ),
         },
     ),
     # services/provisioner: handlers.py publishes; app.py consumes.

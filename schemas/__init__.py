@@ -3,6 +3,10 @@
 from schemas.envelope import CloudEvent, EventData
 from schemas.events import (
     ALL_EVENTS,
+    SERVER_REPORTED_KINDS,
+    AuditDetail,
+    AuditKind,
+    AuditRecorded,
     InputFile,
     InputsChanged,
     NotebookDeleted,
@@ -11,6 +15,7 @@ from schemas.events import (
     NotebookStored,
     NotebookStoreFailed,
     ServerReady,
+    ServerReportedKind,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -22,6 +27,10 @@ from schemas.naming import hub_username
 
 __all__ = [
     "ALL_EVENTS",
+    "SERVER_REPORTED_KINDS",
+    "AuditDetail",
+    "AuditKind",
+    "AuditRecorded",
     "CloudEvent",
     "EventData",
     "InputFile",
@@ -32,6 +41,7 @@ __all__ = [
     "NotebookStoreFailed",
     "NotebookStored",
     "ServerReady",
+    "ServerReportedKind",
     "SessionEnded",
     "SessionFailed",
     "SessionReady",

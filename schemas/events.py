@@ -8,7 +8,7 @@ session and server events, the notebook id for save events.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -30,6 +30,8 @@ NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
 """Outcomes of saves for the gateway: notebook.stored, notebook.store_failed."""
 INPUTS_TOPIC = "nbembed.inputs"
 """Commands to sync about a user's input files: inputs.changed."""
+AUDIT_TOPIC = "nbembed.audit"
+"""The audit trail: one audit.recorded event per fact a tenant may have to account for."""
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
@@ -245,6 +247,65 @@ class NotebookStoreFailed(_NotebookEvent):
     reason: Reason
 
 
+AuditKind = Literal[
+    "session.requested",
+    "session.ready",
+    "session.failed",
+    "session.ended",
+    "save.requested",
+    "save.stored",
+    "save.failed",
+    "notebook.created",
+    "notebook.renamed",
+    "notebook.deleted",
+    "input.attached",
+    "input.detached",
+    "kernel.started",
+    "download.refused",
+    "reports.throttled",
+]
+"""Every fact the audit trail records (README, "Audit trail", explains each)."""
+
+ServerReportedKind = Literal["kernel.started", "download.refused"]
+"""The kinds a user's own server may report (POST /internal/audit-reports): facts that
+happen only inside it. Anything else a server sends is refused."""
+SERVER_REPORTED_KINDS: tuple[ServerReportedKind, ...] = get_args(ServerReportedKind)
+
+AuditDetailKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+AuditDetailValue = Annotated[str, StringConstraints(max_length=512)]
+AuditDetail = Annotated[dict[AuditDetailKey, AuditDetailValue], Field(max_length=16)]
+"""Free-form facts of one record, bounded: at most 16 short keys, values of 512 characters."""
+
+
+class AuditRecorded(EventData):
+    """One fact of the audit trail, as a tenant reads it back from ``GET /v1/audit``.
+
+    The envelope's ``time`` is when the fact happened (for facts nbembed
+    projects from its other events, that event's time; for facts a server
+    reports, when the gateway received the report) and its ``id`` makes the
+    record idempotent: the same fact seen twice is one record.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.audit.recorded.v1"
+    topic: ClassVar[str] = AUDIT_TOPIC
+
+    tenant_id: TenantId
+    kind: AuditKind
+    hub_user: HubUser | None = Field(default=None, description="None: a tenant-wide fact.")
+    user_id: HostUserId | None = Field(default=None, description="The host's id of hub_user.")
+    session_id: Id | None = None
+    notebook_id: Id | None = None
+    reported_by: Literal["nbembed", "server"] = Field(
+        description="nbembed: seen by nbembed's own services; server: claimed by the user's "
+        "own single-user server (authenticated as that user, but running the user's code)."
+    )
+    detail: AuditDetail = Field(default_factory=dict)
+
+    def partition_key(self) -> str:
+        # One user's facts stay in order; tenant-wide facts share the tenant's key.
+        return f"{self.tenant_id}/{self.hub_user or ''}"
+
+
 ALL_EVENTS: tuple[type[EventData], ...] = (
     SessionRequested,
     ServerReady,
@@ -257,6 +318,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     NotebookStored,
     NotebookStoreFailed,
     InputsChanged,
+    AuditRecorded,
 )
 """Every event type, in flow order."""
 

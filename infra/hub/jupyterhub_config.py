@@ -126,6 +126,9 @@ c.Spawner.args = [
     "--ContentsManager.post_save_hook=nbembed_save_hook.report_save",
     # Input files a host attached, placed read-only by sync (nbembed_inputs.py).
     "--ServerApp.jpserver_extensions=nbembed_inputs=True",
+    # Facts only the server sees (kernel starts; other parts call
+    # nbembed_audit.report_audit) go to nbembed's audit trail.
+    "--ServerApp.jpserver_extensions=nbembed_audit=True",
 ]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120

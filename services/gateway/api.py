@@ -196,6 +196,9 @@ async def create_session(
             kind="idempotency-key-reused",
         )
     if created:
+        # Before the request travels: every later fact about this hub user (its
+        # server's reports included) can then be attributed to the host's user.
+        await parts.audit_users.remember(hub_user, tenant.id, body.user_id)
         requested = SessionRequested(
             session_id=session_id,
             tenant_id=tenant.id,

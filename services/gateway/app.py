@@ -15,6 +15,7 @@ from services.common.kafka import EventConsumer, make_broker
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
     api,
+    audit_api,
     inputs_api,
     internal_api,
     library_api,
@@ -22,9 +23,12 @@ from services.gateway import (
     saves_api,
     sdk,
 )
+from services.gateway.audit import AuditProjector
+from services.gateway.audit_store import AuditStore, AuditUsers
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.projection import Projection
+from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
@@ -56,6 +60,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             ttl_seconds=settings.login_ticket_seconds,
         ),
         sync=SyncClient(settings.sync_url, settings.internal_token.get_secret_value()),
+        audit=AuditStore(mongo, database),
+        audit_users=AuditUsers(mongo, database),
+        audit_reports=RateLimiter(
+            burst=settings.audit_report_burst, per_second=settings.audit_report_per_second
+        ),
     )
     hub_identity = HubIdentity(settings.hub_url)
 
@@ -67,10 +76,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.on(NotebookStored, projection.on_notebook_stored)
     consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()
+    # The audit trail reads nbembed's own topics in a group of its own: a slow
+    # audit store never delays a session, and the trail misses no event.
+    auditor = EventConsumer(broker, group_id=settings.audit_group_id, settings=settings)
+    AuditProjector(broker, parts.audit, parts.audit_users, parts.sessions, parts.saves).attach(
+        auditor
+    )
+    auditor.attach()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.tickets.ensure_indexes()
+        await parts.audit.ensure_indexes()
         await broker.start()
         try:
             yield
@@ -119,7 +136,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
         return await call_next(request)
 
-    routers = (api.router, inputs_api.router, saves_api.router, library_api.router)
+    routers = (
+        api.router,
+        inputs_api.router,
+        saves_api.router,
+        library_api.router,
+        audit_api.router,
+    )
     for router in (*routers, internal_api.router):
         app.include_router(router)
     app.include_router(sdk.router)

@@ -11,7 +11,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka import KafkaBroker
 
+from services.gateway.audit_store import AuditStore, AuditUsers
 from services.gateway.problems import Problem
+from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
@@ -36,6 +38,9 @@ class Gateway:
     inputs: InputRecords
     tickets: Tickets
     sync: SyncClient
+    audit: AuditStore
+    audit_users: AuditUsers
+    audit_reports: RateLimiter
 
 
 def gateway(request: Request) -> Gateway:

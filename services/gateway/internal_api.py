@@ -10,13 +10,15 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from schemas import CloudEvent, NotebookSaved
+from schemas import AuditDetail, AuditRecorded, CloudEvent, NotebookSaved, ServerReportedKind
 from schemas.login_ticket import REDEEM_PATH, RedeemRequest, Redemption
 from services.common.kafka import publish_event
+from services.gateway import audit
 from services.gateway.api import SOURCE
-from services.gateway.deps import GatewayDep
+from services.gateway.deps import Gateway, GatewayDep
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem
+from services.gateway.rate_limit import Verdict
 from services.gateway.tickets import TicketRefused
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
@@ -31,6 +33,30 @@ class ServerSave(BaseModel):
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
+class AuditReport(BaseModel):
+    """A fact only the user's own server sees (a kernel started, a download refused).
+
+    It names no user or tenant: those come from the token that sends it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ServerReportedKind
+    detail: AuditDetail = {}
+    report_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | None = None
+    """The reporter's own id for the report: its retries are one record."""
+
+
+async def _server_user(request: Request, authorization: str) -> str:
+    """The hub user whose server token this is (asked of the hub); 401 otherwise."""
+    identity: HubIdentity = request.app.state.hub_identity
+    scheme, _, token = authorization.partition(" ")
+    hub_user = await identity.user_of(token) if scheme.lower() == "token" and token else None
+    if hub_user is None:
+        raise Problem(401, "Unauthorized", "A single-user server's hub API token is required.")
+    return hub_user
+
+
 @router.post("/server-saves", status_code=status.HTTP_202_ACCEPTED)
 async def server_saved(
     body: ServerSave,
@@ -43,11 +69,7 @@ async def server_saved(
     Files nbembed did not put on that server, or whose sessions have all
     ended, are refused (404): nothing outside an open session is stored.
     """
-    identity: HubIdentity = request.app.state.hub_identity
-    scheme, _, token = authorization.partition(" ")
-    hub_user = await identity.user_of(token) if scheme.lower() == "token" and token else None
-    if hub_user is None:
-        raise Problem(401, "Unauthorized", "A single-user server's hub API token is required.")
+    hub_user = await _server_user(request, authorization)
     known = await parts.open_files.get(hub_user, body.path)
     if known is None:
         raise Problem(
@@ -56,8 +78,19 @@ async def server_saved(
             "No open nbembed session has this file on your server; the save is not stored.",
             kind="file-not-open",
         )
+    save_id = uuid.uuid4().hex
+    # Recorded before it is published, so the audit trail knows whose save it was.
+    await parts.saves.create(
+        {
+            "_id": save_id,
+            "tenant_id": known["tenant_id"],
+            "notebook_id": known["notebook_id"],
+            "hub_user": hub_user,
+            "session_id": None,
+        }
+    )
     saved = NotebookSaved(
-        save_id=uuid.uuid4().hex,
+        save_id=save_id,
         tenant_id=known["tenant_id"],
         notebook_id=known["notebook_id"],
         hub_user=hub_user,
@@ -66,6 +99,67 @@ async def server_saved(
     )
     await publish_event(parts.broker, CloudEvent.wrap(saved, source=SOURCE))
     return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post("/audit-reports", status_code=status.HTTP_202_ACCEPTED)
+async def server_audit_report(
+    body: AuditReport,
+    request: Request,
+    parts: GatewayDep,
+    authorization: Annotated[str, Header()] = "",
+) -> Response:
+    """Record a fact a user's server reports, as that user's, authenticated by the hub.
+
+    Reports are untrusted (the server runs the user's code): the kind is one of
+    a fixed few, the detail is bounded, the user and tenant are the token's, and
+    each user's reports are rate-limited (429 with Retry-After; the first
+    refusal of a burst leaves one ``reports.throttled`` record).
+    """
+    hub_user = await _server_user(request, authorization)
+    # Throttled before any store read: a flood costs a dictionary lookup per report.
+    verdict = parts.audit_reports.check(hub_user)
+    if verdict is Verdict.REFUSED:
+        raise _throttled(parts, hub_user)
+    known = await parts.audit_users.get(hub_user)
+    if known is None:
+        raise Problem(404, "Not found", "This hub user is no nbembed user.", kind="user-not-found")
+    if verdict is Verdict.FIRST_REFUSAL:  # the first refusal of a burst is recorded, once
+        await _record(parts, known, hub_user, "reports.throttled", {"kind": body.kind}, None)
+        raise _throttled(parts, hub_user)
+    await _record(parts, known, hub_user, body.kind, body.detail, body.report_id)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+def _throttled(parts: Gateway, hub_user: str) -> Problem:
+    problem = Problem(
+        429, "Too many requests", "Too many audit reports from this server; retry later."
+    )
+    problem.headers["Retry-After"] = str(max(1, round(parts.audit_reports.retry_after(hub_user))))
+    return problem
+
+
+async def _record(
+    parts: Gateway,
+    known: dict[str, str],
+    hub_user: str,
+    kind: str,
+    detail: dict[str, str],
+    report_id: str | None,
+) -> None:
+    record = AuditRecorded.model_validate(
+        {
+            "tenant_id": known["tenant_id"],
+            "kind": kind,
+            "hub_user": hub_user,
+            "user_id": known["user_id"],
+            "reported_by": "server" if kind != "reports.throttled" else "nbembed",
+            "detail": detail,
+        }
+    )
+    # A retried report (same report_id) is one record; ids are per user, so one
+    # user's report ids can never collide with another's records.
+    event_id = audit.audit_id(kind, f"{hub_user}:{report_id}") if report_id else None
+    await audit.publish(parts.broker, record, event_id=event_id)
 
 
 @router.post(REDEEM_PATH.removeprefix("/internal"), response_model=Redemption)

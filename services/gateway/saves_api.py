@@ -85,6 +85,7 @@ async def request_save(
             "tenant_id": caller.tenant_id,
             "session_id": session_id,
             "notebook_id": session["notebook_id"],
+            "hub_user": session["hub_user"],
         }
     )
     saved = NotebookSaved(

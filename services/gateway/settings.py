@@ -51,6 +51,19 @@ class GatewaySettings(ServiceSettings):
         le=11 * 2**20,
         description="Largest input file a host may upload (kept in one store document).",
     )
+    audit_group_id: str = Field(
+        default="nbembed-gateway-audit",
+        description="Consumer group of the audit projector (nbembed's events → the audit trail).",
+    )
+    audit_report_burst: int = Field(
+        default=30, ge=1, description="Audit reports one user's server may send at once."
+    )
+    audit_report_per_second: float = Field(
+        default=0.5,
+        gt=0,
+        description="Audit reports per second one user's server may send after its burst "
+        "(per gateway replica); beyond that, 429 and one reports.throttled record.",
+    )
 
     @model_validator(mode="after")
     def _load_secrets(self) -> GatewaySettings:
