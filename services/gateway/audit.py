@@ -32,6 +32,7 @@ from schemas import (
     AuditRecorded,
     CloudEvent,
     EventData,
+    InputFile,
     NotebookDeleted,
     NotebookRenamed,
     NotebookSaved,
@@ -54,6 +55,11 @@ DETAIL_CHARS = 512
 def audit_id(kind: str, origin: str) -> str:
     """The id of the audit record of ``kind`` derived from ``origin`` (an event or report id)."""
     return str(uuid.uuid5(AUDIT_NAMESPACE, f"{kind}:{origin}"))
+
+
+def input_detail(item: InputFile) -> dict[str, str]:
+    """What an input.attached or input.detached record says about the file."""
+    return {"input_id": item.id, "name": item.name, "size": str(item.size), "sha256": item.sha256}
 
 
 def clip(value: object) -> str:
@@ -131,6 +137,16 @@ class AuditProjector:
             notebook_id=data.notebook_id,
             detail=detail,
         )
+        for item in data.inputs:
+            await self._emit(
+                event,
+                "input.attached",
+                hub_user=data.hub_user,
+                user_id=data.host_user_id,
+                session_id=data.session_id,
+                detail=input_detail(item),
+                origin=item.id,
+            )
 
     async def on_session_ready(self, event: CloudEvent[SessionReady]) -> None:
         data = event.data
@@ -236,7 +252,10 @@ class AuditProjector:
         session_id: str | None = None,
         notebook_id: str | None = None,
         detail: dict[str, str] | None = None,
+        origin: str | None = None,
     ) -> None:
+        """Publish the audit record of ``kind`` that ``source`` implies (``origin`` tells
+        apart several records of one kind from one event)."""
         data: EventData = source.data
         tenant_id: str = getattr(data, "tenant_id")  # noqa: B009 - every source event has one
         if hub_user is not None and user_id is None:
@@ -251,7 +270,8 @@ class AuditProjector:
             reported_by="nbembed",
             detail=detail or {},
         )
-        await publish(self._broker, record, event_id=audit_id(kind, source.id), time=source.time)
+        event_id = audit_id(kind, source.id if origin is None else f"{source.id}:{origin}")
+        await publish(self._broker, record, event_id=event_id, time=source.time)
 
     async def _user_id(self, tenant_id: str, hub_user: str) -> str | None:
         known = await self._users.get(hub_user)

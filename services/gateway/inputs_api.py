@@ -16,9 +16,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ValidationError
 
-from schemas import CloudEvent
+from schemas import AuditKind, AuditRecorded, CloudEvent, InputFile
 from schemas.events import MAX_INPUTS, InputName
 from services.common.kafka import publish_event
+from services.gateway import audit
 from services.gateway.api import SOURCE, session_not_found
 from services.gateway.attachments import (
     check_names,
@@ -161,8 +162,7 @@ async def attach_input(
             raise Problem(409, "Too many input files", f"A session holds at most {MAX_INPUTS}.")
         check_names([*await user_inputs(parts, doc["hub_user"]), item])
         await parts.sessions.set_inputs(session_id, [*attached, item.model_dump()])
-    changed = await inputs_changed(parts, tenant.id, doc["hub_user"])
-    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    await _publish_change(parts, doc, "input.attached", item)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -172,8 +172,28 @@ async def detach_input(
 ) -> Response:
     """Detach an input file from a ready session (idempotent); it leaves inputs/."""
     doc = await _ready_session(parts, tenant.id, session_id)
-    kept = [raw for raw in doc.get("inputs", []) if raw["id"] != input_id]
+    attached = [InputFile.model_validate(raw) for raw in doc.get("inputs", [])]
+    detached = next((item for item in attached if item.id == input_id), None)
+    kept = [item.model_dump() for item in attached if item.id != input_id]
     await parts.sessions.set_inputs(session_id, kept)
-    changed = await inputs_changed(parts, tenant.id, doc["hub_user"])
-    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    await _publish_change(parts, doc, "input.detached", detached)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _publish_change(
+    parts: Gateway, session: Document, kind: AuditKind, item: InputFile | None
+) -> None:
+    """Tell sync the user's inputs/ as it must be now, and the audit trail what changed."""
+    changed = await inputs_changed(parts, session["tenant_id"], session["hub_user"])
+    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    if item is not None:
+        record = AuditRecorded(
+            tenant_id=session["tenant_id"],
+            kind=kind,
+            hub_user=session["hub_user"],
+            user_id=session["host_user_id"],
+            session_id=session["_id"],
+            reported_by="nbembed",
+            detail=audit.input_detail(item),
+        )
+        await audit.publish(parts.broker, record)
