@@ -48,3 +48,36 @@ WORKDIR /home/jovyan
 USER 1000:1000
 EXPOSE 8888
 CMD ["jupyterhub-singleuser"]
+
+# JupyterHub for deploy/compose.yaml (one host, no Kubernetes): the local stack's
+# hub (infra/hub/jupyterhub_config.py, the ticket login, the local-users spawner)
+# with configurable-http-proxy, starting each user's server as its own OS account
+# from this image's Jupyter environment. The one image that runs as root: creating
+# an account per user and switching to it needs root, as on the local stack. The
+# servers and kernels it starts never run as root.
+FROM node:20.19.5-bookworm-slim AS proxy
+WORKDIR /opt/chp
+COPY infra/hub/package.json infra/hub/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
+FROM singleuser AS hub-local
+USER root
+COPY --from=proxy /usr/local/bin/node /usr/local/bin/node
+COPY --from=proxy /opt/chp /opt/chp
+COPY pyproject.toml README.md /opt/nbembed/src/
+COPY schemas/ /opt/nbembed/src/schemas/
+COPY services/ /opt/nbembed/src/services/
+COPY infra/ /opt/nbembed/src/infra/
+COPY demo/ /opt/nbembed/src/demo/
+RUN /opt/jupyter/bin/pip install --no-compile pydantic==2.14.3 pydantic-settings==2.16.3 \
+ && /opt/jupyter/bin/pip install --no-compile --no-deps /opt/nbembed/src \
+ && /opt/jupyter/bin/python -c "import infra.hub.ticket_login, infra.hub.local_users"
+ENV NBEMBED_HUB_STATE_DIR=/srv/nbembed \
+    NBEMBED_HUB_BIND_URL=http://0.0.0.0:8000 \
+    NBEMBED_HUB_PROXY_COMMAND=/opt/chp/node_modules/.bin/configurable-http-proxy \
+    NBEMBED_HUB_PYTHON=/opt/jupyter/bin/python \
+    NBEMBED_HUB_SINGLEUSER_PYTHON=/opt/jupyter/bin/python \
+    NBEMBED_HUB_FAST_READINESS_POLL=false
+WORKDIR /srv/nbembed
+EXPOSE 8000
+CMD ["/bin/sh", "-c", "mkdir -p /srv/nbembed/secrets && exec jupyterhub -f /opt/jupyter/lib/python3.11/site-packages/infra/hub/jupyterhub_config.py"]
