@@ -10,6 +10,7 @@ custom resources (Strimzi, MongoDB, KEDA) get structural checks.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -234,11 +235,16 @@ def test_z2jh_values_configure_the_ticket_login_csp_and_user_egress() -> None:
         "infra.hub.ticket_login.TicketAuthenticator"
     )
     assert "nbembed" in hub["services"] and "api_token" not in hub["services"]["nbembed"]
-    assert hub["loadRoles"]["nbembed"]["services"] == ["nbembed"]
-    assert "admin" not in str(hub["loadRoles"]["user"]["scopes"])
+    local_roles = {role["name"]: role for role in _local_hub_roles()}
+    for name in ("nbembed", "user"):
+        assert hub["loadRoles"][name]["scopes"] == local_roles[name]["scopes"], name
+        assert hub["loadRoles"][name].get("services") == local_roles[name].get("services")
     assert "frame-ancestors" in hub["extraConfig"]["nbembed-csp"]
     compile(hub["extraConfig"]["nbembed-csp"], "nbembed-csp", "exec")
-    policy = z2jh["singleuser"]["networkPolicy"]
+    singleuser = z2jh["singleuser"]
+    assert singleuser["extraEnv"]["NBEMBED_GATEWAY_URL"] == "http://nbembed-gateway:8080"
+    assert singleuser["cloudMetadata"]["blockWithIptables"] is False  # no privileged init
+    policy = singleuser["networkPolicy"]
     assert policy["enabled"] is True
     rules = policy["egressAllowRules"]
     assert not any(v for k, v in rules.items() if k != "dnsPortsKubeSystemNamespace")
@@ -254,6 +260,18 @@ def test_z2jh_values_configure_the_ticket_login_csp_and_user_egress() -> None:
         "name": "hub",
         "key": "hub.services.nbembed.apiToken",
     }
+
+
+def _local_hub_roles() -> list[dict[str, Any]]:
+    """``c.JupyterHub.load_roles`` of the local stack's hub config, read without running it."""
+    tree = ast.parse((ROOT / "infra" / "hub" / "jupyterhub_config.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == (
+            "c.JupyterHub.load_roles"
+        ):
+            roles: list[dict[str, Any]] = ast.literal_eval(node.value)
+            return roles
+    raise AssertionError("no load_roles in infra/hub/jupyterhub_config.py")
 
 
 def _stages(path: Path) -> dict[str, list[dict[str, Any]]]:
