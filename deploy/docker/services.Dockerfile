@@ -31,7 +31,9 @@ FROM ${PYTHON_IMAGE} AS services
 RUN groupadd --system --gid 10001 nbembed \
  && useradd --system --uid 10001 --gid nbembed --no-create-home --shell /usr/sbin/nologin nbembed
 COPY --from=build /opt/nbembed /opt/nbembed
+# HOME on the writable /tmp (an emptyDir in the chart): the root fs is read-only.
 ENV PATH=/opt/nbembed/bin:$PATH \
+    HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     NBEMBED_GATEWAY_HTTP_HOST=0.0.0.0 \
@@ -47,12 +49,14 @@ CMD ["services.gateway"]
 # JupyterHub for Zero to JupyterHub: the z2jh hub image plus nbembed's ticket login
 # (infra/hub/ticket_login.py and the schemas it reads). Installed without
 # dependencies so the hub's own JupyterHub and KubeSpawner stay as z2jh ships them;
-# the ticket login needs only httpx and pydantic besides JupyterHub.
+# the ticket login needs only httpx and pydantic besides JupyterHub. The z2jh image's
+# Python may be newer than pyproject.toml's 3.11 pin; the ticket login and the
+# schemas it reads run on 3.11 and later, hence --ignore-requires-python.
 FROM quay.io/jupyterhub/k8s-hub:4.3.3 AS hub
 USER root
 COPY --from=build /src /tmp/nbembed-src
 RUN python3 -m pip install --no-cache-dir --no-compile httpx==0.28.1 pydantic==2.14.3 \
- && python3 -m pip install --no-cache-dir --no-compile --no-deps /tmp/nbembed-src \
+ && python3 -m pip install --no-cache-dir --no-compile --no-deps --ignore-requires-python /tmp/nbembed-src \
  && rm -rf /tmp/nbembed-src \
  && python3 -c "import infra.hub.ticket_login"
 USER 1000:1000

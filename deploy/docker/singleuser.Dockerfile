@@ -70,8 +70,9 @@ COPY services/ /opt/nbembed/src/services/
 COPY infra/ /opt/nbembed/src/infra/
 COPY demo/ /opt/nbembed/src/demo/
 RUN /opt/jupyter/bin/pip install --no-compile pydantic==2.14.3 pydantic-settings==2.16.3 \
+      jupyterhub-idle-culler==2.0.0 \
  && /opt/jupyter/bin/pip install --no-compile --no-deps /opt/nbembed/src \
- && /opt/jupyter/bin/python -c "import infra.hub.ticket_login, infra.hub.local_users"
+ && /opt/jupyter/bin/python -c "import infra.hub.ticket_login, infra.hub.local_users, jupyterhub_idle_culler"
 ENV NBEMBED_HUB_STATE_DIR=/srv/nbembed \
     NBEMBED_HUB_BIND_URL=http://0.0.0.0:8000 \
     NBEMBED_HUB_PROXY_COMMAND=/opt/chp/node_modules/.bin/configurable-http-proxy \
