@@ -206,6 +206,8 @@ def test_strimzi_cluster_is_kraft_with_three_brokers_and_scram() -> None:
     assert "zookeeper" not in kafka["spec"]
     (listener,) = kafka["spec"]["kafka"]["listeners"]
     assert listener["authentication"]["type"] == "scram-sha-512"
+    peers = [p.get("podSelector", {}).get("matchLabels") for p in listener["networkPolicyPeers"]]
+    assert {"app.kubernetes.io/name": "nbembed"} in peers
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["kafka"]["bootstrap"] == f"{strimzi.CLUSTER}-kafka-bootstrap:{listener['port']}"
     assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
@@ -213,10 +215,12 @@ def test_strimzi_cluster_is_kraft_with_three_brokers_and_scram() -> None:
 
 
 def test_mongodb_is_a_replica_set_with_one_user_per_service() -> None:
-    (mongo,) = _docs(DEPLOY / "mongodb" / "mongodb.yaml")
+    mongo, policy = _docs(DEPLOY / "mongodb" / "mongodb.yaml")
+    kubernetes_validate.validate(policy, KUBE_VERSION, strict=True)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert policy["spec"]["podSelector"]["matchLabels"] == values["mongodb"]["podSelector"]
     assert mongo["kind"] == "MongoDBCommunity" and mongo["spec"]["type"] == "ReplicaSet"
     assert mongo["spec"]["members"] >= 3
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
     users = {u["name"]: u for u in mongo["spec"]["users"]}
     for service in SETTINGS:
         database = values[service]["settings"]["mongodb_database"]
