@@ -22,7 +22,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from infra import strimzi
-from infra.kafka_access import ACCESS, acls, principal
+from infra.kafka_access import ACCESS, USERS, acls, principal
 from schemas import all_topics
 from services.gateway.settings import GatewaySettings
 from services.provisioner.settings import ProvisionerSettings
@@ -342,4 +342,15 @@ def test_compose_runs_real_mongo_and_kafka_with_secrets_as_files() -> None:
         assert {k.removeprefix(prefix).lower() for k in service["environment"]} <= fields
     for port in ("gateway", "hub"):
         assert all(p.startswith("127.0.0.1:") for p in services[port]["ports"])
-    assert (DEPLOY / "compose" / "kafka-start.sh").exists()
+    # Kafka's SCRAM users are the access table's, each with its own password file.
+    start = DEPLOY / "compose" / "kafka-start.sh"
+    (loop,) = [line for line in start.read_text().splitlines() if line.startswith("for user in")]
+    assert loop.removeprefix("for user in ").removesuffix("; do").split() == list(USERS)
+    assert set(services["kafka"]["secrets"]) == {f"kafka-{user}-password" for user in USERS}
+    # make-secrets.sh writes every secret file compose mounts but the tenants, which are yours.
+    maker = (DEPLOY / "compose" / "make-secrets.sh").read_text().replace("\\\n", " ")
+    made = maker.split("for name in ", 1)[1].split("; do", 1)[0].split()
+    files = {Path(secret["file"]).name for secret in compose["secrets"].values()}
+    assert set(made) == files - {"tenants.json"}
+    for script in (start, DEPLOY / "compose" / "make-secrets.sh"):
+        subprocess.run(["bash", "-n", str(script)], check=True)
