@@ -21,8 +21,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from infra import strimzi
-from infra.kafka_access import ACCESS, USERS, acls, principal
+from infra import compose_setup, strimzi
+from infra.kafka_access import ACCESS, ADMIN, USERS, acls, principal
 from schemas import all_topics
 from services.gateway.settings import GatewaySettings
 from services.provisioner.settings import ProvisionerSettings
@@ -118,6 +118,9 @@ def test_every_setting_is_wired_and_secrets_are_files(service: str) -> None:
     # The rendered environment is a valid configuration (secret files aside).
     plain = {k: v for k, v in env.items() if not k.endswith("_FILE")}
     assert plain[f"{prefix}KAFKA_USERNAME"] == principal(service)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    hub = values["hubApiUrl"] if service == "provisioner" else values["hubUrl"]
+    assert plain[f"{prefix}HUB_URL"] == hub
     assert plain[f"{prefix}HTTP_HOST"] == "0.0.0.0"  # noqa: S104 (in a pod, by design)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [f"services.{service}"]
@@ -354,3 +357,12 @@ def test_compose_runs_real_mongo_and_kafka_with_secrets_as_files() -> None:
     assert set(made) == files - {"tenants.json"}
     for script in (start, DEPLOY / "compose" / "make-secrets.sh"):
         subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_compose_setup_logs_in_as_the_kafka_admin_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "kafka-admin-password").write_text("s3cret\n")
+    settings = compose_setup.ComposeSetupSettings(secrets_dir=tmp_path)
+    options = compose_setup.kafka_admin_options(settings)
+    assert options["sasl_plain_username"] == principal(ADMIN)
+    assert options["sasl_plain_password"] == "s3cret"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
