@@ -58,6 +58,12 @@ if [ ! -x "$CACHE/bin/ferretdb" ] || [ infra/ferretdb/main.go -nt "$CACHE/bin/fe
   (cd infra/ferretdb && go build -trimpath -o "$CACHE/bin/ferretdb" .)
 fi
 
+step "helm 3.22.0 (Go module proxy, built here; for the chart's offline checks)"
+HELM_VERSION=v3.22.0
+if [ ! -x "$CACHE/bin/helm-$HELM_VERSION/helm" ]; then
+  GOBIN="$CACHE/bin/helm-$HELM_VERSION" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
 step "configurable-http-proxy (npm)"
 if [ ! -x infra/hub/node_modules/.bin/configurable-http-proxy ] \
    || [ infra/hub/package-lock.json -nt infra/hub/node_modules/.package-lock.json ]; then
