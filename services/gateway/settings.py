@@ -45,6 +45,11 @@ class GatewaySettings(ServiceSettings):
     )
     max_body_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request body.")
     max_wait_seconds: float = Field(default=30, gt=0, description="Longest long-poll allowed.")
+    audit_projector: bool = Field(
+        default=True,
+        description="Run the audit projector (group audit_group_id) in this process. Turn it "
+        "off on replicas that should only serve the API, while at least one replica runs it.",
+    )
     audit_group_id: str = Field(
         default="nbembed-gateway-audit",
         description="Consumer group of the audit projector (nbembed's events → the audit trail).",
