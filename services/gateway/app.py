@@ -78,11 +78,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.attach()
     # The audit trail reads nbembed's own topics in a group of its own: a slow
     # audit store never delays a session, and the trail misses no event.
-    auditor = EventConsumer(broker, group_id=settings.audit_group_id, settings=settings)
-    AuditProjector(broker, parts.audit, parts.audit_users, parts.sessions, parts.saves).attach(
-        auditor
-    )
-    auditor.attach()
+    if settings.audit_projector:
+        auditor = EventConsumer(broker, group_id=settings.audit_group_id, settings=settings)
+        AuditProjector(broker, parts.audit, parts.audit_users, parts.sessions, parts.saves).attach(
+            auditor
+        )
+        auditor.attach()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

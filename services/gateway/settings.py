@@ -51,6 +51,11 @@ class GatewaySettings(ServiceSettings):
         le=11 * 2**20,
         description="Largest input file a host may upload (kept in one store document).",
     )
+    audit_projector: bool = Field(
+        default=True,
+        description="Run the audit projector (group audit_group_id) in this process. Turn it "
+        "off on replicas that should only serve the API, while at least one replica runs it.",
+    )
     audit_group_id: str = Field(
         default="nbembed-gateway-audit",
         description="Consumer group of the audit projector (nbembed's events → the audit trail).",

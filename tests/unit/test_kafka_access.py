@@ -89,7 +89,7 @@ def test_every_topic_has_a_writer_and_every_event_topic_a_reader() -> None:
     assert read == {t for t in all_topics() if not t.endswith(".dlq")}
 
 
-def test_no_service_reads_what_it_publishes_nor_shares_a_group() -> None:
+def test_no_consumer_group_is_shared_and_no_service_reads_dead_letters() -> None:
     groups = [group for access in ACCESS.values() for group in access.groups()]
     assert len(groups) == len(set(groups))
     for access in ACCESS.values():
