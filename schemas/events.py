@@ -59,6 +59,12 @@ class SessionRequested(_SessionEvent):
     notebook_name: str | None = Field(
         default=None, max_length=200, description="Name for a new notebook (notebook_id is None)."
     )
+    restricted: bool = Field(
+        default=False,
+        description="Restricted-data mode, already resolved by the gateway (the tenant's "
+        "setting, or stricter if the host asked): the user's server must run with every "
+        "download and export route closed while this session is open.",
+    )
 
 
 class ServerReady(_SessionEvent):

@@ -23,6 +23,7 @@ from services.gateway.deps import (
 )
 from services.gateway.problems import Problem
 from services.gateway.store import SESSION_FINAL, Document, SessionStatus
+from services.gateway.tenants import Tenant
 
 SOURCE = "/nbembed/gateway"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0b7e3c52-61a4-4c1e-9a43-1f0e2d9c8a77")
@@ -46,6 +47,12 @@ class SessionCreate(BaseModel):
     notebook_id: NotebookId | None = Field(default=None, description="A stored notebook to open.")
     notebook_name: NotebookName | None = Field(
         default=None, description="Name of a new notebook (when notebook_id is absent)."
+    )
+    restricted: bool | None = Field(
+        default=None,
+        description="true: open this session in restricted-data mode even if the tenant is "
+        "not restricted. A session can only be stricter than its tenant: false for a "
+        "restricted tenant is refused (422). Omitted: the tenant's setting.",
     )
 
     @model_validator(mode="after")
@@ -73,6 +80,11 @@ class SessionView(BaseModel):
     notebook_id: str | None
     notebook_name: str | None
     path: str | None = None
+    restricted: bool = Field(
+        default=False,
+        description="Restricted-data mode: every download and export route of the user's "
+        "server answers 403 and the page offers none. Give it to the SDK's mount().",
+    )
     iframe_url: str | None = Field(
         default=None,
         description="When ready: the URL to set as the iframe's src. It logs the browser in "
@@ -107,6 +119,7 @@ class SessionView(BaseModel):
             notebook_id=doc.get("notebook_id"),
             notebook_name=doc.get("notebook_name"),
             path=doc.get("path"),
+            restricted=bool(doc.get("restricted", False)),
             iframe_url=iframe_url,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
@@ -118,6 +131,22 @@ class SessionView(BaseModel):
                 "saves": f"/v1/sessions/{doc['_id']}/saves",
             },
         )
+
+
+def effective_mode(tenant: Tenant, asked: bool | None) -> bool:
+    """Whether a session runs restricted: the tenant's setting, or stricter if asked.
+
+    Asking for an unrestricted session on a restricted tenant is refused rather
+    than ignored, so a host never believes it got a mode it did not get.
+    """
+    if tenant.restricted and asked is False:
+        raise Problem(
+            422,
+            "Restricted mode cannot be weakened",
+            f"Tenant {tenant.id} is restricted: its sessions cannot ask for restricted=false.",
+            kind="restricted-mode-weakened",
+        )
+    return tenant.restricted or asked is True
 
 
 def session_not_found(session_id: str) -> Problem:
@@ -155,6 +184,7 @@ async def create_session(
         if idempotency_key
         else uuid.uuid4().hex
     )
+    restricted = effective_mode(tenant, body.restricted)
     browser_token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(24)
     hub_user = hub_username(tenant.id, body.user_id)
     doc, created = await parts.sessions.create(
@@ -165,14 +195,16 @@ async def create_session(
             "hub_user": hub_user,
             "notebook_id": body.notebook_id,
             "notebook_name": body.notebook_name,
+            "restricted": restricted,
             "browser_token_sha256": session_token_digest(browser_token),
         }
     )
-    if not created and (doc["host_user_id"], doc["notebook_id"], doc["notebook_name"]) != (
-        body.user_id,
-        body.notebook_id,
-        body.notebook_name,
-    ):
+    if not created and (
+        doc["host_user_id"],
+        doc["notebook_id"],
+        doc["notebook_name"],
+        doc.get("restricted", False),
+    ) != (body.user_id, body.notebook_id, body.notebook_name, restricted):
         raise Problem(
             422,
             "Idempotency-Key reused",
@@ -187,6 +219,7 @@ async def create_session(
             host_user_id=body.user_id,
             notebook_id=body.notebook_id,
             notebook_name=body.notebook_name,
+            restricted=restricted,
         )
         event = CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
         await publish_event(parts.broker, event)
