@@ -71,27 +71,27 @@ def test_a_leading_slash_changes_nothing() -> None:
 
 
 class _Manager:
-    def __init__(self, directories: set[str]) -> None:
-        self.directories = directories
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
 
-    async def dir_exists(self, path: str) -> bool:
-        return path in self.directories
+    async def file_exists(self, path: str) -> bool:
+        return path in self.files
 
 
-def _handler(path: str, query: dict[str, list[bytes]], directories: set[str]) -> Any:
+def _handler(path: str, query: dict[str, list[bytes]], files: set[str]) -> Any:
     request = SimpleNamespace(method="GET", path=path, query_arguments=query)
-    return SimpleNamespace(
-        request=request, base_url="/user/u/", contents_manager=_Manager(directories)
-    )
+    return SimpleNamespace(request=request, base_url="/user/u/", contents_manager=_Manager(files))
 
 
 async def test_a_directory_is_read_as_a_directory_and_a_file_is_refused() -> None:
     authorizer = embed.RestrictedAuthorizer()
-    folder = _handler("/user/u/api/contents/work", {}, {"work"})
-    assert await authorizer.is_authorized(folder, None, "read", "contents")
-    # The read is pinned to a directory listing: a file swapped in later fails (400).
-    assert folder.request.query_arguments["type"] == [b"directory"]
-    data = _handler("/user/u/api/contents/work/data.csv", {}, {"work"})
+    files = {"work/data.csv"}
+    for folder in ("work", "not-yet"):  # an absent folder answers 404, as sync expects
+        listing = _handler(f"/user/u/api/contents/{folder}", {}, files)
+        assert await authorizer.is_authorized(listing, None, "read", "contents")
+        # Pinned to a directory listing: a file swapped in later fails (400).
+        assert listing.request.query_arguments["type"] == [b"directory"]
+    data = _handler("/user/u/api/contents/work/data.csv", {}, files)
     assert not await authorizer.is_authorized(data, None, "read", "contents")
 
 

@@ -137,11 +137,12 @@ def _route(path: str, base_url: str) -> str:
 async def _as_directory(handler: Any, path: str) -> Verdict:
     """Allow a contents read of ``path`` only as a directory listing.
 
-    The handler is made to ask for ``type=directory``, so a directory that a
-    kernel swaps for a file between this check and the read fails (400)
-    instead of handing the file's bytes over.
+    A file there is refused (403). Anything else (a directory, or nothing yet:
+    sync lists a folder before creating it and expects 404) is read with
+    ``type=directory`` forced, so a file that a kernel puts there between this
+    check and the read fails (400) instead of handing its bytes over.
     """
-    if not await ensure_async(handler.contents_manager.dir_exists(path)):
+    if await ensure_async(handler.contents_manager.file_exists(path)):
         return Verdict.DENY
     handler.request.query_arguments["type"] = [b"directory"]
     return Verdict.ALLOW
@@ -160,7 +161,7 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("/files/work/data.csv", 403, 200, "a file's bytes"),
     Route("/view/work/data.csv", 403, 200, "a file shown in a page"),
-    Route("/nbconvert/html/work/{notebook}", 403, 200, "a notebook exported"),
+    Route("/nbconvert/script/work/{notebook}", 403, 200, "a notebook exported"),
     Route("/api/nbconvert", 403, 200, "the export formats"),
     Route("/api/contents/work/data.csv", 403, 200, "a file's content"),
     Route("/api/contents/work/data.csv?type=file&format=base64", 403, 200, "its bytes"),
@@ -190,6 +191,7 @@ EMBED_DISABLED = (
     "@jupyter-notebook/lab-extension:interface-switcher",  # "JupyterLab" button and menu
     "@jupyter-notebook/lab-extension:launch-tree",  # View > File Browser (a new tab)
     "@jupyter-notebook/notebook-extension:open-tree-tab",  # File > Open… (a new tab)
+    "@jupyter-notebook/application-extension:pages",  # Open JupyterLab, File Browser (tabs)
 )
 """Disabled in every embedded page: the hub's and Lab's ways out of the iframe."""
 
@@ -223,6 +225,8 @@ def with_disabled(page_config: dict[str, Any], restricted: bool) -> dict[str, An
     page_config["disabledExtensions"] = current + [
         plugin for plugin in disabled_plugins(restricted) if plugin not in current
     ]
+    # JupyterLab's own File > Log Out and Shut Down show when this is true.
+    page_config["quitButton"] = False
     if restricted:
         page_config["terminalsAvailable"] = False
     return page_config
