@@ -72,7 +72,7 @@ class Verdict(enum.Enum):
     ALLOW = "allow"
     DENY = "deny"
     ONLY_DIRECTORY = "only-directory"
-    """Allowed if the path is a directory, and then read as one (never as a file)."""
+    """Allowed unless a file is there, and then read as a directory (never as a file)."""
 
 
 def decide(method: str, route: str, resource: str, query: Mapping[str, str]) -> Verdict:
