@@ -77,6 +77,7 @@ def create_app(settings: DemoSettings) -> FastAPI:
             "notebook_id": session["notebook_id"],
             "iframe_url": session["iframe_url"],
             "browser_token": token,
+            "restricted": session["restricted"],
         }
 
     @app.delete("/api/sessions/{session_id}", status_code=204)

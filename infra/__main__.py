@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
         print(f"  logs         {settings.logs_dir}/")
         for tenant_id in settings.tenants:
-            print(f"  API key of tenant {tenant_id!r}: {stack.api_key_file(settings, tenant_id)}")
+            mode = " (restricted)" if tenant_id in settings.restricted_tenants else ""
+            key_file = stack.api_key_file(settings, tenant_id)
+            print(f"  API key of tenant {tenant_id!r}{mode}: {key_file}")
         print("  stop with    make down")
         return 0
     if args.command == "restart":

@@ -50,8 +50,13 @@ class StackSettings(BaseSettings):
     demo_port: int = 8090
 
     tenants: list[str] = Field(
-        default=["demo", "acme"],
+        default=["demo", "acme", "vault"],
         description="Tenant ids of the demo host apps; each gets an API key in secrets/.",
+    )
+    restricted_tenants: list[str] = Field(
+        default=["vault"],
+        description="Those of `tenants` that run in restricted-data mode (no download or "
+        "export path on their users' servers).",
     )
     allowed_origins: list[str] = Field(
         default=["http://127.0.0.1:8090"],

@@ -80,6 +80,7 @@ def write_tenants(settings: StackSettings) -> Path:
                 _secret_file(api_key_file(settings, tenant_id)).encode()
             ).hexdigest(),
             "allowed_origins": settings.allowed_origins,
+            "restricted": tenant_id in settings.restricted_tenants,
         }
         for tenant_id in settings.tenants
     ]

@@ -84,6 +84,12 @@ class SessionRequested(_SessionEvent):
     inputs: list[InputFile] = Field(
         default_factory=list, max_length=MAX_INPUTS, description="Placed before session.ready."
     )
+    restricted: bool = Field(
+        default=False,
+        description="Restricted-data mode, already resolved by the gateway (the tenant's "
+        "setting, or stricter if the host asked): the user's server must run with every "
+        "download and export route closed while this session is open.",
+    )
 
 
 class ServerReady(_SessionEvent):

@@ -9,6 +9,7 @@ service token is read from a file only the stack user can read.
 import os
 from pathlib import Path
 
+from infra.hub import server_mode
 from infra.settings import HubSettings
 
 hub = HubSettings()
@@ -149,6 +150,12 @@ elif hub.spawner_class == "simple":
     if os.geteuid() == 0:
         # CI machines run everything as root; Jupyter Server refuses that unless told.
         c.Spawner.args.append("--allow-root")
+
+# Each spawn's mode (restricted-data or not) comes from the provisioner's
+# user_options and becomes that spawn's arguments (infra/hub/server_mode.py).
+c.Spawner.apply_user_options = server_mode.apply_user_options_hook(
+    list(c.Spawner.args), dict(c.Spawner.environment)
+)
 
 if hub.fast_readiness_poll:
     # The hub notices a new server by polling it with exponential backoff (0.2 s

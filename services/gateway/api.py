@@ -25,6 +25,7 @@ from services.gateway.deps import (
 )
 from services.gateway.problems import Problem
 from services.gateway.store import SESSION_FINAL, Document, SessionStatus
+from services.gateway.tenants import Tenant
 
 SOURCE = "/nbembed/gateway"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0b7e3c52-61a4-4c1e-9a43-1f0e2d9c8a77")
@@ -55,6 +56,12 @@ class SessionCreate(BaseModel):
         description="Ids of uploaded input files (POST /v1/inputs) to place read-only in "
         "the user's inputs/ folder before the session is ready.",
     )
+    restricted: bool | None = Field(
+        default=None,
+        description="true: open this session in restricted-data mode even if the tenant is "
+        "not restricted. A session can only be stricter than its tenant: false for a "
+        "restricted tenant is refused (422). Omitted: the tenant's setting.",
+    )
 
     @model_validator(mode="after")
     def _one_notebook(self) -> SessionCreate:
@@ -81,6 +88,11 @@ class SessionView(BaseModel):
     notebook_id: str | None
     notebook_name: str | None
     path: str | None = None
+    restricted: bool = Field(
+        default=False,
+        description="Restricted-data mode: every download and export route of the user's "
+        "server answers 403 and the page offers none. Give it to the SDK's mount().",
+    )
     iframe_url: str | None = Field(
         default=None,
         description="When ready: the URL to set as the iframe's src. It logs the browser in "
@@ -119,6 +131,7 @@ class SessionView(BaseModel):
             notebook_name=doc.get("notebook_name"),
             path=doc.get("path"),
             inputs=doc.get("inputs", []),
+            restricted=bool(doc.get("restricted", False)),
             iframe_url=iframe_url,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
@@ -130,6 +143,22 @@ class SessionView(BaseModel):
                 "saves": f"/v1/sessions/{doc['_id']}/saves",
             },
         )
+
+
+def effective_mode(tenant: Tenant, asked: bool | None) -> bool:
+    """Whether a session runs restricted: the tenant's setting, or stricter if asked.
+
+    Asking for an unrestricted session on a restricted tenant is refused rather
+    than ignored, so a host never believes it got a mode it did not get.
+    """
+    if tenant.restricted and asked is False:
+        raise Problem(
+            422,
+            "Restricted mode cannot be weakened",
+            f"Tenant {tenant.id} is restricted: its sessions cannot ask for restricted=false.",
+            kind="restricted-mode-weakened",
+        )
+    return tenant.restricted or asked is True
 
 
 def session_not_found(session_id: str) -> Problem:
@@ -167,6 +196,7 @@ async def create_session(
         if idempotency_key
         else uuid.uuid4().hex
     )
+    restricted = effective_mode(tenant, body.restricted)
     browser_token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(24)
     hub_user = hub_username(tenant.id, body.user_id)
     inputs = await resolve(parts, tenant.id, body.inputs)
@@ -181,14 +211,16 @@ async def create_session(
             "notebook_id": body.notebook_id,
             "notebook_name": body.notebook_name,
             "inputs": [item.model_dump() for item in inputs],
+            "restricted": restricted,
             "browser_token_sha256": session_token_digest(browser_token),
         }
     )
-    if not created and (doc["host_user_id"], doc["notebook_id"], doc["notebook_name"]) != (
-        body.user_id,
-        body.notebook_id,
-        body.notebook_name,
-    ):
+    if not created and (
+        doc["host_user_id"],
+        doc["notebook_id"],
+        doc["notebook_name"],
+        doc.get("restricted", False),
+    ) != (body.user_id, body.notebook_id, body.notebook_name, restricted):
         raise Problem(
             422,
             "Idempotency-Key reused",
@@ -207,6 +239,7 @@ async def create_session(
             notebook_id=body.notebook_id,
             notebook_name=body.notebook_name,
             inputs=inputs,
+            restricted=restricted,
         )
         event = CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
         await publish_event(parts.broker, event)

@@ -24,6 +24,12 @@ class Tenant(BaseModel):
     name: str = ""
     api_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
     allowed_origins: list[str] = []
+    restricted: bool = Field(
+        default=False,
+        description="Restricted-data mode for every session of this tenant: downloads and "
+        "exports are closed on the user's server and in its page. A session may only ask "
+        "for stricter, never weaker.",
+    )
 
 
 class TenantRegistry:

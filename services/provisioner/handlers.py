@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from faststream.kafka import KafkaBroker
 
@@ -51,14 +52,22 @@ class ProvisionerHandlers:
         and publishes server.ready again, which sync also handles idempotently.
         """
         request = event.data
-        try:
-            server_path, _ = await asyncio.gather(
-                self._ready_server(request.hub_user),
-                self._sessions.opened(request.session_id, request.hub_user),
+        # Recording the session (which tells how strict the server must be) runs
+        # beside the hub's first answer: a running server costs one round trip.
+        strict = asyncio.ensure_future(
+            self._sessions.opened(
+                request.session_id, request.hub_user, restricted=request.restricted
             )
+        )
+        try:
+            server_path = await self._ready_server(request.hub_user, strict)
         except _CannotOpen as exc:
+            await strict
             await self._fail(request, exc.code, exc.reason)
             return
+        finally:
+            if not strict.done():
+                strict.cancel()
 
         ready = ServerReady(
             session_id=request.session_id,
@@ -77,12 +86,16 @@ class ProvisionerHandlers:
             "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
         )
 
-    async def _ready_server(self, hub_user: str) -> str:
+    async def _ready_server(self, hub_user: str, strict: Awaitable[bool]) -> str:
         """The path of ``hub_user``'s ready server, starting it (and the user) if needed.
 
-        One GET when it already runs. Retries while the hub does not answer, for
-        at most the outage tolerance; raises `_CannotOpen` with a reason for the
-        host developer.
+        One GET when it already runs in a mode at least as strict as ``strict``
+        (restricted-data mode wanted by some open session of the user). A
+        server running unrestricted when restricted is wanted is restarted
+        restricted: its other sessions' pages reconnect to the stricter server
+        and lose their kernels' state, never the reverse. Retries while the hub
+        does not answer, for at most the outage tolerance; raises `_CannotOpen`
+        with a reason for the host developer.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._spawn_timeout
@@ -90,13 +103,21 @@ class ProvisionerHandlers:
         delay = 0.5
         while True:
             try:
-                server_path = await self._hub.ready_server_path(hub_user)
-                if server_path is None:
+                server = await self._hub.ready_server(hub_user)
+                restricted = await strict
+                if server is not None and (server.restricted or not restricted):
+                    return server.path
+                if server is not None:
+                    log.info("restarting server in restricted mode", extra={"hub_user": hub_user})
+                    await self._hub.stop_server(hub_user)
+                    await self._hub.wait_stopped(hub_user, timeout=max(1.0, deadline - loop.time()))
+                else:
                     await self._hub.ensure_user(hub_user)
-                    server_path = await self._hub.ensure_server(
-                        hub_user, deadline_seconds=max(1.0, deadline - loop.time())
-                    )
-                return server_path
+                return await self._hub.ensure_server(
+                    hub_user,
+                    deadline_seconds=max(1.0, deadline - loop.time()),
+                    restricted=restricted,
+                )
             except SpawnFailed as exc:
                 raise _CannotOpen("spawn_failed", str(exc)) from exc
             except HubError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
@@ -25,6 +26,15 @@ class HubError(Exception):
 
 class SpawnFailed(HubError):
     """The hub reported that the user's server failed to start."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A user's ready default server, as the hub reports it."""
+
+    path: str
+    restricted: bool
+    """Started with ``user_options.restricted`` (restricted-data mode)."""
 
 
 class HubClient:
@@ -68,17 +78,23 @@ class HubClient:
             f"creating user {name}: {response.status_code} {response.text}", response.status_code
         )
 
-    async def ensure_server(self, name: str, *, deadline_seconds: float) -> str:
+    async def ensure_server(
+        self, name: str, *, deadline_seconds: float, restricted: bool = False
+    ) -> str:
         """Start ``name``'s default server unless it runs; wait until it is ready.
 
         Returns the server's URL path. Answers handled: 201 (started and ready),
         202 (starting: follow the progress stream), 400 (already running or still
         starting), 429 (too many spawns: wait Retry-After, then ask again).
+        ``restricted`` travels as the spawn's ``user_options`` (always sent, so
+        the hub never falls back to the previous spawn's options); the hub's
+        config turns it into the server's arguments.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_seconds
+        body = {"user_options": {"restricted": restricted}}
         while True:
-            response = await self._request("POST", f"/users/{quote(name)}/server")
+            response = await self._request("POST", f"/users/{quote(name)}/server", json=body)
             if response.status_code == 429:
                 wait = float(response.headers.get("Retry-After", "5"))
                 wait = min(wait, max(0.0, deadline - loop.time()))
@@ -125,8 +141,8 @@ class HubClient:
         # POST and the GET, so look at the server itself.
         await self.server_path(name)
 
-    async def ready_server_path(self, name: str) -> str | None:
-        """The URL path of ``name``'s default server if it runs and is ready, else None.
+    async def ready_server(self, name: str) -> RunningServer | None:
+        """``name``'s default server if it runs and is ready, else None.
 
         One GET: the fast path for a returning user whose server already runs.
         """
@@ -138,8 +154,13 @@ class HubClient:
         server = response.json().get("servers", {}).get("")
         if not server or not server.get("ready"):
             return None
-        path: str = server["url"]
-        return path
+        options = server.get("user_options") or {}
+        return RunningServer(path=server["url"], restricted=options.get("restricted") is True)
+
+    async def ready_server_path(self, name: str) -> str | None:
+        """The URL path of ``name``'s default server if it runs and is ready, else None."""
+        server = await self.ready_server(name)
+        return server.path if server else None
 
     async def server_path(self, name: str) -> str:
         """The URL path of ``name``'s ready default server; HubError if it is not ready."""
@@ -169,6 +190,30 @@ class HubClient:
                     response.status_code,
                 )
             await asyncio.sleep(0.5)  # "in the process of stopping"
+
+    async def wait_stopped(self, name: str, *, timeout: float) -> None:
+        """Wait until ``name`` has no default server (a stop the hub answered 202 to)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            response = await self._request("GET", f"/users/{quote(name)}")
+            if response.status_code == 404:
+                return
+            if response.status_code != 200:
+                raise HubError(f"reading user {name}: {response.status_code}", response.status_code)
+            if "" not in response.json().get("servers", {}):
+                return
+            if loop.time() > deadline:
+                raise HubError(f"server for {name} did not stop within {timeout:.0f}s")
+            await asyncio.sleep(0.2)
+
+    async def stop_server(self, name: str) -> None:
+        """Stop ``name``'s default server (idempotent)."""
+        response = await self._request("DELETE", f"/users/{quote(name)}/server")
+        if response.status_code not in (202, 204, 404):
+            raise HubError(
+                f"stopping server for {name}: {response.status_code}", response.status_code
+            )
 
     async def mint_server_token(
         self, name: str, *, seconds: int, note: str

@@ -21,17 +21,36 @@ class OpenSessions:
         self._sessions = client[database]["provisioner_sessions"]
         self._users = client[database]["provisioner_users"]
 
-    async def opened(self, session_id: str, hub_user: str) -> None:
-        """Record a requested session; a redelivery after its end does not reopen it."""
+    async def opened(self, session_id: str, hub_user: str, *, restricted: bool = False) -> bool:
+        """Record a requested session; a redelivery after its end does not reopen it.
+
+        Returns whether the user's server must run restricted: this session is,
+        or another open session of the user is (the server is always as strict
+        as the strictest open session).
+        """
         try:
             await self._sessions.insert_one(
-                {"_id": session_id, "hub_user": hub_user, "at": datetime.now(UTC)}
+                {
+                    "_id": session_id,
+                    "hub_user": hub_user,
+                    "restricted": restricted,
+                    "at": datetime.now(UTC),
+                }
             )
         except DuplicateKeyError:
-            return  # seen before: counted already, or ended
-        await self._users.update_one(
-            {"_id": hub_user}, {"$addToSet": {"open": session_id}}, upsert=True
-        )
+            # Seen before: counted already, or ended.
+            user = await self._users.find_one({"_id": hub_user})
+        else:
+            added: dict[str, str] = {"open": session_id}
+            if restricted:
+                added["restricted_open"] = session_id
+            user = await self._users.find_one_and_update(
+                {"_id": hub_user},
+                {"$addToSet": added},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        return restricted or bool(user and user.get("restricted_open"))
 
     async def ended(self, session_id: str, hub_user: str) -> int:
         """Record a session's end; return how many sessions the user still has open."""
@@ -42,7 +61,7 @@ class OpenSessions:
         )
         user = await self._users.find_one_and_update(
             {"_id": hub_user},
-            {"$pull": {"open": session_id}},
+            {"$pull": {"open": session_id, "restricted_open": session_id}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )

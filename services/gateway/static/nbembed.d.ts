@@ -11,6 +11,12 @@ export interface MountOptions {
   iframeUrl: string;
   /** The session's browser_token (only in the POST /v1/sessions answer). */
   browserToken: string;
+  /**
+   * The session's `restricted` field (restricted-data mode). Only `false` lets
+   * the iframe download files (sandbox `allow-downloads`); omitted counts as
+   * restricted. The server refuses downloads in that mode whatever the page does.
+   */
+  restricted?: boolean;
   /** The iframe's title, for assistive technology. */
   title?: string;
   /** How long to wait for Jupyter to confirm a save (default 30 000 ms). */
@@ -40,6 +46,8 @@ export interface EmbedEventMap {
 export declare class Embed extends EventTarget {
   readonly iframe: HTMLIFrameElement;
   readonly ready: boolean;
+  /** Whether the iframe was mounted restricted (no `allow-downloads`). */
+  readonly restricted: boolean;
   save(): Promise<Stored>;
   destroy(): void;
   addEventListener<K extends keyof EmbedEventMap>(
@@ -47,5 +55,8 @@ export declare class Embed extends EventTarget {
     listener: (event: EmbedEventMap[K]) => void,
   ): void;
 }
+
+/** The iframe's sandbox for a session: `allow-downloads` only when `restricted` is false. */
+export declare function sandboxFor(restricted: boolean | undefined): string;
 
 export declare function mount(element: HTMLElement, options: MountOptions): Embed;

@@ -5,6 +5,7 @@
 //   const embed = mount(document.getElementById("notebook"), {
 //     gatewayUrl: "https://gateway.example.com",
 //     sessionId, iframeUrl, browserToken,   // from your backend's POST /v1/sessions
+//     restricted,                           // the session's `restricted` field
 //   });
 //   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
 //   await embed.save();   // resolves once the revision is durable
@@ -24,9 +25,15 @@ export class NbembedError extends Error {
   }
 }
 
-const SANDBOX =
-  "allow-scripts allow-same-origin allow-forms allow-modals allow-downloads allow-popups " +
-  "allow-popups-to-escape-sandbox";
+// Popups opened from the notebook stay sandboxed like it (no
+// allow-popups-to-escape-sandbox): nothing in the iframe opens an unsandboxed
+// window. Downloads are allowed only when the session is not restricted.
+const SANDBOX = "allow-scripts allow-same-origin allow-forms allow-modals allow-popups";
+
+/** The iframe's sandbox for a session; `restricted` is the session resource's field. */
+export function sandboxFor(restricted) {
+  return restricted === false ? `${SANDBOX} allow-downloads` : SANDBOX;
+}
 
 /**
  * Put a session's notebook into `element` and return its Embed.
@@ -50,7 +57,9 @@ export class Embed extends EventTarget {
     this.iframe = document.createElement("iframe");
     this.iframe.src = options.iframeUrl;
     this.iframe.title = options.title || "Jupyter notebook";
-    this.iframe.setAttribute("sandbox", SANDBOX);
+    // A session not known to be unrestricted gets the stricter sandbox.
+    this.restricted = options.restricted !== false;
+    this.iframe.setAttribute("sandbox", sandboxFor(options.restricted));
     this.iframe.setAttribute("allow", "clipboard-read; clipboard-write; fullscreen");
     this.iframe.style.cssText = "width:100%;height:100%;border:0";
     this._onMessage = (event) => this._receive(event);
