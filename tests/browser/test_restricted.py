@@ -1,12 +1,14 @@
 """Restricted-data mode in real chromium: a restricted tenant and an open one, side by side.
 
 Each tenant's user gets a notebook through the gateway and the SDK on the demo
-host page, with a data file placed beside it. The test then reads, from inside
-the notebook's own frame with the user's own cookie, every route of the
-README's table (``ROUTES`` in ``nbembed_embed``): 403 where restricted, 200
-where not. It looks at the page's menus and buttons (no download, export,
-print, terminal in restricted mode; no hub or Lab escape in any embed), checks
-the SDK's sandbox, and runs and saves the notebook in restricted mode.
+host page, with an input file the host attached (``inputs/data.csv``). The
+test then reads, from inside the notebook's own frame with the user's own
+cookie, every route of the README's table (``ROUTES`` in ``nbembed_embed``):
+403 where restricted, 200 where not. It looks at the page's menus and buttons
+(no download, export, print, terminal in restricted mode; no hub or Lab escape
+in any embed), checks the SDK's sandbox, runs a cell that reads the input file
+and tries Kafka and the store (refused in both modes: the egress filter), finds
+the input file read-only, saves, and reads the run back from the audit trail.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ async ([gateway, session, iframeUrl, token]) => {
   return window.embed.iframe.getAttribute("sandbox");
 }
 """
+
+OVERWRITE = """
+async (path) => {
+  const config = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+  const response = await fetch(path, {
+    method: "PUT",
+    headers: { Authorization: `token ${config.token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "file", format: "text", content: "forged" }),
+  });
+  return response.status;
+}
+"""
+
+# One line (the editor auto-indents): the input file, then Kafka and the store.
+PROBE = (
+    "import socket as s; print(open('inputs/data.csv').read().splitlines()[1], "
+    "*[s.socket().connect_ex(('127.0.0.1', p)) for p in (9092, 27017)])"
+)
+PROBED = "1,the restricted data 111 111"  # ECONNREFUSED twice
 
 STATUSES = """
 async (paths) => {
@@ -142,6 +163,20 @@ async def _menu_texts(frame: FrameLocator) -> set[str]:
     return {text.strip() for text in texts if text.strip()}
 
 
+async def _audited(client: httpx.AsyncClient, user: str, restricted: bool) -> None:
+    """The tenant's audit trail holds the run; refused downloads only where restricted."""
+    seen = {"session.requested", "input.attached", "kernel.started", "save.stored"}
+    if restricted:
+        seen.add("download.refused")
+
+    async def recorded() -> bool:
+        page = await client.get("/v1/audit", params={"user_id": user, "limit": 100})
+        kinds = {record["kind"] for record in page.json()["items"]}
+        return seen <= kinds and (restricted or "download.refused" not in kinds)
+
+    await eventually(recorded, timeout=30)
+
+
 def _paths(server: str, notebook: str) -> dict[str, tuple[int, int]]:
     """Each route of the table on this server: (restricted status, unrestricted status)."""
     return {
@@ -161,9 +196,12 @@ async def test_restricted_and_open_tenants_side_by_side(
     users = {True: hub_username("vault", user), False: hub_username("demo", user)}
     try:
         for restricted, client in ((True, vault), (False, gateway)):
-            session = await _open(client, user)
+            data = await client.post(
+                "/v1/inputs", params={"name": "data.csv"}, content=DATA.encode()
+            )
+            assert data.status_code == 201, data.text
+            session = await _open(client, user, inputs=[data.json()["id"]])
             assert session["restricted"] is restricted
-            await _place_data(hub, stack_settings, users[restricted])
             sandbox, frame, notebook = await _mount(page, stack_settings, client, session)
 
             assert "allow-popups-to-escape-sandbox" not in sandbox
@@ -183,11 +221,15 @@ async def test_restricted_and_open_tenants_side_by_side(
             else:
                 assert {"Download", "Save and Export Notebook As"} <= texts, texts
 
-            if restricted:
-                # The notebook still runs and saves, and the save is stored.
-                await type_and_run(frame, "print(6 * 7)", "42")
-                stored = await page.evaluate("() => window.embed.save()")
-                assert stored["revision"] >= 2
+            # Input files are read-only in either mode; the kernel reads them and
+            # reaches neither Kafka nor the store; the notebook runs and saves.
+            input_file = f"{server}/api/contents/inputs/data.csv"
+            assert await notebook.evaluate(OVERWRITE, input_file) == 403
+            await type_and_run(frame, PROBE, PROBED)
+            stored = await page.evaluate("() => window.embed.save()")
+            assert stored["revision"] >= 2
+
+            await _audited(client, user, restricted)
     finally:
         for name in users.values():
             await hub.delete(f"/users/{name}/server")
