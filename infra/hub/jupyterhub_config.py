@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from infra.settings import HubSettings
+from schemas.naming import user_domain
 
 hub = HubSettings()
 state = hub.state_dir / "hub"
@@ -22,6 +23,16 @@ c.JupyterHub.cookie_secret_file = str(hub.state_dir / "secrets" / "jupyterhub_co
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops every single-user server
 c.JupyterHub.cleanup_proxy = True
+
+if hub.subdomain_host:
+    # Per-user origins: each user's server on <hub user>.<hub host> (the proxy routes
+    # by Host header), so one user's pages cannot script another's server. Login
+    # cookies get the __Host- prefix: host-only, Secure, path /, so no subdomain
+    # can set or overwrite them (cookie tossing). The hub keeps listening on
+    # bind_url; services reach it there.
+    c.JupyterHub.subdomain_host = hub.subdomain_host
+    c.JupyterHub.subdomain_hook = user_domain  # the services compute the same hosts
+    c.JupyterHub.cookie_host_prefix_enabled = True
 
 c.ConfigurableHTTPProxy.command = [hub.proxy_command]
 c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url

@@ -43,8 +43,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             mongo,
             database,
             key=settings.ticket_key.get_secret_value().encode(),
-            public_hub_url=settings.hub_url,
+            public_hub_url=settings.public_hub_url or settings.hub_url,
             ttl_seconds=settings.login_ticket_seconds,
+            subdomain_host=settings.subdomain_host or None,
         ),
         sync=SyncClient(settings.sync_url, settings.internal_token.get_secret_value()),
     )
