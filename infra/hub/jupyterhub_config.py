@@ -107,6 +107,12 @@ c.JupyterHub.load_roles = [
 # send frame-ancestors 'none' by default).
 c.JupyterHub.tornado_settings = {
     "headers": {"Content-Security-Policy": hub.frame_ancestors()},
+    # Every cookie Secure when they carry the __Host- prefix (per-user origins). The
+    # servers get this as JUPYTERHUB_COOKIE_OPTIONS: JupyterHub 6.1.1 marks their
+    # OAuth state cookie (__Host-jupyterhub-user-<name>-oauth-state) Secure only
+    # when the public URL is https, and browsers drop a __Host- cookie that is not,
+    # so the local stack's http://*.localhost login would fail its OAuth callback.
+    "cookie_options": {"secure": True} if hub.subdomain_host else {},
     # Retry-After range of the 429 beyond concurrent_spawn_limit. JupyterHub 6.1's
     # `spawn_throttle_retry_range` trait lacks config=True, so it is set here.
     "spawn_throttle_retry_range": tuple(hub.spawn_retry_after),

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -138,7 +138,9 @@ class HubClient:
         server = response.json().get("servers", {}).get("")
         if not server or not server.get("ready"):
             return None
-        path: str = server["url"]
+        # With per-user origins (subdomain_host) the hub gives the full URL on the
+        # user's own host; the path is the same in both modes.
+        path: str = urlsplit(server["url"]).path
         return path
 
     async def server_path(self, name: str) -> str:
