@@ -33,7 +33,7 @@ from tests.browser.test_demo_host import OPEN_TIMEOUT, open_new, type_and_run
 from tests.security.kernel import user_server_token
 from tests.stack.helpers import eventually, open_session
 
-pytestmark = pytest.mark.skipif(
+per_user_only = pytest.mark.skipif(
     not StackSettings().per_user_origins,
     reason="needs a stack with NBEMBED_STACK_PER_USER_ORIGINS=true (tests/run.sh runs it so)",
 )
@@ -43,42 +43,54 @@ HUB_LOGIN_COOKIE = "__Host-jupyterhub-hub-login"
 
 ATTACK = """async ([bobOrigin, bobPath, bobPage]) => {
   // Stands in for a hostile output or page on alice's origin, in a browser that
-  // also holds bob's cookies for bob's server.
+  // also holds bob's cookies for bob's server. On one shared origin each step
+  // works: frame bob's page, read its DOM and its _xsrf cookie, then call his API.
   const out = {};
-  const attempt = async (name, url, init) => {
-    try {
-      const r = await fetch(url, init);
-      out[name] = { status: r.status, url: r.url, body: (await r.text()).slice(0, 4000) };
-    } catch (e) {
-      out[name] = { error: String(e) };
-    }
-  };
-  const json = { "Content-Type": "application/json" };
-  const file = JSON.stringify({ type: "file", format: "text", content: "pwned" });
-  await attempt("read bob's origin", `${bobOrigin}${bobPath}api/contents/work`,
-                { credentials: "include" });
-  await attempt("read bob's path on this origin", `${bobPath}api/contents/work`,
-                { credentials: "include" });
-  await attempt("no-cors read", `${bobOrigin}${bobPath}api/contents/work`,
-                { credentials: "include", mode: "no-cors" });
-  await attempt("write bob's origin", `${bobOrigin}${bobPath}api/contents/work/pwned.txt`,
-                { method: "PUT", credentials: "include", headers: json, body: file });
-  await attempt("write bob's path on this origin", `${bobPath}api/contents/work/pwned.txt`,
-                { method: "PUT", credentials: "include", headers: json, body: file });
-  // Open bob's notebook page in a frame and read it (same origin would allow it).
   out["frame"] = await new Promise((resolve) => {
     const frame = document.createElement("iframe");
     const done = (value) => { frame.remove(); resolve(value); };
     frame.onload = () => {
-      try { done({ text: frame.contentDocument.body.innerText.slice(0, 4000) }); }
-      catch (e) { done({ error: String(e) }); }
+      try {
+        const doc = frame.contentDocument;
+        done({ text: doc.body.innerText.slice(0, 4000), cookie: doc.cookie });
+      } catch (e) {
+        done({ error: String(e) });
+      }
     };
     setTimeout(() => done({ error: "no load within 15 s" }), 15000);
     frame.src = bobPage;
     document.body.appendChild(frame);
   });
+  const stolen = /_xsrf=([^;]+)/.exec(out["frame"].cookie || "");
+  const xsrf = stolen ? { "X-XSRFToken": decodeURIComponent(stolen[1]) } : {};
+  const attempt = async (name, url, init) => {
+    try {
+      const r = await fetch(url, { credentials: "include", ...init });
+      out[name] = { status: r.status, url: r.url, body: (await r.text()).slice(0, 2000) };
+    } catch (e) {
+      out[name] = { error: String(e) };
+    }
+  };
+  const write = {
+    method: "PUT",
+    headers: { "Content-Type": "application/json", ...xsrf },
+    body: JSON.stringify({ type: "file", format: "text", content: "pwned" }),
+  };
+  const listing = `${bobPath}api/contents/work`;
+  await attempt("read bob's origin", `${bobOrigin}${listing}`, { headers: xsrf });
+  await attempt("read bob's path on this origin", listing, { headers: xsrf });
+  await attempt("no-cors read", `${bobOrigin}${listing}`, { mode: "no-cors" });
+  await attempt("write bob's origin", `${bobOrigin}${listing}/pwned.txt`, write);
+  await attempt("write bob's path on this origin", `${listing}/pwned.txt`, write);
   out["document.cookie"] = document.cookie;
   return out;
+}"""
+
+OWN_READ = """async (url) => {
+  // What Jupyter's own front end does: the API with the page's cookie and _xsrf.
+  const xsrf = decodeURIComponent(/_xsrf=([^;]+)/.exec(document.cookie)[1]);
+  const r = await fetch(url, { credentials: "include", headers: { "X-XSRFToken": xsrf } });
+  return r.text();
 }"""
 
 
@@ -119,9 +131,15 @@ async def open_on_host_page(
     """A tab of the demo host page with ``user``'s new notebook open; (page, frame, origin)."""
     page = await context.new_page()
     await open_new(page, f"{settings.host_page_origin}/", user, name)
-    assert settings.subdomain_host is not None
-    origin = user_origin(hub_username(TENANT, user), settings.subdomain_host)
+    origin = origin_of_user(settings, user)
     return page, await notebook_frame(page, origin), origin
+
+
+def origin_of_user(settings: StackSettings, user: str) -> str:
+    """The origin of ``user``'s server: their own, or the hub's in the default mode."""
+    if settings.subdomain_host is None:
+        return origin_of(settings.browser_hub_url)
+    return user_origin(hub_username(TENANT, user), settings.subdomain_host)
 
 
 async def stop_servers(hub: httpx.AsyncClient, *users: str) -> None:
@@ -129,11 +147,13 @@ async def stop_servers(hub: httpx.AsyncClient, *users: str) -> None:
         await hub.delete(f"/users/{hub_username(TENANT, user)}/server")
 
 
+@per_user_only
 def test_the_stack_runs_in_per_user_origin_mode(stack_settings: StackSettings) -> None:
     assert stack_settings.subdomain_host == "http://jupyter.nbembed.localhost:8000"
     assert stack_settings.allowed_origins == ["http://app.nbembed.localhost:8090"]
 
 
+@per_user_only
 async def test_iframe_urls_are_the_hubs_and_the_notebook_is_on_the_users_origin(
     gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
 ) -> None:
@@ -161,6 +181,7 @@ async def test_iframe_urls_are_the_hubs_and_the_notebook_is_on_the_users_origin(
         await stop_servers(hub, user)
 
 
+@per_user_only
 async def test_the_notebook_opens_runs_and_saves_on_the_users_own_origin(
     context: BrowserContext,
     gateway: httpx.AsyncClient,
@@ -201,6 +222,7 @@ async def test_a_script_on_alices_origin_cannot_read_or_write_bobs_server(
     stack_settings: StackSettings,
 ) -> None:
     alice, bob = (f"origins-{who}-{uuid.uuid4().hex[:8]}" for who in ("alice", "bob"))
+    # alice's server never starts: her origin's page is all the attack needs.
     bob_hub = hub_username(TENANT, bob)
     secret = f"Secret {uuid.uuid4().hex[:8]}"
     try:
@@ -209,22 +231,32 @@ async def test_a_script_on_alices_origin_cannot_read_or_write_bobs_server(
             context, stack_settings, bob, secret
         )
         bob_path = f"/user/{bob_hub}/"
-        own_read = await bob_frame.evaluate(
-            "async (url) => (await fetch(url, { credentials: 'include' })).text()",
-            f"{bob_path}api/contents/work",
-        )
+        own_read = await bob_frame.evaluate(OWN_READ, f"{bob_path}api/contents/work")
         assert secret in own_read  # control: with bob's cookies, bob's listing is readable
-        # Alice's notebook opens in another tab of the same browser; a script in
-        # her frame (her output, or a page her server serves) attacks bob's server.
-        _alice_page, alice_frame, alice_origin = await open_on_host_page(
-            context, stack_settings, alice, "Attack"
+        # Bob, in the same browser, opens a page alice's server serves (she controls
+        # her server: any page, any script, at her origin). Her server's answer is
+        # played by the test, so bob's browser has no session of alice at all.
+        alice_origin = origin_of_user(stack_settings, alice)
+        evil = f"{alice_origin}/user/{hub_username(TENANT, alice)}/files/evil.html"
+        await context.route(
+            evil, lambda route: route.fulfill(content_type="text/html", body="<p>hello</p>")
         )
-        assert alice_origin != bob_origin
+        alice_page = await context.new_page()
+        await alice_page.goto(evil)
+        alice_frame = alice_page.main_frame
         bob_page = bob_frame.url
         result: dict[str, Any] = await alice_frame.evaluate(
             ATTACK, [bob_origin, bob_path, bob_page]
         )
         leaked = json.dumps(result)
+        print("attack from alice's origin:", leaked[:3000])  # shown with -s
+        if not stack_settings.per_user_origins:
+            # The default: every server on the hub's origin. The same script reads
+            # bob's notebooks (what the README says per-user origins close).
+            assert alice_origin == bob_origin
+            assert secret in leaked, result
+            return
+        assert alice_origin != bob_origin
         assert secret not in leaked, result
         assert bob_hub not in result["document.cookie"], result
         for name in ("read bob's origin", "write bob's origin"):
@@ -238,8 +270,10 @@ async def test_a_script_on_alices_origin_cannot_read_or_write_bobs_server(
 
         # Bob's server cookie is __Host-: only ever sent to bob's host.
         bob_cookies = [c for c in await context.cookies() if bob_hub in c["name"]]
-        assert [c["name"] for c in bob_cookies] == [f"__Host-jupyterhub-user-{bob_hub}"]
-        assert bob_cookies[0]["domain"] == urlsplit(bob_origin).hostname
+        assert f"__Host-jupyterhub-user-{bob_hub}" in {c["name"] for c in bob_cookies}
+        for cookie in bob_cookies:  # the login cookie and any OAuth state cookie
+            assert cookie["name"].startswith("__Host-"), cookie
+            assert (cookie["domain"], cookie["path"]) == (urlsplit(bob_origin).hostname, "/")
         sent_to_alice = {c["name"] for c in await context.cookies(alice_origin)}
         assert not any(bob_hub in name for name in sent_to_alice), sent_to_alice
         assert HUB_LOGIN_COOKIE not in sent_to_alice
@@ -255,4 +289,4 @@ async def test_a_script_on_alices_origin_cannot_read_or_write_bobs_server(
         names = {item["name"] for item in listing.json()["content"]}
         assert "pwned.txt" not in names and f"{secret}.ipynb" in names, names
     finally:
-        await stop_servers(hub, alice, bob)
+        await stop_servers(hub, bob)
