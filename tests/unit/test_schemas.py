@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, hub_username
 from schemas.__main__ import export
+from schemas.naming import user_domain, user_origin
 
 
 def _requested(**overrides: object) -> SessionRequested:
@@ -98,3 +99,16 @@ def test_asyncapi_document_lists_every_event_on_its_topic(tmp_path: Path) -> Non
     message = doc["components"]["messages"]["SessionRequested"]
     assert message["headers"]["properties"]["ce_type"]["const"] == SessionRequested.event_type
     assert "host_user_id" in message["payload"]["properties"]
+
+
+def test_each_hub_user_gets_a_host_of_their_own_under_the_hubs() -> None:
+    alice, bob = hub_username("demo", "alice"), hub_username("demo", "bob")
+    hub = "https://jupyter.example.com"
+    assert user_origin(alice, hub) == f"https://{alice}.jupyter.example.com"
+    assert user_origin(bob, "http://jupyter.nbembed.localhost:8000") == (
+        f"http://{bob}.jupyter.nbembed.localhost:8000"
+    )
+    assert user_domain("idle-culler", "h", kind="service") == "idle-culler--service.h"
+    for bad in ("a--b", "-a", "a.b", "A", "x" * 64, "a/b"):
+        with pytest.raises(ValueError):
+            user_domain(bad, "h")
