@@ -155,7 +155,10 @@ def test_the_stack_runs_in_per_user_origin_mode(stack_settings: StackSettings) -
 
 @per_user_only
 async def test_iframe_urls_are_the_hubs_and_the_notebook_is_on_the_users_origin(
-    gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
+    context: BrowserContext,
+    gateway: httpx.AsyncClient,
+    hub: httpx.AsyncClient,
+    stack_settings: StackSettings,
 ) -> None:
     user = f"origins-{uuid.uuid4().hex[:10]}"
     hub_user = hub_username(TENANT, user)
@@ -166,6 +169,10 @@ async def test_iframe_urls_are_the_hubs_and_the_notebook_is_on_the_users_origin(
         assert stack_settings.subdomain_host is not None
         own = user_origin(hub_user, stack_settings.subdomain_host)
         assert session["notebook_origin"] == own
+        # Fetch Metadata reaches the hub on *.localhost: opened as a page, not in
+        # a frame, the iframe URL is refused (login CSRF stays closed).
+        top_level = await (await context.new_page()).goto(session["iframe_url"])
+        assert top_level is not None and top_level.status == 403
         # The proxy routes the user's server only for the user's host: the path on
         # the hub's host (or another user's) does not reach it.
         token = await user_server_token(hub, hub_user)
