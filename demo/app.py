@@ -76,6 +76,7 @@ def create_app(settings: DemoSettings) -> FastAPI:
             "session_id": session["id"],
             "notebook_id": session["notebook_id"],
             "iframe_url": session["iframe_url"],
+            "notebook_origin": session["notebook_origin"],
             "browser_token": token,
             "restricted": session["restricted"],
         }

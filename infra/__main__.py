@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in timings.items():
             print(f"  {name:<12} ready after {seconds:5.1f}s")
         print(f"nbembed is up ({time.monotonic() - started:.1f}s)")
-        print(f"  demo page    http://127.0.0.1:{settings.demo_port}/")
-        print(f"  JupyterHub   {settings.public_hub_url}/hub/")
+        print(f"  demo page    {settings.host_page_origin}/")
+        print(f"  JupyterHub   {settings.browser_hub_url}/hub/")
+        if settings.per_user_origins:
+            print(f"  per-user origins: <hub user>.jupyter.{settings.origins_domain}")
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
         print(f"  logs         {settings.logs_dir}/")
         for tenant_id in settings.tenants:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,21 @@ class StackSettings(BaseSettings):
         default=["http://127.0.0.1:8090"],
         description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors).",
     )
+    per_user_origins: bool = Field(
+        default=False,
+        description="Serve each hub user's server on its own origin "
+        "(JupyterHub's subdomain_host with __Host- cookies): the hub on "
+        "jupyter.<origins_domain>, each user on <hub user>.jupyter.<origins_domain>, "
+        "the demo host page on app.<origins_domain>. Browsers must resolve those names "
+        "to 127.0.0.1 (chromium: --host-resolver-rules); services keep using 127.0.0.1.",
+    )
+    origins_domain: str = Field(
+        default="nbembed.localhost",
+        description="The site of the hub, the users' servers and the host page when "
+        "per_user_origins is on. Must be under .localhost: the local stack serves plain "
+        "HTTP, and only there do browsers treat it as a secure context (Fetch Metadata "
+        "headers for the ticket login, __Host- cookies).",
+    )
     allow_top_level_login: bool = Field(
         default=False,
         description="Let iframe URLs also log in when opened as a top-level page. Off, the "
@@ -101,6 +116,43 @@ class StackSettings(BaseSettings):
     spawn_retry_after: tuple[int, int] = Field(
         default=(1, 3), description="Range of the Retry-After seconds the hub sends with 429."
     )
+
+    @field_validator("origins_domain")
+    @classmethod
+    def _localhost_only(cls, value: str) -> str:
+        value = value.strip(".").lower()
+        if value != "localhost" and not value.endswith(".localhost"):
+            raise ValueError(
+                "the local stack serves HTTP: over HTTP browsers send Fetch Metadata and "
+                "keep __Host- cookies only for *.localhost names"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _origins_follow_the_mode(self) -> StackSettings:
+        # With per-user origins the host page must be on the hub's site: the demo's
+        # app.<domain> is then the one allowed framer, unless origins were given.
+        if self.per_user_origins and "allowed_origins" not in self.model_fields_set:
+            self.allowed_origins = [self.host_page_origin]
+        return self
+
+    @property
+    def subdomain_host(self) -> str | None:
+        """JupyterHub's ``subdomain_host`` (the hub's own origin), or None: one origin."""
+        if not self.per_user_origins:
+            return None
+        return f"http://jupyter.{self.origins_domain}:{self.hub_port}"
+
+    @property
+    def browser_hub_url(self) -> str:
+        """The hub as browsers open it (iframe URLs); `public_hub_url` is for programs."""
+        return self.subdomain_host or self.public_hub_url
+
+    @property
+    def host_page_origin(self) -> str:
+        """The demo host page's origin (same site as the hub in either mode)."""
+        host = f"app.{self.origins_domain}" if self.per_user_origins else "127.0.0.1"
+        return f"http://{host}:{self.demo_port}"
 
     # Derived locations: one place to change the layout of the state folder.
     @property
@@ -157,6 +209,7 @@ class StackSettings(BaseSettings):
 
     @property
     def public_hub_url(self) -> str:
+        """Where services and tests reach the hub (with per-user origins, still 127.0.0.1)."""
         return self.hub_url or f"http://127.0.0.1:{self.hub_port}"
 
 
@@ -187,6 +240,11 @@ class HubSettings(BaseSettings):
         "(default: secrets/hub-login-token in the state folder).",
     )
     allow_top_level_login: bool = False
+    subdomain_host: str = Field(
+        default="",
+        description="JupyterHub's subdomain_host: when set, each user's server on its own "
+        "origin with __Host- cookies (empty: every server on the hub's origin).",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

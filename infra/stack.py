@@ -154,6 +154,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_LOGIN_TOKEN_FILE": str(settings.hub_login_token_file),
                     "NBEMBED_HUB_KERNEL_RUNTIME_ROOT": str(settings.kernel_runtime_root),
                     "NBEMBED_HUB_ALLOW_TOP_LEVEL_LOGIN": str(settings.allow_top_level_login),
+                    "NBEMBED_HUB_SUBDOMAIN_HOST": settings.subdomain_host or "",
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
                 },
@@ -190,6 +191,10 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
             # per-user server tokens with their shared secret.
             env[prefix + "HUB_API_TOKEN_FILE"] = str(settings.service_token_file)
             env[prefix + "SYNC_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
+        if service in ("gateway", "sync"):
+            # Both hand browsers URLs of the hub (iframe URLs, notebook pages, origins).
+            env[prefix + "PUBLIC_HUB_URL"] = settings.browser_hub_url
+            env[prefix + "SUBDOMAIN_HOST"] = settings.subdomain_host or ""
         if service == "sync":
             env[prefix + "PROVISIONER_URL"] = f"http://127.0.0.1:{settings.provisioner_health_port}"
             env[prefix + "PROVISIONER_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))

@@ -12,4 +12,14 @@ echo "==> mypy"
 echo "==> bridge unit tests (node)"
 (cd infra/bridge && node --test lib/)
 echo "==> pytest"
-exec .venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser -p no:cacheprovider -ra "$@"
+.venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser -p no:cacheprovider -ra "$@"
+# Per-user origins (README, "Security model") is a setting: prove it on a stack of
+# its own in that mode. A stack left up by `make up` runs the default mode, so
+# that case is reported, not silently passed.
+echo "==> pytest, per-user origins (NBEMBED_STACK_PER_USER_ORIGINS=true)"
+if .venv/bin/python -m infra status >/dev/null 2>&1; then
+    echo "a stack is up (make up): stop it (make down) to run the per-user origins suite" >&2
+    exit 1
+fi
+NBEMBED_STACK_PER_USER_ORIGINS=true exec .venv/bin/python -m pytest tests/security/test_origins.py \
+    -p no:cacheprovider -ra "$@"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from infra.hub import server_mode
 from infra.settings import HubSettings
+from schemas.naming import user_domain
 
 hub = HubSettings()
 state = hub.state_dir / "hub"
@@ -23,6 +24,16 @@ c.JupyterHub.cookie_secret_file = str(hub.state_dir / "secrets" / "jupyterhub_co
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops every single-user server
 c.JupyterHub.cleanup_proxy = True
+
+if hub.subdomain_host:
+    # Per-user origins: each user's server on <hub user>.<hub host> (the proxy routes
+    # by Host header), so one user's pages cannot script another's server. Login
+    # cookies get the __Host- prefix: host-only, Secure, path /, so no subdomain
+    # can set or overwrite them (cookie tossing). The hub keeps listening on
+    # bind_url; services reach it there.
+    c.JupyterHub.subdomain_host = hub.subdomain_host
+    c.JupyterHub.subdomain_hook = user_domain  # the services compute the same hosts
+    c.JupyterHub.cookie_host_prefix_enabled = True
 
 c.ConfigurableHTTPProxy.command = [hub.proxy_command]
 c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
@@ -97,6 +108,12 @@ c.JupyterHub.load_roles = [
 # frame-ancestors 'none' by default).
 c.JupyterHub.tornado_settings = {
     "headers": {"Content-Security-Policy": hub.frame_ancestors()},
+    # Every cookie Secure when they carry the __Host- prefix (per-user origins). The
+    # servers get this as JUPYTERHUB_COOKIE_OPTIONS: JupyterHub 6.1.1 marks their
+    # OAuth state cookie (__Host-jupyterhub-user-<name>-oauth-state) Secure only
+    # when the public URL is https, and browsers drop a __Host- cookie that is not,
+    # so the local stack's http://*.localhost login would fail its OAuth callback.
+    "cookie_options": {"secure": True} if hub.subdomain_host else {},
     # Retry-After range of the 429 beyond concurrent_spawn_limit. JupyterHub 6.1's
     # `spawn_throttle_retry_range` trait lacks config=True, so it is set here.
     "spawn_throttle_retry_range": tuple(hub.spawn_retry_after),

@@ -85,7 +85,9 @@ class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
         user = await self.auth_to_user({"name": redemption.hub_user})
         self.set_login_cookie(user)
         self._jupyterhub_user = user
-        self.redirect(redemption.next_path)
+        # user.host is "" when all servers share the hub's origin, and the user's own
+        # origin (scheme://<user>.<hub host>) with per-user origins.
+        self.redirect(user.host + redemption.next_path)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Tornado's own line for an uncaught error names the full URL, ticket included.

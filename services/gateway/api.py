@@ -98,6 +98,12 @@ class SessionView(BaseModel):
         description="When ready: the URL to set as the iframe's src. It logs the browser in "
         "as this user once and expires within a minute; ask again for a fresh one.",
     )
+    notebook_origin: str | None = Field(
+        default=None,
+        description="When ready: the origin the notebook is served from, the only one the "
+        "host page should talk to in the iframe (the SDK's notebookOrigin). With per-user "
+        "origins it is the user's own (the iframe URL, the hub's, redirects there).",
+    )
     browser_token: str | None = Field(
         default=None,
         description="Only in the answer that created the session: a token the host page's "
@@ -117,9 +123,10 @@ class SessionView(BaseModel):
     @classmethod
     async def of(cls, doc: Document, parts: Gateway) -> SessionView:
         """The host's view of a session; a ready one gets a fresh single-use iframe URL."""
-        iframe_url = None
+        iframe_url = notebook_origin = None
         if doc["status"] == "ready" and doc.get("page_url"):
             iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
+            notebook_origin = parts.tickets.notebook_origin(doc["hub_user"])
         failure = None
         if doc.get("failure_code"):
             failure = Failure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
@@ -133,6 +140,7 @@ class SessionView(BaseModel):
             inputs=doc.get("inputs", []),
             restricted=bool(doc.get("restricted", False)),
             iframe_url=iframe_url,
+            notebook_origin=notebook_origin,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
             created_at=doc["created_at"],

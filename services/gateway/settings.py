@@ -21,7 +21,17 @@ class GatewaySettings(ServiceSettings):
     group_id: str = "nbembed-gateway"
     hub_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="The hub's public URL, on the same site as the host pages.",
+        description="Where the gateway reaches the hub's API.",
+    )
+    public_hub_url: str | None = Field(
+        default=None,
+        description="The hub as browsers reach it (iframe URLs), on the same site as the "
+        "host pages; with per-user origins, JupyterHub's subdomain_host. Default: hub_url.",
+    )
+    subdomain_host: str | None = Field(
+        default=None,
+        description="JupyterHub's subdomain_host when each user's server has its own origin: "
+        "sessions then name the user's origin as notebook_origin. Empty: one origin.",
     )
     sync_url: str = Field(default="http://127.0.0.1:8092", description="Sync's HTTP server.")
     internal_token: SecretStr | None = None

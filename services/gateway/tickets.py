@@ -33,6 +33,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from schemas.login_ticket import LOGIN_PATH, QUERY_PARAMETER, Redemption, is_own_page
+from schemas.naming import user_origin
 from services.gateway.store import SessionStore
 
 REDEEMED_COLLECTION = "redeemed_tickets"
@@ -82,10 +83,12 @@ class Tickets:
         key: bytes,
         public_hub_url: str,
         ttl_seconds: float,
+        subdomain_host: str | None = None,
     ) -> None:
         self._redeemed = client[database][REDEEMED_COLLECTION]
         self._key = key
         self._public_hub_url = public_hub_url.rstrip("/")
+        self._subdomain_host = subdomain_host
         self._ttl = ttl_seconds
         self._next_cleanup = 0.0
 
@@ -125,6 +128,13 @@ class Tickets:
         next_path = page.path + (f"?{page.query}" if page.query else "")
         ticket = self.mint(hub_user, next_path, session_id)
         return f"{self._public_hub_url}{LOGIN_PATH}?{urlencode({QUERY_PARAMETER: ticket})}"
+
+    def notebook_origin(self, hub_user: str) -> str:
+        """The origin where a login for ``hub_user`` ends: their own with per-user origins."""
+        if self._subdomain_host:
+            return user_origin(hub_user, self._subdomain_host)
+        parts = urlsplit(self._public_hub_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def verify(self, ticket: str) -> Claims:
         """The claims of a ticket this gateway signed and that has not expired."""

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -154,8 +154,11 @@ class HubClient:
         server = response.json().get("servers", {}).get("")
         if not server or not server.get("ready"):
             return None
+        # With per-user origins (subdomain_host) the hub gives the full URL on the
+        # user's own host; the path is the same in both modes.
         options = server.get("user_options") or {}
-        return RunningServer(path=server["url"], restricted=options.get("restricted") is True)
+        path: str = urlsplit(server["url"]).path
+        return RunningServer(path=path, restricted=options.get("restricted") is True)
 
     async def ready_server_path(self, name: str) -> str | None:
         """The URL path of ``name``'s default server if it runs and is ready, else None."""

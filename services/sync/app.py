@@ -36,7 +36,8 @@ def create_app(settings: SyncSettings) -> Starlette:
         settings.provisioner_token.get_secret_value(),
         refresh_margin=settings.token_refresh_margin_seconds,
     )
-    contents = ContentsClient(settings.hub_url, tokens)
+    subdomain_host = settings.subdomain_host or None
+    contents = ContentsClient(settings.hub_url, tokens, subdomain_host=subdomain_host)
     input_store = InputStore(mongo, settings.mongodb_database)
     placer = InputPlacer(contents, input_store)
     handlers = SyncHandlers(
@@ -44,7 +45,8 @@ def create_app(settings: SyncSettings) -> Starlette:
         store,
         broker,
         placer,
-        public_hub_url=settings.hub_url,
+        public_hub_url=settings.public_hub_url or settings.hub_url,
+        subdomain_host=subdomain_host,
         work_folder=settings.work_folder,
         ui=settings.ui,
         max_notebook_bytes=settings.max_notebook_bytes,

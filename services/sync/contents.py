@@ -15,10 +15,11 @@ import json
 import math
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
+from schemas.naming import user_origin
 from services.sync.server_tokens import ServerTokenError, ServerTokens
 
 SERVER_PATH = re.compile(r"^/user/([a-z0-9-]{1,64})/$")
@@ -71,6 +72,7 @@ class ContentsClient:
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        subdomain_host: str | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=hub_url.rstrip("/"),
@@ -79,6 +81,7 @@ class ContentsClient:
             transport=transport,
         )
         self._tokens = tokens
+        self._subdomain_host = subdomain_host
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -87,6 +90,19 @@ class ContentsClient:
     def _url(self, server_path: str, path: str) -> tuple[str, str]:
         hub_user = hub_user_of(server_path)
         return hub_user, f"/user/{hub_user}/api/contents/{quote(path)}"
+
+    def _headers(self, hub_user: str, token: str) -> dict[str, str]:
+        """The user's token and, with per-user origins, the user's host.
+
+        With JupyterHub's ``subdomain_host`` the proxy routes ``/user/<name>/``
+        only for the host ``<name>.<hub host>``; sync still connects to the
+        proxy's own address (``hub_url``) and names the host, so no name needs
+        to resolve for sync.
+        """
+        headers = {"Authorization": f"token {token}"}
+        if self._subdomain_host:
+            headers["Host"] = urlsplit(user_origin(hub_user, self._subdomain_host)).netloc
+        return headers
 
     async def _token(self, hub_user: str) -> str:
         try:
@@ -109,7 +125,7 @@ class ContentsClient:
             token = await self._token(hub_user)
             try:
                 response = await self._http.request(
-                    method, url, headers={"Authorization": f"token {token}"}, **kwargs
+                    method, url, headers=self._headers(hub_user, token), **kwargs
                 )
             except httpx.TransportError as exc:
                 raise ContentsError(f"server unreachable: {type(exc).__name__}: {exc}") from exc
@@ -236,7 +252,7 @@ class ContentsClient:
         params = {"type": "file", "format": "base64", "content": "1"}
         for attempt in (1, 2):
             token = await self._token(hub_user)
-            headers = {"Authorization": f"token {token}", "Accept-Encoding": "identity"}
+            headers = self._headers(hub_user, token) | {"Accept-Encoding": "identity"}
             request = self._http.build_request("GET", url, params=params, headers=headers)
             try:
                 response = await self._http.send(request, stream=True)

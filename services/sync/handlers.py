@@ -22,9 +22,10 @@ from schemas import (
     SessionFailed,
     SessionReady,
 )
+from schemas.naming import user_origin
 from services.common.kafka import publish_event
 from services.sync import notebooks
-from services.sync.contents import ContentsClient, ContentsError, TooLarge
+from services.sync.contents import ContentsClient, ContentsError, TooLarge, hub_user_of
 from services.sync.inputs import InputNotFound, InputPlacer
 from services.sync.store import NotebookStore
 
@@ -50,6 +51,7 @@ class SyncHandlers:
         inputs: InputPlacer,
         *,
         public_hub_url: str,
+        subdomain_host: str | None = None,
         work_folder: str,
         ui: str,
         max_notebook_bytes: int,
@@ -61,6 +63,7 @@ class SyncHandlers:
         self._broker = broker
         self._inputs = inputs
         self._public_hub_url = public_hub_url.rstrip("/")
+        self._subdomain_host = subdomain_host
         self._work_folder = work_folder
         self._ui = ui
         self._max_notebook_bytes = max_notebook_bytes
@@ -70,7 +73,10 @@ class SyncHandlers:
     def page_url(self, server_path: str, path: str) -> str:
         """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
         page = "notebooks" if self._ui == "notebook" else "lab/tree"
-        return f"{self._public_hub_url}{server_path.rstrip('/')}/{page}/{quote(path)}"
+        origin = self._public_hub_url
+        if self._subdomain_host:
+            origin = user_origin(hub_user_of(server_path), self._subdomain_host)
+        return f"{origin}{server_path.rstrip('/')}/{page}/{quote(path)}"
 
     async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
         """Put the session's notebook and input files on the server, then publish session.ready.

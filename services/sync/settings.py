@@ -20,7 +20,20 @@ class SyncSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="NBEMBED_SYNC_", extra="ignore")
 
-    hub_url: str = Field(default="http://127.0.0.1:8000", description="The hub's public URL.")
+    hub_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where sync reaches the users' servers (the hub's proxy).",
+    )
+    public_hub_url: str | None = Field(
+        default=None,
+        description="The hub as browsers reach it, for notebook page URLs (default: hub_url).",
+    )
+    subdomain_host: str | None = Field(
+        default=None,
+        description="JupyterHub's subdomain_host when each user's server has its own origin "
+        "(<hub user>.<its host>): sync then names that host in each request to the proxy, "
+        "which routes by it, and in page URLs. Empty or unset: one origin for all.",
+    )
     provisioner_url: str = Field(
         default="http://127.0.0.1:8091", description="The provisioner's HTTP server."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -30,12 +30,14 @@ def _stack(running_stack: StackSettings) -> StackSettings:
 
 
 @contextlib.asynccontextmanager
-async def launch_chromium() -> AsyncIterator[Browser]:
+async def launch_chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
     """Debian's chromium under Playwright, with the flags above (never a downloaded browser)."""
     executable = shutil.which("chromium")
     assert executable, "chromium is missing: infra/install.sh installs Debian's package"
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = await playwright.chromium.launch(
+            executable_path=executable, args=[*CHROMIUM_ARGS, *extra_args]
+        )
         yield launched
         await launched.close()
 

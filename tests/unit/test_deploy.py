@@ -119,8 +119,9 @@ def test_every_setting_is_wired_and_secrets_are_files(service: str) -> None:
     plain = {k: v for k, v in env.items() if not k.endswith("_FILE")}
     assert plain[f"{prefix}KAFKA_USERNAME"] == principal(service)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    hub = values["hubApiUrl"] if service == "provisioner" else values["hubUrl"]
-    assert plain[f"{prefix}HUB_URL"] == hub
+    assert plain[f"{prefix}HUB_URL"] == values["hubApiUrl"]
+    if service != "provisioner":
+        assert plain[f"{prefix}PUBLIC_HUB_URL"] == values["hubUrl"]
     assert plain[f"{prefix}HTTP_HOST"] == "0.0.0.0"  # noqa: S104 (in a pod, by design)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [f"services.{service}"]

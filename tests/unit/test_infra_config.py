@@ -44,3 +44,19 @@ def test_hub_csp_allows_only_the_configured_origins(monkeypatch: pytest.MonkeyPa
     assert server["headers"]["Content-Security-Policy"] == hub.frame_ancestors()
     origins = server["page_config_data"]["nbembedAllowedOrigins"]
     assert origins == "http://a.example:1,https://b.example"
+
+
+def test_per_user_origins_put_hub_users_and_host_page_on_one_localhost_site() -> None:
+    settings = StackSettings(per_user_origins=True)
+    assert settings.subdomain_host == "http://jupyter.nbembed.localhost:8000"
+    assert settings.browser_hub_url == settings.subdomain_host
+    assert settings.allowed_origins == ["http://app.nbembed.localhost:8090"]
+    assert settings.public_hub_url == "http://127.0.0.1:8000"  # programs keep loopback
+    default = StackSettings()
+    assert default.subdomain_host is None
+    assert default.browser_hub_url == default.public_hub_url
+
+
+def test_per_user_origins_refuse_a_domain_browsers_would_not_trust_over_http() -> None:
+    with pytest.raises(ValueError, match="localhost"):
+        StackSettings(per_user_origins=True, origins_domain="nbembed.test")

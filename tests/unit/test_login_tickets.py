@@ -132,3 +132,15 @@ def test_the_login_answers_only_inside_a_frame_of_the_same_site(
 ) -> None:
     authenticator = TicketAuthenticator(allow_top_level=top_level)
     assert authenticator.navigation_allowed(headers) is allowed
+
+
+def test_the_login_ends_on_the_users_own_origin_with_per_user_origins() -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient("mongodb://127.0.0.1:1/")
+    hub = "https://jupyter.example.com"
+    per_user = Tickets(
+        client, "x", key=b"k" * 32, public_hub_url=hub, ttl_seconds=60, subdomain_host=hub
+    )
+    url = per_user.login_url(USER, f"https://{USER}.jupyter.example.com{PAGE}", "s1")
+    assert url.startswith(f"{hub}/hub/")  # the login itself is the hub's
+    assert per_user.notebook_origin(USER) == f"https://{USER}.jupyter.example.com"
+    assert tickets().notebook_origin(USER) == "http://hub"  # one origin for all

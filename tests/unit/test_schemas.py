@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, all_topics, hub_username
 from schemas.__main__ import export
+from schemas.naming import user_domain, user_origin
 
 
 def _requested(**overrides: object) -> SessionRequested:
@@ -106,3 +107,16 @@ def test_the_readme_lists_exactly_the_topics_the_schemas_define() -> None:
     section = readme.split("## Events and delivery", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(nbembed\.[a-z.-]+)`", section))
     assert listed == {topic for topic in all_topics() if not topic.endswith(".dlq")}
+
+
+def test_each_hub_user_gets_a_host_of_their_own_under_the_hubs() -> None:
+    alice, bob = hub_username("demo", "alice"), hub_username("demo", "bob")
+    hub = "https://jupyter.example.com"
+    assert user_origin(alice, hub) == f"https://{alice}.jupyter.example.com"
+    assert user_origin(bob, "http://jupyter.nbembed.localhost:8000") == (
+        f"http://{bob}.jupyter.nbembed.localhost:8000"
+    )
+    assert user_domain("idle-culler", "h", kind="service") == "idle-culler--service.h"
+    for bad in ("a--b", "-a", "a.b", "A", "x" * 64, "a/b"):
+        with pytest.raises(ValueError):
+            user_domain(bad, "h")

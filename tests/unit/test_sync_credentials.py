@@ -260,3 +260,18 @@ def test_server_ready_names_only_the_users_own_server(server_path: str) -> None:
     assert ServerReady(**fields, server_path=f"/user/{ALICE}/").server_path == "/user/demo-alice/"
     with pytest.raises(ValidationError, match="server_path"):
         ServerReady(**fields, server_path=server_path)
+
+
+async def test_with_per_user_origins_each_request_names_the_users_own_host() -> None:
+    # The proxy routes /user/<name>/ only for <name>.<hub host>; sync still
+    # connects to the proxy's address and says which host it means.
+    server = Server(b'{"nbformat": 4}')
+    client = ContentsClient(
+        "http://127.0.0.1:8000",
+        tokens_from(Provisioner()),
+        transport=httpx.MockTransport(server),
+        subdomain_host="https://jupyter.example.com",
+    )
+    await client.read_file(f"/user/{ALICE}/", "work/a.ipynb", max_bytes=1000, timeout=5)
+    assert {r.url.host for r in server.requests} == {"127.0.0.1"}
+    assert {r.headers["Host"] for r in server.requests} == {f"{ALICE}.jupyter.example.com"}

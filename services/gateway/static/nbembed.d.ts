@@ -17,6 +17,12 @@ export interface MountOptions {
    * restricted. The server refuses downloads in that mode whatever the page does.
    */
   restricted?: boolean;
+  /**
+   * The ready session's notebook_origin: the only origin the SDK talks to inside
+   * the iframe. Needed with per-user origins (the iframe URL is the hub's, the
+   * notebook is on the user's own origin); default: the iframe URL's origin.
+   */
+  notebookOrigin?: string;
   /** The iframe's title, for assistive technology. */
   title?: string;
   /** How long to wait for Jupyter to confirm a save (default 30 000 ms). */

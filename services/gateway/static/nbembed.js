@@ -6,13 +6,14 @@
 //     gatewayUrl: "https://gateway.example.com",
 //     sessionId, iframeUrl, browserToken,   // from your backend's POST /v1/sessions
 //     restricted,                           // the session's `restricted` field
+//     notebookOrigin,                       // the ready session's notebook_origin
 //   });
 //   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
 //   await embed.save();   // resolves once the revision is durable
 //
 // Messages with the notebook travel with postMessage under the protocol name
-// below; the page only listens to its own iframe's window at the hub's origin
-// and only ever posts to that origin.
+// below; the page only listens to its own iframe's window at the notebook's
+// origin and only ever posts to that origin.
 
 export const PROTOCOL = "nbembed.v1";
 
@@ -51,7 +52,9 @@ export class Embed extends EventTarget {
       if (!options || !options[name]) throw new NbembedError("bad-options", `${name} is required`);
     }
     this.options = { saveTimeoutMs: 30000, storeTimeoutMs: 60000, ...options };
-    this.hubOrigin = new URL(options.iframeUrl).origin;
+    // The notebook's own origin: the user's origin when each user's server has
+    // one (the iframe URL is the hub's, which redirects there), else the hub's.
+    this.notebookOrigin = options.notebookOrigin || new URL(options.iframeUrl).origin;
     this.ready = false;
     this._pending = new Map();
     this.iframe = document.createElement("iframe");
@@ -136,11 +139,11 @@ export class Embed extends EventTarget {
   }
 
   _post(message) {
-    this.iframe.contentWindow.postMessage({ protocol: PROTOCOL, ...message }, this.hubOrigin);
+    this.iframe.contentWindow.postMessage({ protocol: PROTOCOL, ...message }, this.notebookOrigin);
   }
 
   _receive(event) {
-    if (event.source !== this.iframe.contentWindow || event.origin !== this.hubOrigin) return;
+    if (event.source !== this.iframe.contentWindow || event.origin !== this.notebookOrigin) return;
     const data = event.data;
     if (!data || data.protocol !== PROTOCOL || typeof data.type !== "string") return;
     if (data.type === "ready") {

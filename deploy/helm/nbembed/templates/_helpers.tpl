@@ -44,7 +44,11 @@ http://{{ include "nbembed.fullname" . }}:{{ (index .root.Values .service).servi
 {{- $_ := set $settings "mongodb_uri" $root.Values.mongodb.uri -}}
 {{- $_ := set $settings "mongodb_username" .service -}}
 {{- $_ := set $settings "http_host" "0.0.0.0" -}}
-{{- $_ := set $settings "hub_url" (eq .service "provisioner" | ternary $root.Values.hubApiUrl $root.Values.hubUrl) -}}
+{{- $_ := set $settings "hub_url" $root.Values.hubApiUrl -}}
+{{- if ne .service "provisioner" }}
+{{- $_ := set $settings "public_hub_url" $root.Values.hubUrl -}}
+{{- $_ := set $settings "subdomain_host" $root.Values.subdomainHost -}}
+{{- end }}
 {{- if eq .service "gateway" }}
 {{- $_ := set $settings "sync_url" (include "nbembed.url" (dict "root" $root "service" "sync")) -}}
 {{- end }}
