@@ -1,7 +1,8 @@
 """Restricted-data mode in real chromium: a restricted tenant and an open one, side by side.
 
 Each tenant's user gets a notebook through the gateway and the SDK on the demo
-host page, with an input file the host attached (``inputs/data.csv``). The
+host page, with an input file the host attached (``work/inputs/data.csv``, ``inputs/data.csv``
+beside the notebook). The
 test then reads, from inside the notebook's own frame with the user's own
 cookie, every route of the README's table (``ROUTES`` in ``nbembed_embed``):
 403 where restricted, 200 where not. It looks at the page's menus and buttons
@@ -223,7 +224,7 @@ async def test_restricted_and_open_tenants_side_by_side(
 
             # Input files are read-only in either mode; the kernel reads them and
             # reaches neither Kafka nor the store; the notebook runs and saves.
-            input_file = f"{server}/api/contents/inputs/data.csv"
+            input_file = f"{server}/api/contents/work/inputs/data.csv"
             assert await notebook.evaluate(OVERWRITE, input_file) == 403
             await type_and_run(frame, PROBE, PROBED)
             stored = await page.evaluate("() => window.embed.save()")

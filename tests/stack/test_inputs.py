@@ -1,7 +1,8 @@
 """Input files: data comes in through the host, read-only, and leaves with the session.
 
 A host uploads files through the gateway and names them when it opens a
-session; the user's kernel finds them in ``inputs/`` before the session is
+session; the user's kernel finds them in ``inputs/`` beside the notebook
+(``work/inputs/`` from the server's root) before the session is
 ready, cannot change them through Jupyter, and sees them come and go as the
 host attaches and detaches them.
 """
@@ -39,7 +40,7 @@ async def user_id(hub: httpx.AsyncClient) -> AsyncIterator[str]:
 
 async def listing(kernel: Kernel) -> str:
     result = await kernel.run(
-        "import os; print(sorted(os.listdir('inputs')) if os.path.isdir('inputs') else [])"
+        "import os; d = 'work/inputs'; print(sorted(os.listdir(d)) if os.path.isdir(d) else [])"
     )
     assert result.error is None, result.error
     return result.stdout.strip()
@@ -63,21 +64,21 @@ async def test_an_input_is_in_place_read_only_before_ready_and_follows_attach_an
     hub_user = hub_username("demo", user_id)
     token = await user_server_token(hub, hub_user)
     async with Kernel(stack_settings.public_hub_url, hub_user, token) as kernel:
-        read = await kernel.run("print(open('inputs/sales.csv').read(), end='')")
+        read = await kernel.run("print(open('work/inputs/sales.csv').read(), end='')")
         assert read.stdout == CSV.decode()
         # Read-only to the user's code opening it for writing, and to Jupyter.
-        write = await kernel.run("open('inputs/sales.csv', 'w').write('forged')")
+        write = await kernel.run("open('work/inputs/sales.csv', 'w').write('forged')")
         assert write.error is not None and "PermissionError" in write.error
         async with httpx.AsyncClient(
             base_url=kernel.server, headers={"Authorization": f"token {token}"}
         ) as server:
             overwrite = await server.put(
-                "/api/contents/inputs/sales.csv",
+                "/api/contents/work/inputs/sales.csv",
                 json={"type": "file", "format": "text", "content": "forged"},
             )
             assert overwrite.status_code == 403, overwrite.text
-            assert (await server.delete("/api/contents/inputs/sales.csv")).status_code == 403
-        assert (await kernel.run("print(open('inputs/sales.csv').read(), end='')")).stdout == (
+            assert (await server.delete("/api/contents/work/inputs/sales.csv")).status_code == 403
+        assert (await kernel.run("print(open('work/inputs/sales.csv').read(), end='')")).stdout == (
             CSV.decode()
         )
 

@@ -163,15 +163,15 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("/files/inputs/data.csv", 403, 200, "an input file's bytes"),
-    Route("/view/inputs/data.csv", 403, 200, "a file shown in a page"),
+    Route("/files/work/inputs/data.csv", 403, 200, "an input file's bytes"),
+    Route("/view/work/inputs/data.csv", 403, 200, "a file shown in a page"),
     Route("/nbconvert/script/work/{notebook}", 403, 200, "a notebook exported"),
     Route("/api/nbconvert", 403, 200, "the export formats"),
-    Route("/api/contents/inputs/data.csv", 403, 200, "a file's content"),
-    Route("/api/contents/inputs/data.csv?type=file&format=base64", 403, 200, "its bytes"),
+    Route("/api/contents/work/inputs/data.csv", 403, 200, "a file's content"),
+    Route("/api/contents/work/inputs/data.csv?type=file&format=base64", 403, 200, "its bytes"),
     Route("/api/terminals", 403, 200, "terminals (the spawner also turns them off)"),
     Route("/terminals/1", 403, 200, "the terminal page"),
-    Route("/api/contents/inputs/data.csv?content=0", 200, 200, "a file's name, size, dates"),
+    Route("/api/contents/work/inputs/data.csv?content=0", 200, 200, "a file's name, size, dates"),
     Route("/api/contents/work", 200, 200, "a folder's listing"),
     Route("/api/contents/work/{notebook}", 200, 200, "the notebook (the page needs it)"),
     Route("/notebooks/work/{notebook}", 200, 200, "the notebook's page"),

@@ -1,4 +1,4 @@
-"""Input files a host attached to a session, read-only in ``inputs/`` of the user's server.
+"""Input files a host attached to a session, read-only in ``work/inputs/`` on the user's server.
 
 A Jupyter Server extension (enabled by the hub's spawner args). Sync puts and
 removes the files through it, with a token of this server's user, because the
@@ -24,7 +24,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-FOLDER = "inputs"
+FOLDER = "work/inputs"
+"""Beside the notebooks (sync's work folder), so a kernel opens ``inputs/<name>``."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
 """The names nbembed's schemas allow: no folders, no leading dot."""
 MAX_BYTES = 64 * 1024 * 1024
@@ -39,6 +40,7 @@ def _folder(handler: APIHandler) -> Path:
 @contextlib.contextmanager
 def _writable(folder: Path) -> Any:
     """The folder, opened for writing by its owner for the duration only."""
+    folder.parent.mkdir(exist_ok=True)
     folder.mkdir(mode=0o555, exist_ok=True)
     folder.chmod(0o755)
     try:
