@@ -10,7 +10,7 @@ provisioner's and sync's internal APIs, another user's server, any listener on
 loopback, the outside world, over IPv4 and IPv6, TCP, UDP and everything else.
 
 The mechanism is nftables' owner match (``meta skgid``) in a table of nbembed's
-own (``inet nbembed``), on the output hook, generated here from the stack's
+own (``inet nbembed_<hash of the state folder>``, one per stack), on the output hook, generated here from the stack's
 ports, created at ``up`` and removed at ``down``. A network namespace per server
 was the other route; it would also need a veth pair and routes (or a proxy) for
 the two doors and for the proxy to reach each server, per spawn, and the
@@ -24,6 +24,7 @@ create), so ``up`` works whether a crashed stack left it behind or not.
 from __future__ import annotations
 
 import grp
+import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -130,9 +131,16 @@ def load(gid: int, doors: Doors, table: str = TABLE) -> None:
         raise EgressError(f"nft refused the rules: {done.stderr.strip()}")
 
 
+def table_of(settings: StackSettings) -> str:
+    """The stack's own table: one per state folder, so a second stack on the machine
+    (``tests/stack/test_stop.py`` runs one) never replaces or deletes another's."""
+    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:10]
+    return f"{TABLE}_{digest}"
+
+
 def apply(settings: StackSettings) -> None:
-    """Create or replace nbembed's table for the stack's users' group and ports."""
-    load(ensure_group(), Doors.of(settings))
+    """Create or replace the stack's table for its users' group and ports."""
+    load(ensure_group(), Doors.of(settings), table_of(settings))
 
 
 def remove(table: str = TABLE) -> bool:

@@ -323,7 +323,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     if egress.wanted(settings):
         egress.apply(settings)
     else:
-        egress.remove()  # a table another configuration left behind
+        egress.remove(egress.table_of(settings))  # left behind by another configuration
     if supervisor.pid(settings) is None:
         supervisor.write_config(settings, programs(settings, tenants_file))
         supervisor.start_daemon(settings)
@@ -449,7 +449,7 @@ def down(settings: StackSettings, timeout: float = 120) -> list[str]:
     problems += [f"port {p} still bound" for p in busy]
     # Last, once no server runs: the filter applies to the accounts, not to processes.
     try:
-        egress.remove()
+        egress.remove(egress.table_of(settings))
     except egress.EgressError as error:
         problems.append(str(error))
     return problems

@@ -19,8 +19,8 @@ from infra.settings import StackSettings
 @contextlib.contextmanager
 def egress_filter_lifted(settings: StackSettings) -> Iterator[None]:
     """Remove nbembed's nftables table for the block, and put it back after it."""
-    was_active = egress.active()
-    egress.remove()
+    was_active = egress.active(egress.table_of(settings))
+    egress.remove(egress.table_of(settings))
     try:
         yield
     finally:

@@ -233,7 +233,7 @@ async def listeners() -> AsyncIterator[Listeners]:
 @pytest.fixture
 def filter_loaded(running_stack: StackSettings) -> None:
     assert egress.wanted(running_stack), "the stack runs the local-users spawner with the filter"
-    assert egress.active(), "nbembed's nftables table is loaded while the stack runs"
+    assert egress.active(egress.table_of(running_stack)), "the stack's nftables table is loaded"
 
 
 @pytest.mark.usefixtures("filter_loaded")

@@ -66,8 +66,16 @@ async def test_down_leaves_no_process_and_no_bound_port(state_base: Path) -> Non
     env |= {f"NBEMBED_STACK_{key}": str(port) for key, port in SEPARATE_PORTS.items()}
     env["NBEMBED_STACK_STATE_DIR"] = str(tmp_path / "state")
     env["NBEMBED_STACK_ALLOWED_ORIGINS"] = '["http://127.0.0.1:18090"]'
+    # Its servers run as the stack's own account, outside the users' group: the
+    # shared stack's egress filter (for that group, allowing only its own hub API
+    # and gateway ports) would otherwise refuse them this stack's hub.
+    env["NBEMBED_STACK_SPAWNER_CLASS"] = "simple"
     settings = StackSettings.model_validate(
-        {"state_dir": tmp_path / "state", **{k.lower(): v for k, v in SEPARATE_PORTS.items()}}
+        {
+            "state_dir": tmp_path / "state",
+            "spawner_class": "simple",
+            **{k.lower(): v for k, v in SEPARATE_PORTS.items()},
+        }
     )
     assert not [p for p in stack.stack_ports(settings) if stack.port_in_use(p)]
 
