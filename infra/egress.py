@@ -12,10 +12,10 @@ loopback, the outside world, over IPv4 and IPv6, TCP, UDP and everything else.
 The mechanism is nftables' owner match (``meta skgid``) in a table of nbembed's
 own (``inet nbembed_<hash of the state folder>``, one per stack), on the output
 hook, generated here from the stack's ports, created at ``up`` and removed at
-``down``. A network namespace per server was the other route; it would also need a veth pair and routes (or a proxy) for
-the two doors and for the proxy to reach each server, per spawn, and the
-spawner would have to enter the namespace before ``setuid``. The owner match is
-one table for all servers, made once per ``up``.
+``down``. A network namespace per server was the other route; it would also need
+a veth pair and routes (or a proxy) for the two doors and for the proxy to reach
+each server, per spawn, and the spawner would have to enter the namespace before
+``setuid``. The owner match is one table for all servers, made once per ``up``.
 
 The table is replaced whole in one ``nft -f`` transaction (create, delete,
 create), so ``up`` works whether a crashed stack left it behind or not.
