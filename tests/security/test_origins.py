@@ -10,7 +10,7 @@ secure context, so it sends Fetch Metadata (the ticket login needs it) and
 keeps ``__Host-`` cookies.
 
 These tests run in ``tests/run.sh``'s second pytest run, on a stack started in
-that mode; the first run (path-based default) skips them.
+that mode; the first run (path-based default) deselects them.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ from tests.browser.test_demo_host import OPEN_TIMEOUT, open_new, type_and_run
 from tests.security.kernel import user_server_token
 from tests.stack.helpers import eventually, open_session
 
-per_user_only = pytest.mark.skipif(
-    not StackSettings().per_user_origins,
-    reason="needs a stack with NBEMBED_STACK_PER_USER_ORIGINS=true (tests/run.sh runs it so)",
-)
+per_user_only = pytest.mark.per_user_origins
+"""Needs a stack with NBEMBED_STACK_PER_USER_ORIGINS=true (tests/run.sh runs one);
+deselected on any other (tests/security/conftest.py)."""
 
 TENANT = "demo"  # the demo host page's tenant
 HUB_LOGIN_COOKIE = "__Host-jupyterhub-hub-login"
