@@ -118,6 +118,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_age=600,
     )
     problems.install(app)
+    problems.document(app)
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next: Any) -> Any:
@@ -135,6 +136,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if not declared.isdigit() or int(declared) > limit:
             return problems.response(
                 request, 413, "Request too large", f"This body is limited to {limit} bytes."
+            )
+        if int(declared) and not _json_or_raw(request):
+            return problems.response(
+                request,
+                415,
+                "Unsupported media type",
+                "Send the body as JSON (Content-Type: application/json).",
             )
         return await call_next(request)
 
@@ -166,3 +174,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return checks
 
     return app
+
+
+def _json_or_raw(request: Request) -> bool:
+    """A body the route can read: JSON, or raw bytes where the route takes any (uploads)."""
+    if request.url.path == inputs_api.UPLOAD_PATH or not request.url.path.startswith("/v1/"):
+        return True
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

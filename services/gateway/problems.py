@@ -6,10 +6,36 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 PROBLEM_TYPE_BASE = "https://nbembed.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+ERRORS = {
+    401: "No API key, or not one of this gateway's tenants (`WWW-Authenticate: Bearer`).",
+    404: "No such object for this tenant (another tenant's objects do not exist for you).",
+    411: "A chunked body without Content-Length.",
+    413: "The body is over the gateway's limit.",
+    415: "The body is not JSON (`Content-Type: application/json`).",
+    422: "A parameter, header or body field is invalid (`errors` lists each).",
+}
+"""Errors any /v1 call may answer, by status, as the OpenAPI documents them."""
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details: the body of every error the gateway answers."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong this time, for a developer.")
+    instance: str | None = Field(default=None, description="The request's path.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422: each invalid field's location and message."
+    )
 
 
 class Problem(Exception):
@@ -31,9 +57,7 @@ def _response(
     request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
     body.setdefault("instance", request.url.path)
-    return JSONResponse(
-        body, status_code=status, media_type="application/problem+json", headers=headers
-    )
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def response(request: Request, status: int, title: str, detail: str) -> JSONResponse:
@@ -84,3 +108,51 @@ def install(app: FastAPI) -> None:
             "detail": str(exc.detail),
         }
         return _response(request, exc.status_code, body, getattr(exc, "headers", None))
+
+
+def document(app: FastAPI) -> None:
+    """Make the app's OpenAPI say what it sends: every error as problem+json.
+
+    FastAPI documents only 422, as ``application/json`` with its own schema;
+    the gateway answers every error as ``application/problem+json``. Each /v1
+    operation gets the errors it can answer: 401 always, 404 on a path with an
+    id, 411/413/415 with a JSON body, 422 where FastAPI validates, and any
+    status its route declares.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    _document_errors(path, operation)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_errors(path: str, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    statuses = {401} | {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    if "{" in path:
+        statuses.add(404)
+    body = operation.get("requestBody", {}).get("content", {})
+    if body:
+        statuses |= {411, 413}
+    if "application/json" in body:
+        statuses.add(415)
+    for status in sorted(statuses):
+        described = responses.get(str(status), {}).get("description")
+        responses[str(status)] = {
+            "description": described if described and status != 422 else ERRORS.get(status, ""),
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+        }

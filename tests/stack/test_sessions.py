@@ -154,3 +154,23 @@ async def test_an_oversized_body_is_refused_before_it_is_read(gateway: httpx.Asy
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_body_that_is_not_json_gets_415_and_the_openapi_says_so(
+    gateway: httpx.AsyncClient,
+) -> None:
+    body = json.dumps({"user_id": "u", "notebook_name": "n"})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
+        refused = await gateway.post(
+            "/v1/sessions", content=body, headers={"content-type": content_type}
+        )
+        assert refused.status_code == 415, (content_type, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+    # JSON passes the check (and here fails validation, creating nothing).
+    invalid = await gateway.post(
+        "/v1/sessions", content=b"{}", headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert invalid.status_code == 422
+    documented = (await gateway.get("/openapi.json")).json()
+    create = documented["paths"]["/v1/sessions"]["post"]["responses"]
+    assert "application/problem+json" in create["415"]["content"]
