@@ -332,7 +332,8 @@ async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
             session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]
         )
         await publish_event(parts.broker, CloudEvent.wrap(ended, source=SOURCE, subject=doc["_id"]))
-        if doc.get("inputs") and await parts.sessions.open_of_user(doc["hub_user"]):
-            # The user's other sessions go on: their inputs/ folder loses this one's files.
+        if doc.get("inputs"):
+            # The user's inputs/ folder loses this session's files (those no other open
+            # session has); with no session left the server stops and sync skips it.
             changed = await inputs_changed(parts, doc["tenant_id"], doc["hub_user"])
             await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))

@@ -20,6 +20,9 @@ import httpx
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from schemas import hub_username
+from tests.stack.helpers import open_session
+
 
 @dataclass
 class ExecutionResult:
@@ -128,3 +131,41 @@ class Kernel:
                     result.outputs.append(content)
                 elif kind == "status" and content["execution_state"] == "idle":
                     return result
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    """A host user with a ready session, its hub name and a token for its own server."""
+
+    hub_user: str
+    session_id: str
+    path: str
+    token: str
+
+
+async def session_users(
+    gateway: httpx.AsyncClient,
+    hub: httpx.AsyncClient,
+    tenant_id: str,
+    names: tuple[str, ...],
+    tag: str,
+) -> list[SessionUser]:
+    """One ready session for each of ``names`` (users of the gateway client's tenant)."""
+    run = uuid.uuid4().hex[:8]
+    made = []
+    for who in names:
+        user_id = f"{who}-{run}"
+        session = await open_session(gateway, user_id=user_id, notebook_name=f"{tag}-{who}")
+        assert session["status"] == "ready", session
+        name = hub_username(tenant_id, user_id)
+        token = await user_server_token(hub, name)
+        made.append(SessionUser(name, session["id"], session["path"], token))
+    return made
+
+
+async def run_in_kernel(hub_url: str, user: SessionUser, code: str) -> str:
+    """Run ``code`` in a new kernel of ``user``'s server; what it printed (no error allowed)."""
+    async with Kernel(hub_url, user.hub_user, user.token) as kernel:
+        result = await kernel.run(code)
+    assert result.error is None, result
+    return result.stdout

@@ -16,7 +16,6 @@ import asyncio
 import json
 import socket
 import stat
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,8 @@ import pytest
 from infra import egress
 from infra.hub.local_users import account_name
 from infra.settings import StackSettings
-from schemas import hub_username
 from schemas.login_ticket import REDEEM_PATH
-from tests.security.kernel import Kernel, user_server_token
-from tests.stack.helpers import open_session
+from tests.security.kernel import Kernel, SessionUser, run_in_kernel, session_users
 
 pytestmark = pytest.mark.stack
 
@@ -106,21 +103,11 @@ print(json.dumps(out))
 """
 
 
-@dataclass
-class User:
-    hub_user: str
-    session_id: str
-    path: str
-    token: str
-
-
 @pytest.fixture(scope="module")
 async def users(
     running_stack: StackSettings, api_key: str, hub_token: str
-) -> AsyncIterator[tuple[User, User]]:
+) -> AsyncIterator[tuple[SessionUser, SessionUser]]:
     """alice and bob of the first demo tenant, each with a ready session and running server."""
-    run = uuid.uuid4().hex[:8]
-    made = []
     async with (
         httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{running_stack.gateway_port}",
@@ -133,24 +120,10 @@ async def users(
             timeout=90,
         ) as hub,
     ):
-        for who in ("alice", "bob"):
-            user_id = f"{who}-{run}"
-            session = await open_session(gateway, user_id=user_id, notebook_name=f"egress-{who}")
-            assert session["status"] == "ready", session
-            name = hub_username("demo", user_id)
-            made.append(
-                User(name, session["id"], session["path"], await user_server_token(hub, name))
-            )
-        yield made[0], made[1]
-        for user in made:
+        alice, bob = await session_users(gateway, hub, "demo", ("alice", "bob"), "egress")
+        yield alice, bob
+        for user in (alice, bob):
             await hub.delete(f"/users/{user.hub_user}/server")
-
-
-async def run_in_kernel(settings: StackSettings, user: User, code: str) -> str:
-    async with Kernel(settings.public_hub_url, user.hub_user, user.token) as kernel:
-        result = await kernel.run(code)
-    assert result.error is None, result
-    return result.stdout
 
 
 def listening_ports(account: str) -> set[int]:
@@ -238,7 +211,7 @@ def filter_loaded(running_stack: StackSettings) -> None:
 
 @pytest.mark.usefixtures("filter_loaded")
 async def test_a_kernel_reaches_no_listener_but_the_hub_api_and_the_gateway(
-    running_stack: StackSettings, users: tuple[User, User], listeners: Listeners
+    running_stack: StackSettings, users: tuple[SessionUser, SessionUser], listeners: Listeners
 ) -> None:
     alice, bob = users
     s = running_stack
@@ -257,7 +230,7 @@ datagram dropped before it left (``sendto`` fails with EPERM)."""
 
 
 async def _probe_from_alice(
-    s: StackSettings, alice: User, bob: User, listeners: Listeners
+    s: StackSettings, alice: SessionUser, bob: SessionUser, listeners: Listeners
 ) -> dict[str, str]:
     """What alice's kernel gets for every destination; asserts each one exists first."""
     bobs_ports = listening_ports(account_name(bob.hub_user))
@@ -292,7 +265,7 @@ async def _probe_from_alice(
         ("udp DNS outside", "1.1.1.1", 53),
     ]
     code = CONNECT % (tcp, [(str(path), str(path)) for path in unix], udp)
-    seen: dict[str, str] = json.loads(await run_in_kernel(s, alice, code))
+    seen: dict[str, str] = json.loads(await run_in_kernel(s.public_hub_url, alice, code))
     expected = {name for name, *_ in (*tcp, *udp)} | {str(path) for path in unix}
     assert set(seen) == expected
     for path in unix:
@@ -302,7 +275,7 @@ async def _probe_from_alice(
 
 @pytest.mark.usefixtures("filter_loaded")
 async def test_the_hub_and_the_gateway_answer_a_kernel_only_for_its_own_user(
-    running_stack: StackSettings, users: tuple[User, User]
+    running_stack: StackSettings, users: tuple[SessionUser, SessionUser]
 ) -> None:
     alice, bob = users
     s = running_stack
@@ -316,7 +289,7 @@ async def test_the_hub_and_the_gateway_answer_a_kernel_only_for_its_own_user(
         "session": alice.session_id,
         "redeem": REDEEM_PATH,
     }
-    answers = json.loads(await run_in_kernel(s, alice, code))
+    answers = json.loads(await run_in_kernel(s.public_hub_url, alice, code))
     seen = {name: status for name, (status, _body) in answers.items()}
     assert json.loads(answers["hub whoami"][1])["name"] == alice.hub_user
 

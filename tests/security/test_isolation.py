@@ -10,7 +10,6 @@ token minted for the user, starting servers and minting tokens.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,9 +20,12 @@ import psutil
 import pytest
 
 from infra.settings import StackSettings
-from schemas import hub_username
-from tests.security.kernel import Kernel, user_server_token
-from tests.stack.helpers import IN_A_FRAME, open_session, start_server_and_wait
+from tests.security.kernel import (
+    SessionUser,
+    run_in_kernel,
+    session_users,
+)
+from tests.stack.helpers import IN_A_FRAME, start_server_and_wait
 
 pytestmark = pytest.mark.stack
 
@@ -43,14 +45,10 @@ print(json.dumps(results))
 """
 
 
-@dataclass
-class User:
-    """One host user with a ready session, its hub name and a kernel-capable token."""
+@dataclass(frozen=True)
+class User(SessionUser):
+    """A user with a ready session, and the home their OS account owns."""
 
-    hub_user: str
-    session_id: str
-    path: str
-    token: str
     home: Path
 
 
@@ -70,42 +68,23 @@ async def users(
     running_stack: StackSettings, api_key: str, hub_api: httpx.AsyncClient
 ) -> AsyncIterator[tuple[User, User]]:
     """alice and bob of the first demo tenant, each with a running server."""
-    run = uuid.uuid4().hex[:8]
-    made = []
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{running_stack.gateway_port}",
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=120,
     ) as gateway:
-        for who in ("alice", "bob"):
-            user_id = f"{who}-{run}"
-            session = await open_session(gateway, user_id=user_id, notebook_name=who)
-            assert session["status"] == "ready", session
-            name = hub_username("demo", user_id)
-            made.append(
-                User(
-                    hub_user=name,
-                    session_id=session["id"],
-                    path=session["path"],
-                    token=await user_server_token(hub_api, name),
-                    home=running_stack.state_dir / "homes" / name,
-                )
-            )
-    yield made[0], made[1]
-    for user in made:
+        ready = await session_users(gateway, hub_api, "demo", ("alice", "bob"), "isolation")
+    alice, bob = (
+        User(**vars(user), home=running_stack.state_dir / "homes" / user.hub_user) for user in ready
+    )
+    yield alice, bob
+    for user in (alice, bob):
         await hub_api.delete(f"/users/{user.hub_user}/server")
-
-
-async def run_in_kernel(settings: StackSettings, user: User, code: str) -> str:
-    async with Kernel(settings.public_hub_url, user.hub_user, user.token) as kernel:
-        result = await kernel.run(code)
-    assert result.error is None, result
-    return result.stdout
 
 
 async def probe(settings: StackSettings, user: User, paths: list[str]) -> dict[str, object]:
     """What ``user``'s kernel gets when it lists or reads each path."""
-    out = await run_in_kernel(settings, user, PROBE % (paths,))
+    out = await run_in_kernel(settings.public_hub_url, user, PROBE % (paths,))
     result: dict[str, object] = json.loads(out)
     return result
 
@@ -115,8 +94,8 @@ async def test_kernels_run_as_distinct_unprivileged_accounts(
 ) -> None:
     code = "import os; print(os.getuid(), os.getgid(), os.getgroups())"
     alice, bob = users
-    alice_ids = (await run_in_kernel(running_stack, alice, code)).split(maxsplit=1)
-    bob_ids = (await run_in_kernel(running_stack, bob, code)).split(maxsplit=1)
+    alice_ids = (await run_in_kernel(running_stack.public_hub_url, alice, code)).split(maxsplit=1)
+    bob_ids = (await run_in_kernel(running_stack.public_hub_url, bob, code)).split(maxsplit=1)
     assert alice_ids[0] != "0" and bob_ids[0] != "0"
     assert alice_ids[0] != bob_ids[0]
     assert "0" not in alice_ids[1].replace(",", " ").strip("[] \n").split()
@@ -209,14 +188,14 @@ async def test_config_planted_by_a_kernel_is_ignored_after_the_server_restarts(
     config_marker = alice.home / "user-config-loaded"
     site_marker = alice.home / "user-site-loaded"
     code = PLANT % {"config_marker": str(config_marker), "site_marker": str(site_marker)}
-    assert "planted" in await run_in_kernel(running_stack, alice, code)
+    assert "planted" in await run_in_kernel(running_stack.public_hub_url, alice, code)
     assert (alice.home / ".jupyter" / "jupyter_server_config.py").is_file()
 
     stopped = await hub_api.delete(f"/users/{alice.hub_user}/server")
     assert stopped.status_code in (202, 204), stopped.text
     await start_server_and_wait(hub_api, alice.hub_user)
     # A kernel of the restarted server: the server and the kernel both started.
-    assert "ok" in await run_in_kernel(running_stack, alice, "print('ok')")
+    assert "ok" in await run_in_kernel(running_stack.public_hub_url, alice, "print('ok')")
 
     assert not config_marker.exists(), "the server loaded ~/.jupyter/jupyter_server_config.py"
     assert not site_marker.exists(), "a .pth in ~/.local site-packages was loaded"
