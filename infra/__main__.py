@@ -1,19 +1,20 @@
-"""``python -m infra up|down|status``: the local stack's command line."""
+"""``python -m infra up|down|status|restart|lag``: the local stack's command line."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 
-from infra import stack
+from infra import lag, stack
 from infra.settings import StackSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stack command; the exit status says whether it worked."""
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "restart"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart", "lag"])
     args = parser.parse_args(argv)
     settings = StackSettings()
 
@@ -33,11 +34,17 @@ def main(argv: list[str] | None = None) -> int:
             mode = " (restricted)" if tenant_id in settings.restricted_tenants else ""
             key_file = stack.api_key_file(settings, tenant_id)
             print(f"  API key of tenant {tenant_id!r}{mode}: {key_file}")
+        print(f"  operator credential (python -m nbembed.admin): {settings.admin_token_file}")
         print("  stop with    make down")
         return 0
     if args.command == "restart":
         for name, seconds in stack.restart_services(settings).items():
             print(f"  {name:<12} ready after {seconds:5.1f}s")
+        return 0
+    if args.command == "lag":
+        print(f"  {'consumer group':<24} {'topic':<26} {'partitions':>10} {'behind':>8}")
+        for row in asyncio.run(lag.measure(settings)):
+            print(f"  {row.group:<24} {row.topic:<26} {row.partitions:>10} {row.behind:>8}")
         return 0
     if args.command == "status":
         answers = stack.status(settings)

@@ -59,8 +59,9 @@ class StackSettings(BaseSettings):
         "export path on their users' servers).",
     )
     allowed_origins: list[str] = Field(
-        default=["http://127.0.0.1:8090"],
-        description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors).",
+        default=["http://127.0.0.1:8090", "http://127.0.0.1:8190"],
+        description="Host-page origins that may frame the hub and notebooks (CSP frame-ancestors): "
+        "the demo host page and the minimal Node host of examples/node-host.",
     )
     per_user_origins: bool = Field(
         default=False,
@@ -180,6 +181,11 @@ class StackSettings(BaseSettings):
     def hub_login_token_file(self) -> Path:
         """The hub's credential for redeeming tickets at the gateway."""
         return self.secrets_dir / "hub-login-token"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """The operator credential for the gateway's admin API (python -m nbembed.admin)."""
+        return self.secrets_dir / "admin-token"
 
     @property
     def venv_bin(self) -> Path:

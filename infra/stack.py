@@ -186,6 +186,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
             env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
             env[prefix + "TICKET_KEY_FILE"] = str(settings.ticket_key_file)
             env[prefix + "HUB_LOGIN_TOKEN_FILE"] = str(settings.hub_login_token_file)
+            env[prefix + "ADMIN_TOKEN_FILE"] = str(settings.admin_token_file)
         if service == "provisioner":
             # The only service with the hub service token; sync asks it for
             # per-user server tokens with their shared secret.
@@ -310,6 +311,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(sync_provisioner_token_file(settings))  # sync ↔ provisioner
     _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
+    _secret_file(settings.admin_token_file)  # the operator → the gateway's admin API
     ensure_kafka_passwords(settings)
     tenants_file = write_tenants(settings)
     if settings.local_mongodb:

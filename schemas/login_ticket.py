@@ -40,6 +40,8 @@ class Redemption(BaseModel):
     hub_user: str
     next_path: str
     session_id: str
+    frame_ancestors: list[str] = []
+    """The origins of the user's tenant: the only pages that may frame this login's answer."""
 
 
 def is_own_page(hub_user: str, next_path: str) -> bool:

@@ -147,6 +147,9 @@ c.Spawner.args = [
     # Facts only the server sees (kernel starts; other parts call
     # nbembed_audit.report_audit) go to nbembed's audit trail.
     "--ServerApp.jpserver_extensions=nbembed_audit=True",
+    # Only the pages of the user's tenant may frame the server, as an operator
+    # sets them now (the gateway says which; nbembed_frames.py).
+    "--ServerApp.jpserver_extensions=nbembed_frames=True",
 ]
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120

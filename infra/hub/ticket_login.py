@@ -23,6 +23,7 @@ only the two of them read. Traps avoided:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ from schemas.login_ticket import (
     is_own_page,
 )
 
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+")
+"""What may go into a CSP source list: an origin, nothing that could end or extend the policy."""
+
 PAGE = """<!doctype html><title>{title}</title>
 <p>{text}</p>"""
 REFUSED = PAGE.format(
@@ -57,6 +61,12 @@ NOT_IN_FRAME = PAGE.format(
 UNAVAILABLE = PAGE.format(
     title="Try again", text="Logging in is not possible right now. Try again in a moment."
 )
+
+
+def frame_ancestors(origins: list[str]) -> str:
+    """A CSP naming ``origins`` as the only framers (besides the hub itself)."""
+    safe = [o for o in origins if ORIGIN.fullmatch(o)]
+    return " ".join(["frame-ancestors", "'self'", *safe])
 
 
 class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
@@ -85,6 +95,9 @@ class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
         user = await self.auth_to_user({"name": redemption.hub_user})
         self.set_login_cookie(user)
         self._jupyterhub_user = user
+        # Only the pages of this user's tenant may frame what follows, as the
+        # tenant's origins are now (an operator may change them at any time).
+        self.set_header("Content-Security-Policy", frame_ancestors(redemption.frame_ancestors))
         # user.host is "" when all servers share the hub's origin, and the user's own
         # origin (scheme://<user>.<hub host>) with per-user origins.
         self.redirect(user.host + redemption.next_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
+from starlette.types import ASGIApp
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
+    admin_api,
     api,
     audit_api,
     inputs_api,
@@ -32,7 +35,7 @@ from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
-from services.gateway.tenants import TenantRegistry
+from services.gateway.tenants import TenantRegistry, TenantStore, keep_fresh, seed
 from services.gateway.tickets import Tickets
 
 
@@ -46,7 +49,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     parts = Gateway(
         settings=settings,
         broker=broker,
-        tenants=TenantRegistry.from_file(settings.tenants_file),
+        tenants=TenantRegistry(),
+        tenant_store=TenantStore(mongo, database),
         sessions=SessionStore(mongo, database),
         saves=SaveStore(mongo, database),
         notebooks=NotebookView(mongo, database),
@@ -90,10 +94,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.tickets.ensure_indexes()
         await parts.audit.ensure_indexes()
+        await seed(parts.tenant_store, settings.tenants_file)
+        loaded = asyncio.Event()
+        reloader = asyncio.create_task(
+            keep_fresh(parts.tenants, parts.tenant_store, settings.tenants_refresh_seconds, loaded)
+        )
+        await loaded.wait()
         await broker.start()
         try:
             yield
         finally:
+            reloader.cancel()
             await broker.stop()
             await parts.sync.aclose()
             await hub_identity.aclose()
@@ -108,10 +119,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.gateway = parts
     app.state.hub_identity = hub_identity
     # The host JS SDK calls the gateway from host pages: allow exactly the
-    # tenants' own origins (each request is still authorised by its token).
+    # tenants' own origins, as they are now (each request is still authorised
+    # by its token).
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=parts.tenants.allowed_origins(),
+        TenantOriginsCORS,
+        registry=parts.tenants,
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=["Location"],
@@ -153,7 +165,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         library_api.router,
         audit_api.router,
     )
-    for router in (*routers, internal_api.router):
+    for router in (*routers, internal_api.router, admin_api.router):
         app.include_router(router)
     app.include_router(sdk.router)
 
@@ -174,6 +186,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return checks
 
     return app
+
+
+class TenantOriginsCORS(CORSMiddleware):
+    """CORS for the origins of the tenants as the registry knows them at each request."""
+
+    def __init__(self, app: ASGIApp, /, *, registry: TenantRegistry, **options: Any) -> None:
+        super().__init__(app, allow_origins=(), **options)
+        self._registry = registry
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        """Whether some enabled tenant serves its pages from ``origin`` now."""
+        return origin in self._registry.allowed_origins()
 
 
 def _json_or_raw(request: Request) -> bool:

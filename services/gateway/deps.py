@@ -17,7 +17,7 @@ from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
 from services.gateway.sync_client import SyncClient
-from services.gateway.tenants import Tenant, TenantRegistry
+from services.gateway.tenants import Tenant, TenantRegistry, TenantStore
 from services.gateway.tickets import Tickets
 
 SESSION_TOKEN_PREFIX = "nbs_"  # noqa: S105 - a prefix, not a secret
@@ -31,6 +31,7 @@ class Gateway:
     settings: GatewaySettings
     broker: KafkaBroker
     tenants: TenantRegistry
+    tenant_store: TenantStore
     sessions: SessionStore
     saves: SaveStore
     notebooks: NotebookView

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas import AuditDetail, AuditRecorded, CloudEvent, NotebookSaved, ServerReportedKind
 from schemas.login_ticket import REDEEM_PATH, RedeemRequest, Redemption
+from schemas.naming import tenant_of
 from services.common.kafka import publish_event
 from services.gateway import audit
 from services.gateway.api import SOURCE
@@ -179,7 +180,7 @@ async def redeem_ticket(
     ):
         raise Problem(401, "Unauthorized", "Only the hub's login handler redeems tickets.")
     try:
-        return await parts.tickets.redeem(body.ticket, parts.sessions)
+        redemption = await parts.tickets.redeem(body.ticket, parts.sessions)
     except TicketRefused as refused:
         log.info("refused a login ticket: %s", refused.reason)
         kind = "ticket-invalid" if refused.status == 403 else "ticket-spent"
@@ -189,3 +190,31 @@ async def redeem_ticket(
             f"The ticket was refused: {refused.reason}.",
             kind=kind,
         ) from None
+    redemption.frame_ancestors = tenant_origins(parts, redemption.hub_user)
+    return redemption
+
+
+class FrameAncestors(BaseModel):
+    """The origins whose pages may frame a user's server: its tenant's, as they are now."""
+
+    origins: list[str]
+
+
+def tenant_origins(parts: Gateway, hub_user: str) -> list[str]:
+    """The allowed origins of the tenant ``hub_user`` belongs to (none if it is disabled)."""
+    tenant = parts.tenants.get(tenant_of(hub_user))
+    return sorted(tenant.allowed_origins) if tenant else []
+
+
+@router.get("/frame-ancestors", response_model=FrameAncestors)
+async def frame_ancestors(
+    request: Request, parts: GatewayDep, authorization: Annotated[str, Header()] = ""
+) -> FrameAncestors:
+    """For a user's server (its own hub token): which host pages may frame it now.
+
+    The server's extension (nbembed_frames) asks every few seconds and sets its
+    CSP ``frame-ancestors`` and the bridge's allowed origins from the answer, so
+    an operator's change of a tenant's origins reaches running servers.
+    """
+    hub_user = await _server_user(request, authorization)
+    return FrameAncestors(origins=tenant_origins(parts, hub_user))

@@ -17,7 +17,25 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NBEMBED_GATEWAY_", extra="ignore")
 
     port: int = 8080
-    tenants_file: Path = Field(description="JSON list of tenants (id, api_key_sha256, origins).")
+    tenants_file: Path | None = Field(
+        default=None,
+        description="Bootstrap tenants (a JSON list: id, api_key_sha256, allowed_origins, "
+        "restricted) written into the store at start; the file wins for its ids. Leave it "
+        "out in production and manage tenants with python -m nbembed.admin.",
+    )
+    tenants_refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often each replica reloads the tenants from the store: a tenant "
+        "created, rotated or changed by an operator takes effect within this.",
+    )
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="The operator credential for the admin API (/admin/v1) and "
+        "python -m nbembed.admin. Unset: the admin API answers 401 to everyone.",
+    )
     group_id: str = "nbembed-gateway"
     hub_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -92,4 +110,6 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError(f"set {prefix} or {prefix}_FILE")
             if name == "ticket_key" and len(secret.get_secret_value()) < 32:
                 raise ValueError("the ticket key needs at least 32 characters of randomness")
+        if self.admin_token is None and self.admin_token_file is not None:
+            self.admin_token = SecretStr(self.admin_token_file.read_text().strip())
         return self

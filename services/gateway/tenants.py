@@ -1,20 +1,48 @@
-"""Tenants (host apps) and their API keys.
+"""Tenants (host apps) and their API keys, kept in the store and managed at run time.
 
 Keys are random high-entropy tokens, so a SHA-256 digest is enough to store
 them (no slow hash needed, unlike passwords); they are compared in constant
 time so a caller cannot learn a digest byte by byte from response timing.
+
+Every request is authenticated against an in-memory snapshot of the tenants
+collection that each gateway replica reloads every few seconds: a tenant
+created, rotated, re-originated or disabled by an operator takes effect on
+every replica within that interval, without a restart and without a store
+read on the hot path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
+from pymongo import AsyncMongoClient, ReturnDocument
 
 from schemas.naming import TENANT_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+API_KEY_PREFIX = "nbk_"
+"""Keys the gateway generates start with this (browser tokens start with ``nbs_``)."""
+
+
+def key_digest(api_key: str) -> str:
+    """What the store keeps of an API key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    """A fresh API key (shown once, to the operator who asked for it)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 class Tenant(BaseModel):
@@ -23,6 +51,10 @@ class Tenant(BaseModel):
     id: str = Field(pattern=TENANT_ID_PATTERN)
     name: str = ""
     api_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
+    previous_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", repr=False)
+    previous_key_expires_at: datetime | None = Field(
+        default=None, description="Until when the key replaced by the last rotation still works."
+    )
     allowed_origins: list[str] = []
     restricted: bool = Field(
         default=False,
@@ -30,28 +62,148 @@ class Tenant(BaseModel):
         "exports are closed on the user's server and in its page. A session may only ask "
         "for stricter, never weaker.",
     )
+    disabled: bool = Field(default=False, description="A disabled tenant's keys answer 401.")
+
+    def key_digests(self, now: datetime) -> list[str]:
+        """The digests that authenticate this tenant now (none when disabled)."""
+        if self.disabled:
+            return []
+        digests = [self.api_key_sha256]
+        expires = self.previous_key_expires_at
+        if self.previous_key_sha256 and expires is not None:
+            if expires.tzinfo is None:  # the store hands back naive UTC datetimes
+                expires = expires.replace(tzinfo=UTC)
+            if now < expires:
+                digests.append(self.previous_key_sha256)
+        return digests
 
 
 class TenantRegistry:
-    """The tenants the gateway knows, looked up by API key."""
+    """The tenants the gateway knows now, looked up by API key."""
 
-    def __init__(self, tenants: list[Tenant]) -> None:
-        self._tenants = tenants
+    def __init__(self, tenants: Iterable[Tenant] = ()) -> None:
+        self._tenants = list(tenants)
 
     @classmethod
     def from_file(cls, path: Path) -> TenantRegistry:
         """Load tenants from a JSON list; a malformed file fails at start, not per request."""
-        return cls([Tenant.model_validate(item) for item in json.loads(path.read_text())])
+        return cls(load_file(path))
 
-    def authenticate(self, api_key: str) -> Tenant | None:
-        """The tenant whose key this is, or None; checks every tenant in constant time."""
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
+    def replace(self, tenants: Iterable[Tenant]) -> None:
+        """Swap in a fresh snapshot (one assignment: requests see the old or the new one)."""
+        self._tenants = list(tenants)
+
+    def authenticate(self, api_key: str, now: datetime | None = None) -> Tenant | None:
+        """The tenant whose key this is, or None; checks every key in constant time."""
+        digest = key_digest(api_key)
+        moment = now or datetime.now(UTC)
         found = None
         for tenant in self._tenants:
-            if hmac.compare_digest(digest, tenant.api_key_sha256):
-                found = tenant
+            for candidate in tenant.key_digests(moment):
+                if hmac.compare_digest(digest, candidate):
+                    found = tenant
         return found
 
-    def allowed_origins(self) -> list[str]:
-        """Every origin some tenant's pages are served from (for CORS)."""
-        return sorted({origin for tenant in self._tenants for origin in tenant.allowed_origins})
+    def get(self, tenant_id: str) -> Tenant | None:
+        """An enabled tenant by id (for the hub's per-tenant answers)."""
+        for tenant in self._tenants:
+            if tenant.id == tenant_id and not tenant.disabled:
+                return tenant
+        return None
+
+    def allowed_origins(self) -> set[str]:
+        """Every origin some enabled tenant's pages are served from (for CORS)."""
+        return {o for t in self._tenants if not t.disabled for o in t.allowed_origins}
+
+
+def load_file(path: Path) -> list[Tenant]:
+    """The tenants of a bootstrap file (a JSON list), validated."""
+    return [Tenant.model_validate(item) for item in json.loads(path.read_text())]
+
+
+class TenantStore:
+    """The ``tenants`` collection: one document per tenant, ``_id`` its id."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._docs = client[database]["tenants"]
+
+    async def all(self) -> list[Tenant]:
+        """Every tenant, disabled ones included (a small collection, read whole)."""
+        return [_tenant(doc) async for doc in self._docs.find({})]
+
+    async def get(self, tenant_id: str) -> Tenant | None:
+        """One tenant by id, or None."""
+        doc = await self._docs.find_one({"_id": tenant_id})
+        return _tenant(doc) if doc else None
+
+    async def create(self, tenant: Tenant) -> bool:
+        """Insert a new tenant; False when the id is taken (nothing changes then)."""
+        result = await self._docs.update_one(
+            {"_id": tenant.id}, {"$setOnInsert": _doc(tenant)}, upsert=True
+        )
+        return result.upserted_id is not None
+
+    async def put(self, tenant: Tenant) -> None:
+        """Write a tenant whole (the bootstrap file's tenants at start)."""
+        await self._docs.replace_one({"_id": tenant.id}, _doc(tenant), upsert=True)
+
+    async def update(self, tenant_id: str, **fields: Any) -> Tenant | None:
+        """Set ``fields`` on a tenant; the tenant after the change, or None if unknown."""
+        fields["updated_at"] = datetime.now(UTC)
+        doc = await self._docs.find_one_and_update(
+            {"_id": tenant_id}, {"$set": fields}, return_document=ReturnDocument.AFTER
+        )
+        return _tenant(doc) if doc else None
+
+    async def rotate_key(self, tenant_id: str, grace: timedelta) -> tuple[Tenant, str] | None:
+        """Give the tenant a new key; the current one keeps working for ``grace``."""
+        current = await self.get(tenant_id)
+        if current is None:
+            return None
+        api_key = new_api_key()
+        updated = await self.update(
+            tenant_id,
+            api_key_sha256=key_digest(api_key),
+            previous_key_sha256=current.api_key_sha256 if grace > timedelta(0) else None,
+            previous_key_expires_at=datetime.now(UTC) + grace if grace > timedelta(0) else None,
+        )
+        return (updated, api_key) if updated else None
+
+
+def _doc(tenant: Tenant) -> dict[str, Any]:
+    fields = tenant.model_dump(exclude={"id"})
+    return {"_id": tenant.id, **fields, "updated_at": datetime.now(UTC)}
+
+
+def _tenant(doc: dict[str, Any]) -> Tenant:
+    return Tenant.model_validate({**doc, "id": doc["_id"]})
+
+
+async def seed(store: TenantStore, path: Path | None) -> None:
+    """Write the bootstrap file's tenants into the store (the file wins for those ids).
+
+    The local stack describes its demo tenants in a file it rewrites at each
+    start; production deployments leave it out and manage tenants with
+    ``python -m nbembed.admin`` only.
+    """
+    if path is None:
+        return
+    for tenant in load_file(path):
+        await store.put(tenant)
+
+
+async def keep_fresh(
+    registry: TenantRegistry, store: TenantStore, interval: float, loaded: asyncio.Event
+) -> None:
+    """Reload the registry from the store every ``interval`` seconds, forever.
+
+    A failed read keeps the last snapshot (the store being down must not lock
+    every tenant out) and is retried at the next tick.
+    """
+    while True:
+        try:
+            registry.replace(await store.all())
+            loaded.set()
+        except Exception as exc:  # any store failure: keep serving the last snapshot
+            log.warning("tenant reload failed", extra={"error": repr(exc)})
+        await asyncio.sleep(interval)

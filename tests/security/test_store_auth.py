@@ -28,7 +28,14 @@ from tests.stack.helpers import open_session
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("running_stack")]
 
 COLLECTIONS = {
-    "gateway": ("sessions", "saves", "gateway_notebooks", "gateway_open_files", "redeemed_tickets"),
+    "gateway": (
+        "sessions",
+        "saves",
+        "gateway_notebooks",
+        "gateway_open_files",
+        "redeemed_tickets",
+        "tenants",
+    ),
     "provisioner": ("provisioner_sessions", "provisioner_users"),
     "sync": ("notebooks", "notebook_revisions", "sync_placements", "sync_files"),
 }

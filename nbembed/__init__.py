@@ -1,0 +1,1 @@
+"""nbembed's operator tools (``python -m nbembed.admin``)."""
