@@ -1,4 +1,4 @@
-"""``python -m infra up|down|status``: the local stack's command line."""
+"""``python -m infra up|down|status|restart``, ``python -m infra dlq list|replay TOPIC``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import argparse
 import sys
 import time
 
-from infra import stack
+from infra import dlq, stack
 from infra.settings import StackSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stack command; the exit status says whether it worked."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dlq"]:
+        return dlq.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "restart"])
     args = parser.parse_args(argv)

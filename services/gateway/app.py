@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
@@ -23,10 +26,14 @@ from services.gateway import (
     saves_api,
     sdk,
 )
+from services.gateway.attachments import INPUTS_KIND, render_inputs
 from services.gateway.audit import AuditProjector
 from services.gateway.audit_store import AuditStore, AuditUsers
+from services.gateway.dead_letters import DeadLetters
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
+from services.gateway.library_api import end_sessions_of_deleted
+from services.gateway.outbox import BrokerUnavailable, Outbox
 from services.gateway.projection import Projection
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
@@ -66,6 +73,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         audit_reports=RateLimiter(
             burst=settings.audit_report_burst, per_second=settings.audit_report_per_second
         ),
+        outbox=Outbox(
+            mongo,
+            database,
+            broker,
+            publish_seconds=settings.publish_timeout_seconds,
+            relay_seconds=settings.outbox_relay_seconds,
+            retry_after=settings.broker_retry_after_seconds,
+        ),
+    )
+    parts.outbox.render(INPUTS_KIND, lambda entry_id, entry: render_inputs(parts, entry_id, entry))
+    parts.outbox.before_relay(
+        NotebookView.COLLECTION, lambda notebook: end_sessions_of_deleted(parts, notebook)
     )
     hub_identity = HubIdentity(settings.hub_url)
 
@@ -85,15 +104,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             auditor
         )
         auditor.attach()
+    if settings.dead_letters:
+        own = {settings.group_id, settings.audit_group_id, settings.dead_letters_group_id}
+        DeadLetters(broker, parts.sessions, parts.saves, own_groups=own).attach(
+            settings.dead_letters_group_id
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await parts.tickets.ensure_indexes()
         await parts.audit.ensure_indexes()
         await broker.start()
+        relay = asyncio.ensure_future(parts.outbox.run_relay())
         try:
             yield
         finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await parts.outbox.aclose()
             await broker.stop()
             await parts.sync.aclose()
             await hub_identity.aclose()
@@ -119,6 +148,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     problems.install(app)
     problems.document(app)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def on_broker_down(request: Request, exc: BrokerUnavailable) -> Response:
+        """Kafka is down: nothing was recorded; the same request later will work."""
+        detail = "Kafka is unavailable, so nothing was recorded; send the request again later."
+        return problems.unavailable(request, detail, exc.retry_after)
+
+    @app.exception_handler(PyMongoError)
+    async def on_store_down(request: Request, exc: PyMongoError) -> Response:
+        """The store does not answer: nothing acknowledged; the same request later will work."""
+        detail = "The store is unavailable; send the request again later (with the same "
+        detail += "Idempotency-Key where you gave one)."
+        return problems.unavailable(request, detail, settings.store_retry_after_seconds)
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next: Any) -> Any:

@@ -67,6 +67,17 @@ def response(request: Request, status: int, title: str, detail: str) -> JSONResp
     return _response(request, status, body)
 
 
+def unavailable(request: Request, detail: str, retry_after: int) -> JSONResponse:
+    """503 with ``Retry-After``: a component nbembed needs does not answer now."""
+    body = {
+        "type": PROBLEM_TYPE_BASE + "unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": detail,
+    }
+    return _response(request, 503, body, {"Retry-After": str(retry_after)})
+
+
 def install(app: FastAPI) -> None:
     """Make every error the app returns a problem document."""
 
