@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
 from services.common.kafka import EventConsumer, make_broker
@@ -41,6 +42,8 @@ from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveSt
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry
 from services.gateway.tickets import Tickets
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -155,9 +158,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         detail = "Kafka is unavailable, so nothing was recorded; send the request again later."
         return problems.unavailable(request, detail, exc.retry_after)
 
-    @app.exception_handler(PyMongoError)
-    async def on_store_down(request: Request, exc: PyMongoError) -> Response:
+    @app.exception_handler(ConnectionFailure)
+    async def on_store_down(request: Request, exc: ConnectionFailure) -> Response:
         """The store does not answer: nothing acknowledged; the same request later will work."""
+        log.warning("store unavailable", extra={"path": request.url.path, "error": repr(exc)})
         detail = "The store is unavailable; send the request again later (with the same "
         detail += "Idempotency-Key where you gave one)."
         return problems.unavailable(request, detail, settings.store_retry_after_seconds)

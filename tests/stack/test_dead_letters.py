@@ -19,6 +19,7 @@ from infra.settings import StackSettings
 from schemas import NotebookSaved, ServerReady, dlq_topic, hub_username
 from schemas.dead_letters import REPLAYED_FROM, DeadLetter
 from tests.stack.helpers import eventually
+from tests.stack.outbox_helpers import gateway_made_its_tables
 
 Doc = dict[str, Any]
 
@@ -77,8 +78,10 @@ async def _record(mongo: AsyncMongoClient[dict[str, Any]], collection: str, doc:
 async def test_a_dead_lettered_command_fails_its_session_and_its_save_with_a_reason(
     kafka_options: dict[str, Any],
     gateway: httpx.AsyncClient,
+    hub: httpx.AsyncClient,
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
+    await gateway_made_its_tables(gateway, hub)
     session_id, save_id = uuid.uuid4().hex, uuid.uuid4().hex
     hub_user = hub_username("demo", f"dlq-{session_id[:8]}")
     # A session waiting for sync, a save waiting for sync (as the gateway records them).

@@ -22,6 +22,7 @@ from schemas import CloudEvent, SessionRequested, hub_username
 from services.gateway.api import IDEMPOTENCY_NAMESPACE, SOURCE
 from services.gateway.outbox import MARKERS, event_entry
 from tests.stack.helpers import wait_for_final_status
+from tests.stack.outbox_helpers import gateway_made_its_tables
 
 TENANT = "demo"
 
@@ -72,6 +73,7 @@ async def _leave_pending(
 async def test_a_retry_with_the_same_key_publishes_what_the_first_attempt_left(
     gateway: httpx.AsyncClient, hub: httpx.AsyncClient, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
+    await gateway_made_its_tables(gateway, hub)
     key = f"crashed-{uuid.uuid4().hex}"
     user_id = f"retry-{uuid.uuid4().hex[:12]}"
     session_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{TENANT}:{key}").hex
@@ -96,6 +98,7 @@ async def test_a_retry_with_the_same_key_publishes_what_the_first_attempt_left(
 async def test_the_relay_publishes_what_a_crashed_request_left(
     gateway: httpx.AsyncClient, hub: httpx.AsyncClient, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
+    await gateway_made_its_tables(gateway, hub)
     session_id = uuid.uuid4().hex
     user_id = f"relay-{uuid.uuid4().hex[:12]}"
     await _leave_pending(mongo, session_id, user_id, marked=True)
