@@ -210,8 +210,8 @@ class Outbox:
         refused until then; the caller's request already stands.
         """
         for entry_id, entry in ordered(entries):
+            event = await self._event(entry_id, entry)  # a store error propagates
             try:
-                event = await self._event(entry_id, entry)
                 async with asyncio.timeout(self._publish_seconds):
                     await publish_event(self._broker, event)
             except Exception as exc:
