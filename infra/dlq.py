@@ -44,8 +44,8 @@ def dlq_name(topic: str) -> str:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    found = await consumer._client.fetch_all_metadata()
-    numbers = found.partitions_for_topic(topic)
+    await consumer.topics()  # fetches the cluster's metadata
+    numbers = consumer.partitions_for_topic(topic)
     if not numbers:
         raise SystemExit(f"no topic {topic}")
     return [TopicPartition(topic, n) for n in sorted(numbers)]

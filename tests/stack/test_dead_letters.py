@@ -179,7 +179,10 @@ async def test_dlq_list_shows_and_replay_republishes_each_dead_letter_once(
     again = await dlq.replay(kafka_options, "nbembed.servers")
     replayed_positions = {(letter.partition, letter.offset) for letter in replayed}
     assert not replayed_positions & {(letter.partition, letter.offset) for letter in again}
-    assert all(done for letter, done in await ours() if letter in {m for m, _ in listed})
+    first_listed = {(letter.partition, letter.offset) for letter, _ in listed}
+    assert all(
+        done for letter, done in await ours() if (letter.partition, letter.offset) in first_listed
+    )
 
 
 async def _at_least(found: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
