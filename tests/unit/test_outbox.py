@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from infra import dlq
 from schemas import (
     CloudEvent,
     NotebookSaved,
@@ -22,7 +23,7 @@ from schemas import (
     SessionFailed,
     SessionRequested,
 )
-from schemas.dead_letters import DeadLetter
+from schemas.dead_letters import REPLAYED_FROM, DeadLetter
 from services.common import kafka as common_kafka
 from services.gateway.dead_letters import DeadLetters
 from services.gateway.outbox import (
@@ -319,3 +320,12 @@ async def test_a_dead_lettered_save_fails_the_save_and_other_commands_fail_nothi
     assert event is not None and isinstance(event.data, NotebookStoreFailed)
     assert (event.data.save_id, event.data.code) == ("v1", "internal")
     assert await mapper.handle(await _dead_letter(_ended("s1"), "nbembed-provisioner")) is None
+
+
+async def test_a_replayed_dead_letter_is_the_original_message_with_where_it_came_from() -> None:
+    event = _requested("s1")
+    letter = await _dead_letter(event, "nbembed-provisioner")
+    headers = letter.replay_headers()
+    assert headers == event.kafka_headers() | {REPLAYED_FROM: "nbembed.sessions.dlq:0:9"}
+    assert letter.value == event.kafka_value() and letter.key == event.kafka_key()
+    assert dlq.dlq_name("nbembed.sessions") == dlq.dlq_name("nbembed.sessions.dlq")
