@@ -238,8 +238,7 @@ class Outbox:
             after = await self._db[collection].find_one_and_update(
                 {"_id": record_id},
                 {"$unset": unset},
-                projection={FIELD: 1},
-                return_document=ReturnDocument.AFTER,
+                return_document=ReturnDocument.AFTER,  # FerretDB 1.x has no projection here
             )
             if after is not None and after.get(FIELD):
                 return  # entries of another write remain: its marker stays
