@@ -33,11 +33,11 @@ state, not a command: its event is computed when it is published (the user's
 ``inputs/`` folder as it must be *now*), so a late republish never restores an
 older folder.
 
-While Kafka is known to be down (a publish just failed and the relay's ping
-has not answered since), writes are refused with 503 and ``Retry-After``
-before anything is recorded: a host is never told "accepted" for work that
-would wait an unknown time. Every 202 given before is completed by the relay
-once the broker answers again.
+While Kafka is known to be down (a publish just failed and neither the
+relay's ping nor a later publish has succeeded since), writes are refused
+with 503 and ``Retry-After`` before anything is recorded: a host is never
+told "accepted" for work that would wait an unknown time. Every 202 given
+before is completed by the relay once the broker answers again.
 """
 
 from __future__ import annotations
@@ -137,14 +137,23 @@ class BrokerState:
         self.down_since: float | None = None
 
     def check(self) -> None:
-        """Refuse new work while Kafka is known to be down."""
-        if self.down_since is not None:
+        """Refuse new work while Kafka is known to be down.
+
+        After ``retry_after`` seconds one request at a time is let through to
+        try (its record is written first, so its 202 holds either way): Kafka's
+        return is noticed by that publish even if the relay's ping missed it.
+        """
+        if self.down_since is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self.down_since < self.retry_after:
             raise BrokerUnavailable(self.retry_after)
+        self.down_since = now  # this one tries; the others wait again
 
     def failed(self) -> None:
         if self.down_since is None:
             log.error("Kafka unavailable: refusing writes until it answers")
-            self.down_since = asyncio.get_running_loop().time()
+        self.down_since = asyncio.get_running_loop().time()
 
     def answered(self) -> None:
         if self.down_since is not None:
@@ -221,6 +230,8 @@ class Outbox:
                     extra={"record": f"{collection}/{record_id}", "error": repr(exc)},
                 )
                 return False
+        if entries:
+            self.kafka.answered()
         self._spawn(self._settle(collection, record_id, list(entries), token))
         return True
 

@@ -187,6 +187,12 @@ async def test_while_kafka_is_down_entries_wait_new_writes_are_refused_and_the_r
     with pytest.raises(BrokerUnavailable) as refused:
         outbox.kafka.check()
     assert refused.value.retry_after == 7
+    # After Retry-After one request may try again (its record holds its 202 either way).
+    assert outbox.kafka.down_since is not None
+    outbox.kafka.down_since -= 8
+    outbox.kafka.check()
+    with pytest.raises(BrokerUnavailable):
+        outbox.kafka.check()
 
     # A young marker is its request's, not the relay's...
     assert await outbox.relay_once()
