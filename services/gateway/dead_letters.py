@@ -67,8 +67,9 @@ def reason_for(letter: DeadLetter) -> str:
     """What a host developer reads: what failed, how often, the error, what to do."""
     error = letter.reason[:REASON_CHARS] or "no reason recorded"
     what = COMMANDS.get(letter.event_type or "", "handling it")
+    tried = f"after {letter.attempts} attempt(s)" if letter.attempts else "(unreadable command)"
     return (
-        f"nbembed gave up {what} after {letter.attempts} attempt(s): {error}. "
+        f"nbembed gave up {what} {tried}: {error}. "
         "Try again; if it keeps failing, give the operator this dead letter "
         f"({letter.topic} partition {letter.partition} offset {letter.offset})."
     )
