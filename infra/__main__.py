@@ -1,4 +1,4 @@
-"""``python -m infra up|down|status|restart|lag``: the local stack's command line."""
+"""``python -m infra up|down|status|restart|lag``, ``python -m infra dlq list|replay TOPIC``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import asyncio
 import sys
 import time
 
-from infra import lag, stack
+from infra import dlq, lag, stack
 from infra.settings import StackSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stack command; the exit status says whether it worked."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dlq"]:
+        return dlq.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "restart", "lag"])
     args = parser.parse_args(argv)

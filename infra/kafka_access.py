@@ -58,21 +58,29 @@ class ServiceAccess:
     publishes: tuple[type[EventData], ...]
     consumes: dict[str, tuple[type[EventData], ...]] = field(default_factory=dict)
     """Consumer group id → the events its members handle."""
+    dead_letters: dict[str, tuple[type[EventData], ...]] = field(default_factory=dict)
+    """Consumer group id → the events whose dead-letter topics its members read."""
+
+    def event_topics(self) -> set[str]:
+        """The topics of the events its groups handle (each may dead-letter to its .dlq)."""
+        return {event.topic for events in self.consumes.values() for event in events}
 
     def read_topics(self) -> set[str]:
-        return {event.topic for events in self.consumes.values() for event in events}
+        dead = {dlq_topic(e.topic) for events in self.dead_letters.values() for e in events}
+        return self.event_topics() | dead
 
     def write_topics(self) -> set[str]:
         published = {event.topic for event in self.publishes}
-        return published | {dlq_topic(topic) for topic in self.read_topics()}
+        return published | {dlq_topic(topic) for topic in self.event_topics()}
 
     def groups(self) -> set[str]:
-        return set(self.consumes)
+        return set(self.consumes) | set(self.dead_letters)
 
 
 ACCESS: dict[str, ServiceAccess] = {
     # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish,
-    # and audit.py (the audit trail); app.py's projection and audit projector consume.
+    # and audit.py (the audit trail); app.py's projection and audit projector consume;
+    # dead_letters.py reads the commands' dead letters and publishes their failures.
     "gateway": ServiceAccess(
         publishes=(
             SessionRequested,
@@ -82,6 +90,8 @@ ACCESS: dict[str, ServiceAccess] = {
             NotebookDeleted,
             InputsChanged,
             AuditRecorded,
+            SessionFailed,
+            NotebookStoreFailed,
         ),
         consumes={
             "nbembed-gateway": (
@@ -103,6 +113,9 @@ ACCESS: dict[str, ServiceAccess] = {
                 NotebookStoreFailed,
                 AuditRecorded,
             ),
+        },
+        dead_letters={
+            "nbembed-gateway-dead-letters": (SessionRequested, ServerReady, NotebookSaved)
         },
     ),
     # services/provisioner: handlers.py publishes; app.py consumes.

@@ -249,7 +249,9 @@ class NotebookStoreFailed(_NotebookEvent):
     topic: ClassVar[str] = NOTEBOOK_STATUS_TOPIC
 
     save_id: Id
-    code: Literal["notebook_not_found", "notebook_invalid", "too_large", "server_unavailable"]
+    code: Literal[
+        "notebook_not_found", "notebook_invalid", "too_large", "server_unavailable", "internal"
+    ]
     reason: Reason
 
 

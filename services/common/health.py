@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from faststream.asgi import AsgiResponse, get, make_ping_asgi
+import asyncio
+from typing import Any
+
+from faststream.asgi import AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
 from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+
+PING_SECONDS = 3.0
 
 
 @get
@@ -13,6 +19,31 @@ async def liveness(scope: Scope) -> AsgiResponse:
     return AsgiResponse(b"ok", status_code=200)
 
 
-def health_routes(broker: KafkaBroker) -> list[tuple[str, ASGIApp]]:
-    """``/healthz`` (alive) and ``/readyz`` (204 while the broker answers)."""
-    return [("/healthz", liveness), ("/readyz", make_ping_asgi(broker, timeout=3.0))]
+async def store_answers(mongo: AsyncMongoClient[dict[str, Any]]) -> bool:
+    """The store answers a ping within the probe's time."""
+    try:
+        async with asyncio.timeout(PING_SECONDS):  # not the client's server selection time
+            await mongo.admin.command("ping")
+        return True
+    except Exception:
+        return False
+
+
+def health_routes(
+    broker: KafkaBroker, mongo: AsyncMongoClient[dict[str, Any]] | None = None
+) -> list[tuple[str, ASGIApp]]:
+    """``/healthz`` (alive) and ``/readyz`` (204 while the broker, and the store if any, answer).
+
+    A worker whose store is down cannot do its work (every handler reads or
+    writes it): readiness says so, so operators and the stack see it at once
+    rather than through dead letters.
+    """
+
+    @get
+    async def readiness(scope: Scope) -> AsgiResponse:
+        ready = await broker.ping(PING_SECONDS)
+        if ready and mongo is not None:
+            ready = await store_answers(mongo)
+        return AsgiResponse(b"", status_code=204 if ready else 500)
+
+    return [("/healthz", liveness), ("/readyz", readiness)]

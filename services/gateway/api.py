@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -14,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from schemas import CloudEvent, InputFile, SessionEnded, SessionRequested, hub_username
 from schemas.events import MAX_INPUTS
-from services.common.kafka import publish_event
-from services.gateway.attachments import check_names, inputs_changed, resolve, user_inputs
+from services.gateway.attachments import check_names, inputs_entry, resolve, user_inputs
 from services.gateway.deps import (
     SESSION_TOKEN_PREFIX,
     Gateway,
@@ -23,8 +23,9 @@ from services.gateway.deps import (
     TenantDep,
     session_token_digest,
 )
+from services.gateway.outbox import Entries, event_entry
 from services.gateway.problems import Problem
-from services.gateway.store import SESSION_FINAL, Document, SessionStatus
+from services.gateway.store import SESSION_FINAL, Document, SessionStatus, SessionStore
 from services.gateway.tenants import Tenant
 
 SOURCE = "/nbembed/gateway"
@@ -36,6 +37,25 @@ NotebookId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 NotebookName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+T = TypeVar("T")
+
+
+async def record(
+    parts: Gateway, collection: str, record_id: str, write: Callable[[], Awaitable[T]]
+) -> tuple[str, T]:
+    """Write a record with its outbox entries, and its relay marker beside it.
+
+    Refused (503, nothing written) while Kafka is known to be down. Returns the
+    marker's token and what ``write`` returned; then `Outbox.deliver` the entries.
+    """
+    parts.outbox.kafka.check()
+    token, written = await asyncio.gather(parts.outbox.hold(collection, record_id), write())
+    return token, written
+
+
+def pending(before: Document | None, new: Entries) -> Entries:
+    """The entries a write left in its record: any still pending from before, then ``new``."""
+    return {**((before or {}).get("outbox") or {}), **new}
 
 
 class SessionCreate(BaseModel):
@@ -210,18 +230,35 @@ async def create_session(
     inputs = await resolve(parts, tenant.id, body.inputs)
     if inputs:
         check_names([*await user_inputs(parts, hub_user), *inputs])
-    doc, created = await parts.sessions.create(
-        {
-            "_id": session_id,
-            "tenant_id": tenant.id,
-            "host_user_id": body.user_id,
-            "hub_user": hub_user,
-            "notebook_id": body.notebook_id,
-            "notebook_name": body.notebook_name,
-            "inputs": [item.model_dump() for item in inputs],
-            "restricted": restricted,
-            "browser_token_sha256": session_token_digest(browser_token),
-        }
+    requested = SessionRequested(
+        session_id=session_id,
+        tenant_id=tenant.id,
+        hub_user=hub_user,
+        host_user_id=body.user_id,
+        notebook_id=body.notebook_id,
+        notebook_name=body.notebook_name,
+        inputs=inputs,
+        restricted=restricted,
+    )
+    entries = event_entry(CloudEvent.wrap(requested, source=SOURCE, subject=session_id))
+    token, (doc, created) = await record(
+        parts,
+        SessionStore.COLLECTION,
+        session_id,
+        lambda: parts.sessions.create(
+            {
+                "_id": session_id,
+                "tenant_id": tenant.id,
+                "host_user_id": body.user_id,
+                "hub_user": hub_user,
+                "notebook_id": body.notebook_id,
+                "notebook_name": body.notebook_name,
+                "inputs": [item.model_dump() for item in inputs],
+                "restricted": restricted,
+                "browser_token_sha256": session_token_digest(browser_token),
+                "outbox": entries,
+            }
+        ),
     )
     if not created and (
         doc["host_user_id"],
@@ -235,22 +272,14 @@ async def create_session(
             "This Idempotency-Key was already used for a different request.",
             kind="idempotency-key-reused",
         )
-    if created:
+    # A retry finds what the first attempt left pending (it crashed, or Kafka
+    # failed it) and completes it: the same events, with the same ids.
+    left: Entries = doc.get("outbox") or {}
+    if left:
         # Before the request travels: every later fact about this hub user (its
         # server's reports included) can then be attributed to the host's user.
         await parts.audit_users.remember(hub_user, tenant.id, body.user_id)
-        requested = SessionRequested(
-            session_id=session_id,
-            tenant_id=tenant.id,
-            hub_user=hub_user,
-            host_user_id=body.user_id,
-            notebook_id=body.notebook_id,
-            notebook_name=body.notebook_name,
-            inputs=inputs,
-            restricted=restricted,
-        )
-        event = CloudEvent.wrap(requested, source=SOURCE, subject=session_id)
-        await publish_event(parts.broker, event)
+    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, left, token)
     response.headers["Location"] = f"/v1/sessions/{doc['_id']}"
     view = await SessionView.of(doc, parts)
     if created:
@@ -324,16 +353,29 @@ async def end_session(session_id: str, tenant: TenantDep, parts: GatewayDep) -> 
 
 
 async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
-    """End a session once: record why, stop storing its file's saves, tell the provisioner."""
+    """End a session once: record why, stop storing its file's saves, tell the provisioner.
+
+    The end and its events are one write (the outbox): a crash or a Kafka
+    failure after it leaves them to the relay, never a session ended for the
+    host but open for the provisioner.
+    """
     if doc.get("path"):
         await parts.open_files.release(doc["hub_user"], doc["path"], doc["_id"])
-    if await parts.sessions.advance(doc["_id"], "ended", end_reason=reason):
-        ended = SessionEnded(
-            session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]
-        )
-        await publish_event(parts.broker, CloudEvent.wrap(ended, source=SOURCE, subject=doc["_id"]))
-        if doc.get("inputs"):
-            # The user's inputs/ folder loses this session's files (those no other open
-            # session has); with no session left the server stops and sync skips it.
-            changed = await inputs_changed(parts, doc["tenant_id"], doc["hub_user"])
-            await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    ended = SessionEnded(
+        session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]
+    )
+    entries = event_entry(CloudEvent.wrap(ended, source=SOURCE, subject=doc["_id"]))
+    if doc.get("inputs"):
+        # The user's inputs/ folder loses this session's files (those no other open
+        # session has); with no session left the server stops and sync skips it.
+        entries |= inputs_entry(doc["tenant_id"], doc["hub_user"])
+    token, before = await record(
+        parts,
+        SessionStore.COLLECTION,
+        doc["_id"],
+        lambda: parts.sessions.end(doc["_id"], reason, entries),
+    )
+    if before is None:  # ended before: its events are the first end's
+        await parts.outbox.flush(SessionStore.COLLECTION, doc["_id"], token)
+        return
+    await parts.outbox.deliver(SessionStore.COLLECTION, doc["_id"], pending(before, entries), token)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp
 
 from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
@@ -26,10 +29,14 @@ from services.gateway import (
     saves_api,
     sdk,
 )
+from services.gateway.attachments import INPUTS_KIND, render_inputs
 from services.gateway.audit import AuditProjector
 from services.gateway.audit_store import AuditStore, AuditUsers
+from services.gateway.dead_letters import DeadLetters
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
+from services.gateway.library_api import end_sessions_of_deleted
+from services.gateway.outbox import BrokerUnavailable, Outbox
 from services.gateway.projection import Projection
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
@@ -37,6 +44,8 @@ from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveSt
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry, TenantStore, keep_fresh, seed
 from services.gateway.tickets import Tickets
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -70,6 +79,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         audit_reports=RateLimiter(
             burst=settings.audit_report_burst, per_second=settings.audit_report_per_second
         ),
+        outbox=Outbox(
+            mongo,
+            database,
+            broker,
+            publish_seconds=settings.publish_timeout_seconds,
+            relay_seconds=settings.outbox_relay_seconds,
+            retry_after=settings.broker_retry_after_seconds,
+        ),
+    )
+    parts.outbox.render(INPUTS_KIND, lambda entry_id, entry: render_inputs(parts, entry_id, entry))
+    parts.outbox.before_relay(
+        NotebookView.COLLECTION, lambda notebook: end_sessions_of_deleted(parts, notebook)
     )
     hub_identity = HubIdentity(settings.hub_url)
 
@@ -89,6 +110,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             auditor
         )
         auditor.attach()
+    if settings.dead_letters:
+        own = {settings.group_id, settings.audit_group_id, settings.dead_letters_group_id}
+        DeadLetters(broker, parts.sessions, parts.saves, own_groups=own).attach(
+            settings.dead_letters_group_id
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,10 +127,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         await loaded.wait()
         await broker.start()
+        relay = asyncio.ensure_future(parts.outbox.run_relay())
         try:
             yield
         finally:
             reloader.cancel()
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await parts.outbox.aclose()
             await broker.stop()
             await parts.sync.aclose()
             await hub_identity.aclose()
@@ -131,6 +162,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     problems.install(app)
     problems.document(app)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def on_broker_down(request: Request, exc: BrokerUnavailable) -> Response:
+        """Kafka is down: nothing was recorded; the same request later will work."""
+        detail = "Kafka is unavailable, so nothing was recorded; send the request again later."
+        return problems.unavailable(request, detail, exc.retry_after)
+
+    @app.exception_handler(ConnectionFailure)
+    async def on_store_down(request: Request, exc: ConnectionFailure) -> Response:
+        """The store does not answer: nothing acknowledged; the same request later will work."""
+        log.warning("store unavailable", extra={"path": request.url.path, "error": repr(exc)})
+        detail = "The store is unavailable; send the request again later (with the same "
+        detail += "Idempotency-Key where you gave one)."
+        return problems.unavailable(request, detail, settings.store_retry_after_seconds)
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next: Any) -> Any:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from schemas import InputFile, InputsChanged
+from typing import Any
+
+from schemas import CloudEvent, InputFile, InputsChanged
 from schemas.events import MAX_INPUTS
 from services.gateway.deps import Gateway
+from services.gateway.outbox import Document, Entries, state_entry
 from services.gateway.problems import Problem
+
+INPUTS_KIND = "inputs"
+"""Outbox entries that publish a user's inputs/ folder as it is when they are published."""
 
 
 def input_not_found(input_id: str) -> Problem:
@@ -59,4 +65,17 @@ async def inputs_changed(parts: Gateway, tenant_id: str, hub_user: str) -> Input
     """The event telling sync the user's inputs/ folder as it must be now."""
     return InputsChanged(
         tenant_id=tenant_id, hub_user=hub_user, inputs=await user_inputs(parts, hub_user)
+    )
+
+
+def inputs_entry(tenant_id: str, hub_user: str) -> Entries:
+    """An outbox entry telling sync the user's inputs/ folder (computed when published)."""
+    return state_entry(INPUTS_KIND, tenant_id=tenant_id, hub_user=hub_user)
+
+
+async def render_inputs(parts: Gateway, entry_id: str, entry: Document) -> CloudEvent[Any]:
+    """The inputs.changed event of an outbox entry: the folder as the sessions say now."""
+    changed = await inputs_changed(parts, entry["tenant_id"], entry["hub_user"])
+    return CloudEvent[InputsChanged](
+        id=entry_id, source="/nbembed/gateway", type=changed.event_type, data=changed
     )

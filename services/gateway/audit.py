@@ -67,6 +67,20 @@ def clip(value: object) -> str:
     return str(value)[:DETAIL_CHARS]
 
 
+def event(
+    record: AuditRecorded, *, event_id: str | None = None, time: datetime | None = None
+) -> CloudEvent[AuditRecorded]:
+    """The audit event of one fact."""
+    fields: dict[str, Any] = {"source": SOURCE, "type": record.event_type, "data": record}
+    if event_id is not None:
+        fields["id"] = event_id
+    if time is not None:
+        fields["time"] = time
+    if record.session_id is not None:
+        fields["subject"] = record.session_id
+    return CloudEvent[AuditRecorded](**fields)
+
+
 async def publish(
     broker: KafkaBroker,
     record: AuditRecorded,
@@ -75,16 +89,9 @@ async def publish(
     time: datetime | None = None,
 ) -> CloudEvent[AuditRecorded]:
     """Put one fact on the audit topic (acknowledged by every in-sync replica)."""
-    fields: dict[str, Any] = {"source": SOURCE, "type": record.event_type, "data": record}
-    if event_id is not None:
-        fields["id"] = event_id
-    if time is not None:
-        fields["time"] = time
-    if record.session_id is not None:
-        fields["subject"] = record.session_id
-    event = CloudEvent[AuditRecorded](**fields)
-    await publish_event(broker, event)
-    return event
+    published = event(record, event_id=event_id, time=time)
+    await publish_event(broker, published)
+    return published
 
 
 class AuditProjector:

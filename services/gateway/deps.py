@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka import KafkaBroker
 
 from services.gateway.audit_store import AuditStore, AuditUsers
+from services.gateway.outbox import Outbox
 from services.gateway.problems import Problem
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
@@ -42,6 +43,7 @@ class Gateway:
     audit: AuditStore
     audit_users: AuditUsers
     audit_reports: RateLimiter
+    outbox: Outbox
 
 
 def gateway(request: Request) -> Gateway:

@@ -16,21 +16,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ValidationError
 
-from schemas import AuditKind, AuditRecorded, CloudEvent, InputFile
+from schemas import AuditKind, AuditRecorded, InputFile
 from schemas.events import MAX_INPUTS, InputName
-from services.common.kafka import publish_event
 from services.gateway import audit
-from services.gateway.api import SOURCE, session_not_found
+from services.gateway.api import record, session_not_found
 from services.gateway.attachments import (
     check_names,
     input_not_found,
-    inputs_changed,
+    inputs_entry,
     resolve,
     user_inputs,
 )
 from services.gateway.deps import Gateway, GatewayDep, TenantDep
+from services.gateway.outbox import Entries, event_entry
 from services.gateway.problems import Problem
-from services.gateway.store import Document
+from services.gateway.store import Document, SessionStore
 from services.gateway.sync_client import SyncUnavailable
 
 UPLOAD_PATH = "/v1/inputs"
@@ -161,8 +161,8 @@ async def attach_input(
         if len(attached) >= MAX_INPUTS:
             raise Problem(409, "Too many input files", f"A session holds at most {MAX_INPUTS}.")
         check_names([*await user_inputs(parts, doc["hub_user"]), item])
-        await parts.sessions.set_inputs(session_id, [*attached, item.model_dump()])
-    await _publish_change(parts, doc, "input.attached", item)
+        attached = [*attached, item.model_dump()]
+    await _change(parts, doc, attached, "input.attached", item)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -175,19 +175,38 @@ async def detach_input(
     attached = [InputFile.model_validate(raw) for raw in doc.get("inputs", [])]
     detached = next((item for item in attached if item.id == input_id), None)
     kept = [item.model_dump() for item in attached if item.id != input_id]
-    await parts.sessions.set_inputs(session_id, kept)
-    await _publish_change(parts, doc, "input.detached", detached)
+    await _change(parts, doc, kept, "input.detached", detached)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _publish_change(
-    parts: Gateway, session: Document, kind: AuditKind, item: InputFile | None
+async def _change(
+    parts: Gateway,
+    session: Document,
+    inputs: list[dict[str, Any]],
+    kind: AuditKind,
+    item: InputFile | None,
 ) -> None:
-    """Tell sync the user's inputs/ as it must be now, and the audit trail what changed."""
-    changed = await inputs_changed(parts, session["tenant_id"], session["hub_user"])
-    await publish_event(parts.broker, CloudEvent.wrap(changed, source=SOURCE))
+    """Set the session's inputs; tell sync the user's inputs/ and the audit trail what changed.
+
+    One write holds the change and its events (the outbox), then they are published.
+    """
+    entries = inputs_entry(session["tenant_id"], session["hub_user"]) | _audit_entry(
+        session, kind, item
+    )
+    session_id = session["_id"]
+    token, _ = await record(
+        parts,
+        SessionStore.COLLECTION,
+        session_id,
+        lambda: parts.sessions.set_inputs(session_id, inputs, entries),
+    )
+    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, entries, token)
+
+
+def _audit_entry(session: Document, kind: AuditKind, item: InputFile | None) -> Entries:
+    """The audit event of an attach or detach, as an outbox entry (none for a no-op detach)."""
     if item is not None:
-        record = AuditRecorded(
+        fact = AuditRecorded(
             tenant_id=session["tenant_id"],
             kind=kind,
             hub_user=session["hub_user"],
@@ -196,4 +215,5 @@ async def _publish_change(
             reported_by="nbembed",
             detail=audit.input_detail(item),
         )
-        await audit.publish(parts.broker, record)
+        return event_entry(audit.event(fact))
+    return {}

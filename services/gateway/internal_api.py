@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from schemas import AuditDetail, AuditRecorded, CloudEvent, NotebookSaved, ServerReportedKind
 from schemas.login_ticket import REDEEM_PATH, RedeemRequest, Redemption
 from schemas.naming import tenant_of
-from services.common.kafka import publish_event
 from services.gateway import audit
 from services.gateway.api import SOURCE
 from services.gateway.deps import Gateway, GatewayDep
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem
 from services.gateway.rate_limit import Verdict
+from services.gateway.saves_api import record_save
 from services.gateway.tickets import TicketRefused
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
@@ -79,26 +79,16 @@ async def server_saved(
             "No open nbembed session has this file on your server; the save is not stored.",
             kind="file-not-open",
         )
-    save_id = uuid.uuid4().hex
-    # Recorded before it is published, so the audit trail knows whose save it was.
-    await parts.saves.create(
-        {
-            "_id": save_id,
-            "tenant_id": known["tenant_id"],
-            "notebook_id": known["notebook_id"],
-            "hub_user": hub_user,
-            "session_id": None,
-        }
-    )
     saved = NotebookSaved(
-        save_id=save_id,
+        save_id=uuid.uuid4().hex,
         tenant_id=known["tenant_id"],
         notebook_id=known["notebook_id"],
         hub_user=hub_user,
         path=body.path,
         origin="server",
     )
-    await publish_event(parts.broker, CloudEvent.wrap(saved, source=SOURCE))
+    # Recorded with its event, so the audit trail knows whose save it was.
+    await record_save(parts, {"session_id": None}, CloudEvent.wrap(saved, source=SOURCE))
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from schemas import CloudEvent, NotebookDeleted, NotebookRenamed, hub_username
-from services.common.kafka import publish_event
-from services.gateway.api import SOURCE, NotebookName, end
+from services.gateway.api import SOURCE, NotebookName, end, pending, record
 from services.gateway.deps import Gateway, GatewayDep, TenantDep
+from services.gateway.outbox import event_entry
 from services.gateway.problems import Problem
-from services.gateway.store import Document
+from services.gateway.store import Document, NotebookView
 from services.gateway.sync_client import SyncUnavailable
 
 router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"])
@@ -173,9 +173,16 @@ async def rename_notebook(
 ) -> NotebookSummary:
     """Rename a notebook (its display name; an open file keeps its path)."""
     await _summary(parts, tenant.id, notebook_id)
-    await parts.notebooks.rename(tenant.id, notebook_id, body.name)
     renamed = NotebookRenamed(tenant_id=tenant.id, notebook_id=notebook_id, name=body.name)
-    await publish_event(parts.broker, CloudEvent.wrap(renamed, source=SOURCE))
+    entries = event_entry(CloudEvent.wrap(renamed, source=SOURCE))
+    key = NotebookView.key(tenant.id, notebook_id)
+    token, before = await record(
+        parts,
+        NotebookView.COLLECTION,
+        key,
+        lambda: parts.notebooks.rename(tenant.id, notebook_id, body.name, entries),
+    )
+    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(before, entries), token)
     return NotebookSummary.of(await _summary(parts, tenant.id, notebook_id))
 
 
@@ -183,9 +190,30 @@ async def rename_notebook(
 async def delete_notebook(notebook_id: str, tenant: TenantDep, parts: GatewayDep) -> Response:
     """Delete a notebook and all its revisions; its open sessions end with the reason."""
     await _summary(parts, tenant.id, notebook_id)
-    await parts.notebooks.delete(tenant.id, notebook_id)
     deleted = NotebookDeleted(tenant_id=tenant.id, notebook_id=notebook_id)
-    await publish_event(parts.broker, CloudEvent.wrap(deleted, source=SOURCE))
-    for session in await parts.sessions.open_on_notebook(tenant.id, notebook_id):
-        await end(parts, session, reason="notebook deleted")
+    entries = event_entry(CloudEvent.wrap(deleted, source=SOURCE))
+    key = NotebookView.key(tenant.id, notebook_id)
+    token, before = await record(
+        parts,
+        NotebookView.COLLECTION,
+        key,
+        lambda: parts.notebooks.delete(tenant.id, notebook_id, entries),
+    )
+    await end_sessions_of_deleted(parts, {"tenant_id": tenant.id, "notebook_id": notebook_id})
+    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(before, entries), token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def end_sessions_of_deleted(parts: Gateway, notebook: Document) -> None:
+    """End the open sessions of a deleted notebook (idempotent).
+
+    Also run by the outbox relay before it republishes a tombstone's pending
+    notebook.deleted: a delete interrupted between its record and its sessions
+    still ends them.
+    """
+    if not notebook.get("deleted", True):
+        return
+    for session in await parts.sessions.open_on_notebook(
+        notebook["tenant_id"], notebook["notebook_id"]
+    ):
+        await end(parts, session, reason="notebook deleted")

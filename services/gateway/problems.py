@@ -21,6 +21,8 @@ ERRORS = {
     413: "The body is over the gateway's limit.",
     415: "The body is not JSON (`Content-Type: application/json`).",
     422: "A parameter, header or body field is invalid (`errors` lists each).",
+    503: "Kafka or the store is unavailable: nothing was accepted; retry after `Retry-After` "
+    "seconds (with the same `Idempotency-Key` where you gave one).",
 }
 """Errors any /v1 call may answer, by status, as the OpenAPI documents them."""
 
@@ -65,6 +67,17 @@ def response(request: Request, status: int, title: str, detail: str) -> JSONResp
     kind = title.lower().replace(" ", "-")
     body = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
     return _response(request, status, body)
+
+
+def unavailable(request: Request, detail: str, retry_after: int) -> JSONResponse:
+    """503 with ``Retry-After``: a component nbembed needs does not answer now."""
+    body = {
+        "type": PROBLEM_TYPE_BASE + "unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": detail,
+    }
+    return _response(request, 503, body, {"Retry-After": str(retry_after)})
 
 
 def install(app: FastAPI) -> None:
@@ -115,7 +128,7 @@ def document(app: FastAPI) -> None:
 
     FastAPI documents only 422, as ``application/json`` with its own schema;
     the gateway answers every error as ``application/problem+json``. Each /v1
-    operation gets the errors it can answer: 401 always, 404 on a path with an
+    operation gets the errors it can answer: 401 and 503 always, 404 on a path with an
     id, 411/413/415 with a JSON body, 422 where FastAPI validates, and any
     status its route declares.
     """
@@ -142,7 +155,7 @@ def document(app: FastAPI) -> None:
 
 def _document_errors(path: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    statuses = {401} | {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    statuses = {401, 503} | {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     if "{" in path:
         statuses.add(404)
     body = operation.get("requestBody", {}).get("content", {})
@@ -156,3 +169,10 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
             "description": described if described and status != 422 else ERRORS.get(status, ""),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
+        if status == 503:
+            responses["503"]["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before sending the request again.",
+                    "schema": {"type": "integer"},
+                }
+            }

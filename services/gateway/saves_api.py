@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
 from schemas import CloudEvent, NotebookSaved
-from services.common.kafka import publish_event
-from services.gateway.api import SOURCE, Failure, session_not_found
-from services.gateway.deps import CallerDep, GatewayDep, resolve_session_caller
+from services.gateway.api import SOURCE, Failure, record, session_not_found
+from services.gateway.deps import CallerDep, Gateway, GatewayDep, resolve_session_caller
+from services.gateway.outbox import event_entry
 from services.gateway.problems import Problem
-from services.gateway.store import Document, SaveStatus
+from services.gateway.store import Document, SaveStatus, SaveStore
 
 router = APIRouter(prefix="/v1", tags=["saves"])
 
@@ -79,26 +79,45 @@ async def request_save(
             f"Session {session_id} is {session['status']}; only a ready session can save.",
             kind="session-not-ready",
         )
-    save = await parts.saves.create(
-        {
-            "_id": uuid.uuid4().hex,
-            "tenant_id": caller.tenant_id,
-            "session_id": session_id,
-            "notebook_id": session["notebook_id"],
-            "hub_user": session["hub_user"],
-        }
-    )
     saved = NotebookSaved(
-        save_id=save["_id"],
+        save_id=uuid.uuid4().hex,
         tenant_id=caller.tenant_id,
         notebook_id=session["notebook_id"],
         hub_user=session["hub_user"],
         path=session["path"],
         origin="host",
     )
-    await publish_event(parts.broker, CloudEvent.wrap(saved, source=SOURCE, subject=session_id))
+    save = await record_save(
+        parts,
+        {"session_id": session_id},
+        CloudEvent.wrap(saved, source=SOURCE, subject=session_id),
+    )
     response.headers["Location"] = f"/v1/saves/{save['_id']}"
     return SaveView.of(save)
+
+
+async def record_save(
+    parts: Gateway, fields: Document, event: CloudEvent[NotebookSaved]
+) -> Document:
+    """Record a pending save and the notebook.saved event that asks for it, then publish.
+
+    The save and its event are one write: answered 202, the save reaches sync
+    (now, or through the relay after a crash or while Kafka is down).
+    """
+    saved = event.data
+    entries = event_entry(event)
+    doc = {
+        "_id": saved.save_id,
+        "tenant_id": saved.tenant_id,
+        "notebook_id": saved.notebook_id,
+        "hub_user": saved.hub_user,
+        **fields,
+    }
+    token, save = await record(
+        parts, SaveStore.COLLECTION, saved.save_id, lambda: parts.saves.create(doc, entries)
+    )
+    await parts.outbox.deliver(SaveStore.COLLECTION, saved.save_id, entries, token)
+    return save
 
 
 @router.get("/saves/{save_id}", response_model=SaveView)

@@ -98,6 +98,34 @@ class GatewaySettings(ServiceSettings):
         "(per gateway replica); beyond that, 429 and one reports.throttled record.",
     )
 
+    publish_timeout_seconds: float = Field(
+        default=3,
+        gt=0,
+        description="Longest a request waits for Kafka to take its event; after that the "
+        "event stays in the record's outbox for the relay, and new writes answer 503.",
+    )
+    outbox_relay_seconds: float = Field(
+        default=1,
+        gt=0,
+        description="How often the outbox relay republishes events left pending (after a "
+        "crash or a Kafka outage) and, while Kafka is down, pings it.",
+    )
+    broker_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of the 503 answered while Kafka is down."
+    )
+    store_retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of the 503 answered while the store is down."
+    )
+    dead_letters: bool = Field(
+        default=True,
+        description="Consume dead-lettered commands (group dead_letters_group_id) and fail "
+        "their sessions and saves with code internal. Any number of replicas may.",
+    )
+    dead_letters_group_id: str = Field(
+        default="nbembed-gateway-dead-letters",
+        description="Consumer group reading the dead-letter topics of nbembed's commands.",
+    )
+
     @model_validator(mode="after")
     def _load_secrets(self) -> GatewaySettings:
         for name in ("internal_token", "ticket_key", "hub_login_token"):

@@ -24,6 +24,8 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from services.gateway.outbox import Entries, as_fields
+
 Document = dict[str, Any]
 
 SessionStatus = Literal["requested", "provisioning", "ready", "failed", "ended"]
@@ -140,8 +142,10 @@ class _ForwardOnly:
 class SessionStore(_ForwardOnly):
     """Sessions as host apps see them."""
 
+    COLLECTION = "sessions"
+
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
-        super().__init__(client[database]["sessions"], SESSION_STATUSES)
+        super().__init__(client[database][self.COLLECTION], SESSION_STATUSES)
         self._client = client
 
     async def ping(self) -> bool:
@@ -158,9 +162,34 @@ class SessionStore(_ForwardOnly):
         cursor = self._docs.find({"tenant_id": tenant_id, "notebook_id": notebook_id})
         return [doc async for doc in cursor if doc["status_rank"] < ended]
 
-    async def set_inputs(self, session_id: str, inputs: list[Document]) -> None:
-        """Replace the input files attached to a session."""
-        await self._docs.update_one({"_id": session_id}, {"$set": {"inputs": inputs}})
+    async def set_inputs(self, session_id: str, inputs: list[Document], outbox: Entries) -> None:
+        """Replace the input files attached to a session, with the events that tell it."""
+        await self._docs.update_one(
+            {"_id": session_id}, {"$set": {"inputs": inputs, **as_fields(outbox)}}
+        )
+
+    async def end(self, session_id: str, reason: str, outbox: Entries) -> Document | None:
+        """End a session once, with its events; the session as it was, or None if ended before.
+
+        The condition on the rank rides on the ``_id`` lookup (FerretDB fetches
+        the one document and checks it), so ending twice adds no second event.
+        """
+        ended = SESSION_STATUSES.index("ended")
+        before = await self._docs.find_one_and_update(
+            {"_id": session_id, "status_rank": {"$lt": ended}},
+            {
+                "$set": {
+                    "status_rank": ended,
+                    "updated_at": datetime.now(UTC),
+                    "end_reason": reason,
+                    **as_fields(outbox),
+                }
+            },
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is not None:
+            self.changes.notify(session_id)
+        return before
 
     async def open_of_user(self, hub_user: str) -> list[Document]:
         """The hub user's sessions that have not ended (a scan of one user's: few)."""
@@ -185,12 +214,14 @@ class SessionStore(_ForwardOnly):
 class SaveStore(_ForwardOnly):
     """Saves requested through the gateway and what became of them."""
 
-    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
-        super().__init__(client[database]["saves"], SAVE_STATUSES)
+    COLLECTION = "saves"
 
-    async def create(self, save: Document) -> Document:
-        """Record a new pending save."""
-        return await self._insert(save)
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        super().__init__(client[database][self.COLLECTION], SAVE_STATUSES)
+
+    async def create(self, save: Document, outbox: Entries) -> Document:
+        """Record a new pending save with the event that asks for it."""
+        return await self._insert({**save, "outbox": outbox})
 
     async def complete(self, save: Document, status: SaveStatus, **fields: Any) -> None:
         """Record a save's outcome; creates the record for saves Jupyter made itself."""
@@ -216,18 +247,21 @@ class NotebookView:
     flight during the delete) cannot bring it back.
     """
 
+    COLLECTION = "gateway_notebooks"
+
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
-        self._notebooks = client[database]["gateway_notebooks"]
+        self._notebooks = client[database][self.COLLECTION]
 
     @staticmethod
-    def _key(tenant_id: str, notebook_id: str) -> str:
+    def key(tenant_id: str, notebook_id: str) -> str:
+        """The record's ``_id``."""
         return f"{tenant_id}/{notebook_id}"
 
     async def record(self, notebook: Document, revision: int) -> None:
         """Remember a notebook at ``revision`` (or later; never goes back)."""
         now = datetime.now(UTC)
         await self._notebooks.update_one(
-            {"_id": self._key(notebook["tenant_id"], notebook["notebook_id"])},
+            {"_id": self.key(notebook["tenant_id"], notebook["notebook_id"])},
             {
                 # Name and owner are the creator's; later renames are the gateway's own.
                 "$setOnInsert": {
@@ -243,7 +277,7 @@ class NotebookView:
 
     async def get(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook, or None (also when deleted)."""
-        found = await self._notebooks.find_one({"_id": self._key(tenant_id, notebook_id)})
+        found = await self._notebooks.find_one({"_id": self.key(tenant_id, notebook_id)})
         return None if found is None or found.get("deleted") else found
 
     async def list(
@@ -259,18 +293,22 @@ class NotebookView:
         cursor = self._notebooks.find(query).sort("updated_at", -1).skip(offset).limit(limit)
         return [doc async for doc in cursor]
 
-    async def rename(self, tenant_id: str, notebook_id: str, name: str) -> None:
-        """Change the display name."""
-        await self._notebooks.update_one(
-            {"_id": self._key(tenant_id, notebook_id)},
-            {"$set": {"name": name, "updated_at": datetime.now(UTC)}},
+    async def rename(
+        self, tenant_id: str, notebook_id: str, name: str, outbox: Entries
+    ) -> Document | None:
+        """Change the display name, with its event; the record as it was."""
+        return await self._notebooks.find_one_and_update(
+            {"_id": self.key(tenant_id, notebook_id)},
+            {"$set": {"name": name, "updated_at": datetime.now(UTC), **as_fields(outbox)}},
+            return_document=ReturnDocument.BEFORE,
         )
 
-    async def delete(self, tenant_id: str, notebook_id: str) -> None:
-        """Leave a tombstone."""
-        await self._notebooks.update_one(
-            {"_id": self._key(tenant_id, notebook_id)},
-            {"$set": {"deleted": True, "updated_at": datetime.now(UTC)}},
+    async def delete(self, tenant_id: str, notebook_id: str, outbox: Entries) -> Document | None:
+        """Leave a tombstone, with its event; the record as it was."""
+        return await self._notebooks.find_one_and_update(
+            {"_id": self.key(tenant_id, notebook_id)},
+            {"$set": {"deleted": True, "updated_at": datetime.now(UTC), **as_fields(outbox)}},
+            return_document=ReturnDocument.BEFORE,
         )
 
 

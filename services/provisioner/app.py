@@ -46,7 +46,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=health_routes(broker),
+        asgi_routes=health_routes(broker, mongo),
         on_shutdown=[close],
     )
     internal = create_internal_api(

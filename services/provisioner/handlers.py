@@ -27,6 +27,10 @@ class _CannotOpen(Exception):
         self.reason = reason
 
 
+class _AlreadyEnded(Exception):
+    """The session ended before its request was handled (a late or republished request)."""
+
+
 class ProvisionerHandlers:
     """Owns hub users and servers: turns session requests into running servers."""
 
@@ -61,6 +65,11 @@ class ProvisionerHandlers:
         )
         try:
             server_path = await self._ready_server(request.hub_user, strict)
+        except _AlreadyEnded:
+            log.info(
+                "request of an ended session ignored", extra={"session_id": request.session_id}
+            )
+            return
         except _CannotOpen as exc:
             await strict
             await self._fail(request, exc.code, exc.reason)
@@ -86,7 +95,7 @@ class ProvisionerHandlers:
             "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
         )
 
-    async def _ready_server(self, hub_user: str, strict: Awaitable[bool]) -> str:
+    async def _ready_server(self, hub_user: str, strict: Awaitable[bool | None]) -> str:
         """The path of ``hub_user``'s ready server, starting it (and the user) if needed.
 
         One GET when it already runs in a mode at least as strict as ``strict``
@@ -105,6 +114,8 @@ class ProvisionerHandlers:
             try:
                 server = await self._hub.ready_server(hub_user)
                 restricted = await strict
+                if restricted is None:
+                    raise _AlreadyEnded
                 if server is not None and (server.restricted or not restricted):
                     return server.path
                 if server is not None:

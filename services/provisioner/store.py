@@ -21,12 +21,15 @@ class OpenSessions:
         self._sessions = client[database]["provisioner_sessions"]
         self._users = client[database]["provisioner_users"]
 
-    async def opened(self, session_id: str, hub_user: str, *, restricted: bool = False) -> bool:
+    async def opened(
+        self, session_id: str, hub_user: str, *, restricted: bool = False
+    ) -> bool | None:
         """Record a requested session; a redelivery after its end does not reopen it.
 
         Returns whether the user's server must run restricted: this session is,
         or another open session of the user is (the server is always as strict
-        as the strictest open session).
+        as the strictest open session); None when the session has ended already
+        (a request republished after its end: nothing to start).
         """
         try:
             await self._sessions.insert_one(
@@ -39,6 +42,9 @@ class OpenSessions:
             )
         except DuplicateKeyError:
             # Seen before: counted already, or ended.
+            seen = await self._sessions.find_one({"_id": session_id})
+            if seen is not None and "ended_at" in seen:
+                return None
             user = await self._users.find_one({"_id": hub_user})
         else:
             added: dict[str, str] = {"open": session_id}

@@ -74,7 +74,7 @@ def create_app(settings: SyncSettings) -> Starlette:
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=health_routes(broker),
+        asgi_routes=health_routes(broker, mongo),
         on_shutdown=[close],
     )
     internal = create_internal_api(

@@ -20,6 +20,7 @@ from schemas import all_topics, dlq_topic
 from services.common import kafka as common_kafka
 from services.common.settings import ServiceSettings
 from services.gateway import app as gateway_app
+from services.gateway import dead_letters
 from services.gateway.settings import GatewaySettings
 from services.provisioner import app as provisioner_app
 from services.provisioner.settings import ProvisionerSettings
@@ -78,6 +79,9 @@ def test_the_table_grants_each_consumer_group_exactly_what_the_app_subscribes(
         granted = {
             group: {event.topic for event in events}
             for group, events in ACCESS[service].consumes.items()
+        } | {
+            group: {dlq_topic(event.topic) for event in events}
+            for group, events in ACCESS[service].dead_letters.items()
         }
         assert wired == granted, service
 
@@ -86,15 +90,20 @@ def test_every_topic_has_a_writer_and_every_event_topic_a_reader() -> None:
     written = set().union(*(access.write_topics() for access in ACCESS.values()))
     read = set().union(*(access.read_topics() for access in ACCESS.values()))
     assert written == set(all_topics())
-    assert read == {t for t in all_topics() if not t.endswith(".dlq")}
+    events = {t for t in all_topics() if not t.endswith(".dlq")}
+    assert read == events | set(dead_letters.TOPICS)
 
 
-def test_no_consumer_group_is_shared_and_no_service_reads_dead_letters() -> None:
+def test_no_consumer_group_is_shared_and_only_the_gateway_reads_commands_dead_letters() -> None:
     groups = [group for access in ACCESS.values() for group in access.groups()]
     assert len(groups) == len(set(groups))
-    for access in ACCESS.values():
-        # DLQ topics are write-only for services: only operators (the admin) read them.
-        assert not any(topic.endswith(".dlq") for topic in access.read_topics())
+    for service, access in ACCESS.items():
+        # DLQ topics are write-only for workers; the gateway reads those of the
+        # commands a host waits on (to fail the session or save), in its own group.
+        dead = {topic for topic in access.read_topics() if topic.endswith(".dlq")}
+        expected = set(dead_letters.TOPICS) if service == "gateway" else set()
+        assert dead == expected, service
+    assert set(ACCESS["gateway"].dead_letters) == {"nbembed-gateway-dead-letters"}
 
 
 def test_acls_are_literal_allow_bindings_for_service_principals_only() -> None:

@@ -1,0 +1,81 @@
+"""The store stopped: /readyz red on all three services, nothing acknowledged lost.
+
+Four users with running servers open new notebooks and save in a loop while
+FerretDB (the store's MongoDB endpoint) is stopped for 10 s and started
+again. Requests during the outage get 503 (with Retry-After) or, for those
+already past the store, their 202; every 202 must end ready or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from infra.settings import StackSettings
+from tests.faults.outbox_helpers import (
+    Load,
+    assert_problem_with_retry_after,
+    drive,
+    forget_users,
+    outcomes,
+    stopped,
+    wait_ready,
+    warm_users,
+)
+
+OUTAGE_SECONDS = 10
+RECOVERY_BOUND = 120
+
+
+async def _ready(url: str) -> int:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return (await client.get(url)).status_code
+
+
+@pytest.mark.timeout(400)
+async def test_store_stopped_turns_readiness_red_and_loses_nothing_acknowledged(
+    running_stack: StackSettings, gateway: httpx.AsyncClient, hub: httpx.AsyncClient
+) -> None:
+    settings = running_stack
+    probes = {
+        "gateway": f"http://127.0.0.1:{settings.gateway_port}/readyz",
+        "provisioner": f"http://127.0.0.1:{settings.provisioner_health_port}/readyz",
+        "sync": f"http://127.0.0.1:{settings.sync_health_port}/readyz",
+    }
+    warm = await warm_users(gateway, 4)
+    load = Load()
+    done = asyncio.Event()
+    try:
+        assert {await _ready(url) for url in probes.values()} <= {200, 204}
+        driving = asyncio.ensure_future(drive(gateway, warm, load, done))
+        await asyncio.sleep(3)
+        async with stopped(settings, "ferretdb"):
+            await asyncio.sleep(2)
+            while_down = {name: await _ready(url) for name, url in probes.items()}
+            await asyncio.sleep(OUTAGE_SECONDS - 2)
+        restarted = time.monotonic()
+        await wait_ready(settings)
+        await asyncio.sleep(3)
+        done.set()
+        await driving
+
+        found = await outcomes(gateway, load, RECOVERY_BOUND)
+        recovered = time.monotonic() - restarted
+        lost = [k for k, status in found.items() if status not in ("ready", "stored")]
+        print(
+            f"\nstore down {OUTAGE_SECONDS}s: readyz while down {while_down}; "
+            f"{len(load.accepted_sessions)} sessions and {len(load.accepted_saves)} saves "
+            f"accepted, {len(load.refused)} refused (503), lost {len(lost)} "
+            f"({[found[k] for k in lost]}), all final {recovered:.1f}s after the store was started"
+        )
+        assert all(status >= 500 for status in while_down.values()), while_down
+        for answer in load.refused:
+            assert_problem_with_retry_after(answer)
+        assert not load.other and not load.errors, (load.other, load.errors)
+        assert not lost, lost
+    finally:
+        done.set()
+        await forget_users(hub, warm)
