@@ -97,6 +97,22 @@ async def sigkill(settings: StackSettings, name: str) -> float:
     return time.monotonic() - killed_at
 
 
+async def restart(settings: StackSettings, name: str) -> float:
+    """Restart ``name`` gracefully (SIGTERM, as a rolling deploy does) and wait until ready.
+
+    Returns the seconds from the stop request until the new process answered.
+    """
+    program_pid(settings, name)
+    started = time.monotonic()
+    await asyncio.to_thread(supervisor.ctl, settings, "restart", name)
+    await wait_ready(settings, name)
+    return time.monotonic() - started
+
+
+STOPS = {"SIGKILL": sigkill, "SIGTERM": restart}
+"""How a test may take a service away: killed, or restarted gracefully."""
+
+
 @contextlib.asynccontextmanager
 async def stopped(settings: StackSettings, name: str) -> AsyncIterator[None]:
     """``name`` stopped through supervisord for the block, started again (and ready) after."""

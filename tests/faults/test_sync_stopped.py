@@ -1,4 +1,4 @@
-"""SIGKILL sync in the middle of 500 saves: every save is stored once, none twice."""
+"""Sync killed (or restarted) in the middle of 500 saves: each stored once, none twice."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from infra import store
 from infra.settings import StackSettings
 from schemas import hub_username
-from tests.faults.helpers import sigkill
+from tests.faults.helpers import STOPS
 from tests.stack.helpers import open_session
 
 USERS = 20
@@ -76,7 +76,9 @@ async def save_until_final(
 
 
 @pytest.mark.timeout(420)
-async def test_sigkill_sync_mid_500_saves_stores_each_exactly_once(
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
+    how: str,
     gateway: httpx.AsyncClient,
     hub_token: str,
     stack_settings: StackSettings,
@@ -116,13 +118,13 @@ async def test_sigkill_sync_mid_500_saves_stores_each_exactly_once(
 
     async def kill_sync() -> float:
         await kill_now.wait()
-        return await sigkill(stack_settings, "sync")
+        return await STOPS[how](stack_settings, "sync")
 
     try:
         started = time.monotonic()
         *_, back_after = await asyncio.gather(*(save_all(s) for s in savers), kill_sync())
         print(
-            f"[faults] sync SIGKILLed after {KILL_AFTER} of {USERS * SAVES_EACH} saves: "
+            f"[faults] sync {how} after {KILL_AFTER} of {USERS * SAVES_EACH} saves: "
             f"ready again after {back_after:.1f} s, longest save {max(latencies):.1f} s, "
             f"all saves done in {time.monotonic() - started:.1f} s"
         )
@@ -154,7 +156,7 @@ async def test_sigkill_sync_mid_500_saves_stores_each_exactly_once(
                 wrong.append(f"{saver.user_id}: revisions out of order")
             if logs[saver.session["notebook_id"]] != [r["revision"] for r in mine]:
                 wrong.append(f"{saver.user_id}: history {logs[saver.session['notebook_id']]}")
-        print(f"[faults] sync SIGKILL: lost {lost}, duplicated {duplicated} of 500 revisions")
+        print(f"[faults] sync {how}: lost {lost}, duplicated {duplicated} of 500 revisions")
         assert (lost, duplicated, wrong) == (0, 0, [])
         assert sum(1 for r in found if marker_of(r["content"])) == USERS * SAVES_EACH
     finally:
