@@ -164,3 +164,50 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
         await asyncio.gather(
             *(gateway.delete(f"/v1/sessions/{s.session['id']}") for s in savers if s.session)
         )
+
+
+@pytest.mark.timeout(120)
+async def test_a_revision_whose_writer_died_before_recording_it_stays_in_the_history(
+    gateway: httpx.AsyncClient,
+    hub_token: str,
+    stack_settings: StackSettings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """Sync stores a revision, then records it on the notebook: a kill between the two.
+
+    The state such a kill leaves is made by hand (the revision stored, the
+    notebook record not moved on); the next save must list that revision in
+    the history the host reads, and store its own after it.
+    """
+    saver = Saver(uuid.uuid4().hex[:6], 0)
+    saver.session = await open_session(gateway, user_id=saver.user_id, notebook_name="died")
+    assert saver.session["status"] == "ready", saver.session
+    notebook_id = saver.session["notebook_id"]
+    url = (
+        f"{stack_settings.public_hub_url}/user/{saver.hub_user}/api/contents/"
+        f"{saver.session['path']}"
+    )
+    records = mongo[store.DATABASES["sync"]]["notebooks"]
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}) as http:
+            for marker in saver.markers[:2]:
+                put = await http.put(
+                    url, json={"type": "notebook", "format": "json", "content": notebook(marker)}
+                )
+                assert put.status_code == 200, put.text
+                outcome, _ = await save_until_final(gateway, saver.session["id"])
+                assert outcome["status"] == "stored", outcome
+                if marker == saver.markers[0]:
+                    died_on = outcome["revision"]
+                    # As if sync died right after inserting that revision.
+                    await records.update_one(
+                        {"_id": notebook_id},
+                        {"$set": {"latest_revision": died_on - 1}, "$pop": {"revision_log": 1}},
+                    )
+        listed = await gateway.get(f"/v1/notebooks/{notebook_id}/revisions")
+        assert listed.status_code == 200, listed.text
+        numbers = sorted(r["revision"] for r in listed.json()["revisions"])
+        print(f"[faults] writer died between its two writes: history {numbers}")
+        assert numbers == list(range(1, died_on + 2))
+    finally:
+        await gateway.delete(f"/v1/sessions/{saver.session['id']}")
