@@ -144,6 +144,7 @@ class SessionFailed(_SessionEvent):
         "notebook_not_found",
         "notebook_invalid",
         "input_not_found",
+        "server_unavailable",
         "internal",
     ]
     reason: Reason

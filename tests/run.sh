@@ -12,7 +12,9 @@ echo "==> mypy"
 echo "==> bridge unit tests (node)"
 (cd infra/bridge && node --test lib/)
 echo "==> pytest"
-.venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser -p no:cacheprovider -ra "$@"
+# The fault suite comes last: it stops, freezes and kills parts of the stack.
+.venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser tests/faults \
+    -p no:cacheprovider -ra "$@"
 # Per-user origins (README, "Security model") is a setting: prove it on a stack of
 # its own in that mode. A stack left up by `make up` runs the default mode, so
 # that case is reported, not silently passed.

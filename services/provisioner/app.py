@@ -47,7 +47,10 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(broker, mongo),
-        on_shutdown=[close],
+        # After the broker has stopped, i.e. after in-flight handlers finished:
+        # closing the clients before (on_shutdown) failed every handler still
+        # running on SIGTERM, and its retries dead-lettered the message.
+        after_shutdown=[close],
     )
     internal = create_internal_api(
         hub,

@@ -51,6 +51,7 @@ def create_app(settings: SyncSettings) -> Starlette:
         ui=settings.ui,
         max_notebook_bytes=settings.max_notebook_bytes,
         save_read_seconds=settings.save_read_seconds,
+        placement_seconds=settings.placement_seconds,
         max_json_depth=settings.max_json_depth,
     )
     # Two groups, each reading one topic with its partitions handled in parallel:
@@ -75,7 +76,10 @@ def create_app(settings: SyncSettings) -> Starlette:
     app = AsgiFastStream(
         broker,
         asgi_routes=health_routes(broker, mongo),
-        on_shutdown=[close],
+        # After the broker has stopped, i.e. after in-flight handlers finished:
+        # closing the clients before (on_shutdown) failed every handler still
+        # running on SIGTERM, and its retries dead-lettered the message.
+        after_shutdown=[close],
     )
     internal = create_internal_api(
         store,

@@ -56,6 +56,7 @@ class SyncHandlers:
         ui: str,
         max_notebook_bytes: int,
         save_read_seconds: float = 15,
+        placement_seconds: float = 20,
         max_json_depth: int = notebooks.MAX_DEPTH,
     ) -> None:
         self._contents = contents
@@ -68,6 +69,7 @@ class SyncHandlers:
         self._ui = ui
         self._max_notebook_bytes = max_notebook_bytes
         self._save_read_seconds = save_read_seconds
+        self._placement_seconds = placement_seconds
         self._max_json_depth = max_json_depth
 
     def page_url(self, server_path: str, path: str) -> str:
@@ -82,28 +84,26 @@ class SyncHandlers:
         """Put the session's notebook and input files on the server, then publish session.ready.
 
         Restores the stored notebook's latest revision, or creates a new one
-        under a free name; idempotent through the placement record.
+        under a free name; idempotent through the placement record. Bounded in
+        time: a server that accepts connections but does not answer (hung,
+        overloaded) fails its session with ``server_unavailable`` after
+        ``placement_seconds`` instead of holding up, through retries, every
+        other session whose events share its partition.
         """
         ready = event.data
-        placed = await self._store.placement(ready.session_id)
-        announcement: Announcement | None = None
-        if placed is None:
-            result: tuple[str, str, Announcement | None] | None
-            if ready.notebook_id is not None:
-                result = await self._restore(ready)
-            else:
-                result = await self._create(ready)
-            if result is None:
-                return  # session.failed was published
-            notebook_id, path, announcement = result
-        else:
-            notebook_id, path = placed["notebook_id"], placed["path"]
         try:
-            await self._inputs.place(ready.server_path, ready.tenant_id, ready.inputs)
-        except InputNotFound as exc:
-            await self._fail(ready, "input_not_found", f"input files deleted before use: {exc}")
+            async with asyncio.timeout(self._placement_seconds):
+                placed = await self._place(ready)
+        except TimeoutError:
+            reason = (
+                f"the user's server did not answer within {self._placement_seconds:.0f}s "
+                "while its notebook was put in place; open the session again"
+            )
+            await self._fail(ready, "server_unavailable", reason)
             return
-
+        if placed is None:
+            return  # session.failed was published
+        notebook_id, path, announcement, new = placed
         session_ready = SessionReady(
             session_id=ready.session_id,
             tenant_id=ready.tenant_id,
@@ -113,7 +113,7 @@ class SyncHandlers:
             page_url=self.page_url(ready.server_path, path),
         )
         ready_event = CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)
-        if placed is None:
+        if new:
             await asyncio.gather(
                 publish_event(self._broker, ready_event),
                 self._store.record_placement(ready.session_id, notebook_id, path),
@@ -125,6 +125,33 @@ class SyncHandlers:
         log.info(
             "session ready", extra={"session_id": ready.session_id, "notebook_id": notebook_id}
         )
+
+    async def _place(self, ready: ServerReady) -> tuple[str, str, Announcement | None, bool] | None:
+        """The notebook (restored or created) and input files on the server.
+
+        Returns the notebook id, its path, what to announce as stored, and
+        whether this placement is new (not recorded by an earlier delivery);
+        None when session.failed was published.
+        """
+        placed = await self._store.placement(ready.session_id)
+        announcement: Announcement | None = None
+        if placed is None:
+            result: tuple[str, str, Announcement | None] | None
+            if ready.notebook_id is not None:
+                result = await self._restore(ready)
+            else:
+                result = await self._create(ready)
+            if result is None:
+                return None
+            notebook_id, path, announcement = result
+        else:
+            notebook_id, path = placed["notebook_id"], placed["path"]
+        try:
+            await self._inputs.place(ready.server_path, ready.tenant_id, ready.inputs)
+        except InputNotFound as exc:
+            await self._fail(ready, "input_not_found", f"input files deleted before use: {exc}")
+            return None
+        return notebook_id, path, announcement, placed is None
 
     async def _restore(self, ready: ServerReady) -> tuple[str, str, None] | None:
         assert ready.notebook_id is not None

@@ -69,6 +69,13 @@ class SyncSettings(ServiceSettings):
     save_read_seconds: float = Field(
         default=15, gt=0, description="Longest a saved file's read from its server may take."
     )
+    placement_seconds: float = Field(
+        default=20,
+        gt=0,
+        description="Longest putting a session's notebook on its server may take; a server "
+        "that does not answer by then fails the session (server_unavailable) instead of "
+        "holding up the other sessions of its partition.",
+    )
     max_json_depth: int = Field(
         default=100, ge=10, le=500, description="Deepest nesting accepted in a saved notebook."
     )

@@ -28,6 +28,11 @@ def _notebook_key(hub_user: str, notebook_id: str) -> str:
     return f"notebook/{hub_user}/{notebook_id}"
 
 
+def _log_entry(revision: int, digest: str, created: datetime) -> Document:
+    """One line of a notebook's revision history (field order matters to ``$addToSet``)."""
+    return {"revision": revision, "sha256": digest, "created_at": created}
+
+
 def content_sha256(notebook: dict[str, Any]) -> str:
     """A stable digest of a notebook's content (key order does not matter)."""
     canonical = json.dumps(notebook, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -111,6 +116,10 @@ class NotebookStore:
                 if current is not None and current["sha256"] == digest:
                     return latest, digest, False
             revision = latest + 1
+            # Millisecond precision, as stored: the history entry written here and
+            # one rebuilt from the stored revision (``_adopt``) are then equal.
+            now = datetime.now(UTC)
+            created = now.replace(microsecond=now.microsecond // 1000 * 1000)
             try:
                 await self._revisions.insert_one(
                     {
@@ -120,24 +129,40 @@ class NotebookStore:
                         "revision": revision,
                         "sha256": digest,
                         "content": content,
-                        "created_at": datetime.now(UTC),
+                        "created_at": created,
                     }
                 )
             except DuplicateKeyError:
-                await self._move_latest(notebook_id, revision)
+                await self._adopt(notebook_id, revision)
                 await asyncio.sleep(0.01)
                 continue
-            await self._move_latest(notebook_id, revision, digest)
+            await self._move_latest(notebook_id, revision, _log_entry(revision, digest, created))
             await self._apply_retention(notebook_id, revision)
             return revision, digest, True
 
+    async def _adopt(self, notebook_id: str, revision: int) -> None:
+        """Move the record onto a revision another writer stored, and list it in the history.
+
+        That writer may have died between its two writes (a SIGKILL, an OOM):
+        without this, the revision would exist and be the latest, yet be
+        missing from the history hosts read. A writer that is only slower adds
+        the same entry, which ``$addToSet`` keeps once.
+        """
+        stored = await self._revisions.find_one(
+            {"_id": _revision_id(notebook_id, revision)}, {"sha256": 1, "created_at": 1}
+        )
+        entry = None
+        if stored is not None:
+            created = stored["created_at"].replace(tzinfo=UTC)
+            entry = _log_entry(revision, stored["sha256"], created)
+        await self._move_latest(notebook_id, revision, entry)
+
     async def _move_latest(
-        self, notebook_id: str, revision: int, digest: str | None = None
+        self, notebook_id: str, revision: int, entry: Document | None = None
     ) -> None:
         update: Document = {"$max": {"latest_revision": revision, "updated_at": datetime.now(UTC)}}
-        if digest is not None:
-            entry = {"revision": revision, "sha256": digest, "created_at": datetime.now(UTC)}
-            update["$push"] = {"revision_log": entry}
+        if entry is not None:
+            update["$addToSet"] = {"revision_log": entry}
         await self._notebooks.update_one({"_id": notebook_id}, update)
 
     async def _apply_retention(self, notebook_id: str, revision: int) -> None:

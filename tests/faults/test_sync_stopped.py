@@ -1,0 +1,213 @@
+"""Sync killed (or restarted) in the middle of 500 saves: each stored once, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from infra import store
+from infra.settings import StackSettings
+from schemas import hub_username
+from tests.faults.helpers import STOPS
+from tests.stack.helpers import open_session
+
+USERS = 20
+SAVES_EACH = 25
+KILL_AFTER = 150
+"""Stored saves before sync is killed: the kill lands in the middle of the stream."""
+
+
+def notebook(marker: str) -> dict[str, Any]:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "id": "c",
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": None,
+                "outputs": [],
+                "source": f"marker = {marker!r}",
+            }
+        ],
+    }
+
+
+def marker_of(content: dict[str, Any]) -> str | None:
+    for cell in content.get("cells", []):
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if source.startswith("marker = "):
+            return str(source[len("marker = ") :].strip("'"))
+    return None
+
+
+class Saver:
+    """One host user who edits its notebook and saves it, one save after the other."""
+
+    def __init__(self, run: str, index: int) -> None:
+        self.user_id = f"fault-sync-{run}-{index}"
+        self.hub_user = hub_username("demo", self.user_id)
+        self.markers = [f"{run}-{index}-{i}-{uuid.uuid4().hex}" for i in range(SAVES_EACH)]
+        self.session: dict[str, Any] = {}
+
+
+async def save_until_final(
+    gateway: httpx.AsyncClient, session_id: str
+) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    created = await gateway.post(f"/v1/sessions/{session_id}/saves")
+    assert created.status_code == 202, created.text
+    save_id = created.json()["id"]
+    while True:
+        response = await gateway.get(f"/v1/saves/{save_id}", params={"wait": 25})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] != "pending":
+            return body, time.monotonic() - started
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
+    how: str,
+    gateway: httpx.AsyncClient,
+    hub_token: str,
+    stack_settings: StackSettings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    savers = [Saver(run, i) for i in range(USERS)]
+    opened = await asyncio.gather(
+        *(open_session(gateway, user_id=s.user_id, notebook_name="faults") for s in savers)
+    )
+    for saver, session in zip(savers, opened, strict=True):
+        assert session["status"] == "ready", session
+        saver.session = session
+    stored = 0
+    kill_now = asyncio.Event()
+    outcomes: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    contents = httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}, timeout=60)
+
+    async def save_all(saver: Saver) -> None:
+        nonlocal stored
+        url = (
+            f"{stack_settings.public_hub_url}/user/{saver.hub_user}/api/contents/"
+            f"{saver.session['path']}"
+        )
+        for marker in saver.markers:
+            put = await contents.put(
+                url, json={"type": "notebook", "format": "json", "content": notebook(marker)}
+            )
+            assert put.status_code == 200, put.text
+            outcome, seconds = await save_until_final(gateway, saver.session["id"])
+            outcomes.append(outcome)
+            latencies.append(seconds)
+            stored += 1
+            if stored == KILL_AFTER:
+                kill_now.set()
+
+    async def kill_sync() -> float:
+        await kill_now.wait()
+        return await STOPS[how](stack_settings, "sync")
+
+    try:
+        started = time.monotonic()
+        *_, back_after = await asyncio.gather(*(save_all(s) for s in savers), kill_sync())
+        print(
+            f"[faults] sync {how} after {KILL_AFTER} of {USERS * SAVES_EACH} saves: "
+            f"ready again after {back_after:.1f} s, longest save {max(latencies):.1f} s, "
+            f"all saves done in {time.monotonic() - started:.1f} s"
+        )
+        failed = [o for o in outcomes if o["status"] != "stored"]
+        assert not failed, failed[:3]
+
+        revisions = mongo[store.DATABASES["sync"]]["notebook_revisions"]
+        ids = [s.session["notebook_id"] for s in savers]
+        found = await revisions.find(
+            {"notebook_id": {"$in": ids}}, {"notebook_id": 1, "revision": 1, "content": 1}
+        ).to_list()
+        records = mongo[store.DATABASES["sync"]]["notebooks"]
+        logs = {
+            r["_id"]: [e["revision"] for e in r.get("revision_log", [])]
+            async for r in records.find({"_id": {"$in": ids}}, {"revision_log": 1})
+        }
+        lost = duplicated = 0
+        wrong: list[str] = []
+        for saver in savers:
+            mine = sorted(
+                (r for r in found if r["notebook_id"] == saver.session["notebook_id"]),
+                key=lambda r: r["revision"],
+            )
+            markers = [m for r in mine if (m := marker_of(r["content"])) is not None]
+            lost += len(set(saver.markers) - set(markers))
+            duplicated += len(markers) - len(set(markers))
+            # In the order saved, and every revision listed in the notebook's history.
+            if markers != saver.markers:
+                wrong.append(f"{saver.user_id}: revisions out of order")
+            if logs[saver.session["notebook_id"]] != [r["revision"] for r in mine]:
+                wrong.append(f"{saver.user_id}: history {logs[saver.session['notebook_id']]}")
+        print(f"[faults] sync {how}: lost {lost}, duplicated {duplicated} of 500 revisions")
+        assert (lost, duplicated, wrong) == (0, 0, [])
+        assert sum(1 for r in found if marker_of(r["content"])) == USERS * SAVES_EACH
+    finally:
+        await contents.aclose()
+        await asyncio.gather(
+            *(gateway.delete(f"/v1/sessions/{s.session['id']}") for s in savers if s.session)
+        )
+
+
+@pytest.mark.timeout(120)
+async def test_a_revision_whose_writer_died_before_recording_it_stays_in_the_history(
+    gateway: httpx.AsyncClient,
+    hub_token: str,
+    stack_settings: StackSettings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """Sync stores a revision, then records it on the notebook: a kill between the two.
+
+    The state such a kill leaves is made by hand (the revision stored, the
+    notebook record not moved on); the next save must list that revision in
+    the history the host reads, and store its own after it.
+    """
+    saver = Saver(uuid.uuid4().hex[:6], 0)
+    saver.session = await open_session(gateway, user_id=saver.user_id, notebook_name="died")
+    assert saver.session["status"] == "ready", saver.session
+    notebook_id = saver.session["notebook_id"]
+    url = (
+        f"{stack_settings.public_hub_url}/user/{saver.hub_user}/api/contents/"
+        f"{saver.session['path']}"
+    )
+    records = mongo[store.DATABASES["sync"]]["notebooks"]
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}) as http:
+            for marker in saver.markers[:2]:
+                put = await http.put(
+                    url, json={"type": "notebook", "format": "json", "content": notebook(marker)}
+                )
+                assert put.status_code == 200, put.text
+                outcome, _ = await save_until_final(gateway, saver.session["id"])
+                assert outcome["status"] == "stored", outcome
+                if marker == saver.markers[0]:
+                    died_on = outcome["revision"]
+                    # As if sync died right after inserting that revision.
+                    await records.update_one(
+                        {"_id": notebook_id},
+                        {"$set": {"latest_revision": died_on - 1}, "$pop": {"revision_log": 1}},
+                    )
+        listed = await gateway.get(f"/v1/notebooks/{notebook_id}/revisions")
+        assert listed.status_code == 200, listed.text
+        numbers = sorted(r["revision"] for r in listed.json()["revisions"])
+        print(f"[faults] writer died between its two writes: history {numbers}")
+        assert numbers == list(range(1, died_on + 2))
+    finally:
+        await gateway.delete(f"/v1/sessions/{saver.session['id']}")
