@@ -182,6 +182,11 @@ class StackSettings(BaseSettings):
         return self.secrets_dir / "hub-login-token"
 
     @property
+    def hub_provisioner_token_file(self) -> Path:
+        """The hub's credential for telling the provisioner that a server stopped."""
+        return self.secrets_dir / "hub-provisioner-token"
+
+    @property
     def venv_bin(self) -> Path:
         return REPO_ROOT / ".venv" / "bin"
 
@@ -240,6 +245,21 @@ class HubSettings(BaseSettings):
         "(default: secrets/hub-login-token in the state folder).",
     )
     allow_top_level_login: bool = False
+    provisioner_url: str = Field(
+        default="http://127.0.0.1:8091",
+        description="Where the hub tells nbembed's provisioner that a server stopped.",
+    )
+    provisioner_token_file: Path | None = Field(
+        default=None,
+        description="The token the hub presents to the provisioner for those notices "
+        "(default: secrets/hub-provisioner-token in the state folder).",
+    )
+    server_poll_seconds: int = Field(
+        default=1,
+        ge=1,
+        description="Spawner.poll_interval: how soon the hub notices a server whose "
+        "process died (a local process poll costs a system call).",
+    )
     subdomain_host: str = Field(
         default="",
         description="JupyterHub's subdomain_host: when set, each user's server on its own "

@@ -33,6 +33,11 @@ def hub_username(tenant_id: str, host_user_id: str) -> str:
     return f"{tenant_id}-{encoded[:26]}"
 
 
+def tenant_of(hub_user: str) -> str:
+    """The tenant id a hub user name made by `hub_username` starts with."""
+    return hub_user.split("-", 1)[0]
+
+
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 

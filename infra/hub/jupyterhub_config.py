@@ -9,7 +9,7 @@ service token is read from a file only the stack user can read.
 import os
 from pathlib import Path
 
-from infra.hub import server_mode
+from infra.hub import server_mode, server_stops
 from infra.settings import HubSettings
 from schemas.naming import user_domain
 
@@ -148,6 +148,18 @@ c.Spawner.args = [
     # nbembed_audit.report_audit) go to nbembed's audit trail.
     "--ServerApp.jpserver_extensions=nbembed_audit=True",
 ]
+# Every stop (culler, admin, crash, the hub's shutdown, nbembed's own) is told to the
+# provisioner, which ends the sessions that lived on that server (server_stops.py).
+# The token stays in this process: it is in no spawner's environment or arguments.
+server_stops.install()
+c.Spawner.post_stop_hook = server_stops.post_stop_hook(
+    hub.provisioner_url,
+    (hub.provisioner_token_file or hub.state_dir / "secrets" / "hub-provisioner-token")
+    .read_text()
+    .strip(),
+)
+# A dead server's process is noticed within this many seconds (default 30).
+c.Spawner.poll_interval = hub.server_poll_seconds
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
 homes = str(hub.state_dir / "homes")

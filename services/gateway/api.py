@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas import CloudEvent, InputFile, SessionEnded, SessionRequested, hub_username
+from schemas import CloudEvent, EndCode, InputFile, SessionEnded, SessionRequested, hub_username
 from schemas.events import MAX_INPUTS
 from services.common.kafka import publish_event
 from services.gateway.attachments import check_names, inputs_changed, resolve, user_inputs
@@ -114,7 +114,16 @@ class SessionView(BaseModel):
     )
     failure: Failure | None = None
     end_reason: str | None = Field(
-        default=None, description="When ended: why (ended by the host, notebook deleted)."
+        default=None,
+        description="When ended: why, for a host developer (ended by the host, notebook "
+        "deleted, the user's server culled, stopped or crashed).",
+    )
+    end_code: EndCode | None = Field(
+        default=None,
+        description="When ended: why, for the host's code. ended-by-host (DELETE), "
+        "notebook-deleted, server-culled (idle), server-stopped (an admin or JupyterHub), "
+        "server-crashed. After server-*, the notebook is no longer reachable: open it again "
+        "in a new session (POST /v1/sessions with its notebook_id); its saved revisions stay.",
     )
     created_at: datetime
     updated_at: datetime
@@ -143,6 +152,7 @@ class SessionView(BaseModel):
             notebook_origin=notebook_origin,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
+            end_code=doc.get("end_code") if doc["status"] == "ended" else None,
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             links={
@@ -319,15 +329,15 @@ async def end_session(session_id: str, tenant: TenantDep, parts: GatewayDep) -> 
     doc = await parts.sessions.get(tenant.id, session_id)
     if doc is None:
         raise session_not_found(session_id)
-    await end(parts, doc, reason="ended by the host")
+    await end(parts, doc, reason="ended by the host", code="ended-by-host")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
+async def end(parts: Gateway, doc: Document, *, reason: str, code: EndCode) -> None:
     """End a session once: record why, stop storing its file's saves, tell the provisioner."""
     if doc.get("path"):
         await parts.open_files.release(doc["hub_user"], doc["path"], doc["_id"])
-    if await parts.sessions.advance(doc["_id"], "ended", end_reason=reason):
+    if await parts.sessions.advance(doc["_id"], "ended", end_reason=reason, end_code=code):
         ended = SessionEnded(
             session_id=doc["_id"], tenant_id=doc["tenant_id"], hub_user=doc["hub_user"]
         )

@@ -187,5 +187,5 @@ async def delete_notebook(notebook_id: str, tenant: TenantDep, parts: GatewayDep
     deleted = NotebookDeleted(tenant_id=tenant.id, notebook_id=notebook_id)
     await publish_event(parts.broker, CloudEvent.wrap(deleted, source=SOURCE))
     for session in await parts.sessions.open_on_notebook(tenant.id, notebook_id):
-        await end(parts, session, reason="notebook deleted")
+        await end(parts, session, reason="notebook deleted", code="notebook-deleted")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
