@@ -317,6 +317,8 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
     _secret_file(settings.hub_provisioner_token_file)  # hub → provisioner: servers stopped
+    _secret_file(settings.hub_culler_token_file)  # the idle culler's hub service token
+    _secret_file(settings.hub_ops_token_file)  # operators: stop servers through the hub API
     ensure_kafka_passwords(settings)
     tenants_file = write_tenants(settings)
     if settings.local_mongodb:

@@ -18,9 +18,11 @@ from services.common.kafka import publish_event
 from services.gateway.attachments import check_names, inputs_changed, resolve, user_inputs
 from services.gateway.deps import (
     SESSION_TOKEN_PREFIX,
+    CallerDep,
     Gateway,
     GatewayDep,
     TenantDep,
+    resolve_session_caller,
     session_token_digest,
 )
 from services.gateway.problems import Problem
@@ -130,10 +132,11 @@ class SessionView(BaseModel):
     links: dict[str, str]
 
     @classmethod
-    async def of(cls, doc: Document, parts: Gateway) -> SessionView:
-        """The host's view of a session; a ready one gets a fresh single-use iframe URL."""
+    async def of(cls, doc: Document, parts: Gateway, *, login: bool = True) -> SessionView:
+        """The host's view of a session; a ready one gets a fresh single-use iframe URL
+        (unless ``login`` is False: the view for a browser token, which logs nobody in)."""
         iframe_url = notebook_origin = None
-        if doc["status"] == "ready" and doc.get("page_url"):
+        if login and doc["status"] == "ready" and doc.get("page_url"):
             iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
             notebook_origin = parts.tickets.notebook_origin(doc["hub_user"])
         failure = None
@@ -271,7 +274,7 @@ async def create_session(
 @router.get("/sessions/{session_id}", response_model=SessionView)
 async def get_session(
     session_id: str,
-    tenant: TenantDep,
+    caller: CallerDep,
     parts: GatewayDep,
     wait: Annotated[
         float,
@@ -279,18 +282,36 @@ async def get_session(
     ] = 0,
     status_: Annotated[
         SessionStatus | None,
-        Query(alias="status", description="With wait: the status you already know."),
+        Query(
+            alias="status",
+            description="With wait: the status you already know (status=ready waits for the "
+            "session to end).",
+        ),
     ] = None,
 ) -> SessionView:
-    """The session's status; with ``wait`` the answer comes as soon as it changes."""
-    doc = await parts.sessions.get(tenant.id, session_id)
-    if doc is None:
+    """The session's status; with ``wait`` the answer comes as soon as it changes.
+
+    Callable with the tenant's API key, or with the session's browser token:
+    the SDK follows its session this way to tell the page when it ended (its
+    server culled, say). A browser token gets no ``iframe_url`` and no
+    ``notebook_origin``: it never logs anyone in.
+    """
+    caller = await resolve_session_caller(parts, caller, session_id)
+    doc = await parts.sessions.get(caller.tenant_id, session_id)
+    if doc is None or not caller.may_use(session_id):
         raise session_not_found(session_id)
     timeout = min(wait, parts.settings.max_wait_seconds)
-    if timeout > 0 and doc["status"] not in SESSION_FINAL:
+    # A ready session is waited on only when the caller says it knows it is ready
+    # (status=ready): that is how to learn when it ends.
+    if timeout > 0 and (
+        doc["status"] not in SESSION_FINAL or (doc["status"] == "ready" and status_ == "ready")
+    ):
         known = status_ or doc["status"]
-        doc = await parts.sessions.wait_for_change(tenant.id, session_id, known, timeout) or doc
-    return await SessionView.of(doc, parts)
+        doc = (
+            await parts.sessions.wait_for_change(caller.tenant_id, session_id, known, timeout)
+            or doc
+        )
+    return await SessionView.of(doc, parts, login=caller.session_id is None)
 
 
 @router.get(
