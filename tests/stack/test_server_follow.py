@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -129,8 +130,10 @@ async def follows(
     user_id = user_id or new_user()
     marker = f"kept {uuid.uuid4().hex[:8]}"
     session = await open_with_content(gateway, proxy_hub, user_id, marker)
+    started = time.monotonic()
     await stop(hub_username("demo", user_id))
     ended = await wait_until_ended(gateway, session["id"], stop_within)
+    print(f"{code}: session ended {time.monotonic() - started:.2f} s after the stop began")
     assert ended["status"] == "ended", ended
     assert ended["end_code"] == code, ended
     assert "new session" in ended["end_reason"], ended
