@@ -28,14 +28,16 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infra.settings import StackSettings
-from schemas import hub_username
-from tests.stack.helpers import open_session
+from schemas import CloudEvent, ServerLost, ServerStopped, hub_username
+from tests.stack.helpers import eventually, open_session
 
 END_WITHIN = 30.0
 """Seconds from the server's stop to the session's end: the hub notices a dead process
@@ -278,3 +280,91 @@ async def test_the_idle_culler_ends_the_session_and_reopening_works(
             if culler is not None:
                 culler.terminate()
                 culler.wait(timeout=10)
+
+
+async def provisioner_is_past(
+    kafka_options: dict[str, Any], partition: TopicPartition, offset: int
+) -> bool:
+    """Whether the provisioner's group has committed past ``offset`` (it handled the event)."""
+    admin = AIOKafkaAdminClient(**kafka_options)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets("nbembed-provisioner")
+    finally:
+        await admin.close()
+    return partition in offsets and offsets[partition].offset > offset
+
+
+async def watch(kafka_options: dict[str, Any], topic: str) -> AIOKafkaConsumer:
+    """A consumer of every partition of ``topic`` from its end as it is now (no group)."""
+    consumer = AIOKafkaConsumer(**kafka_options)
+    await consumer.start()
+    partitions = await consumer.partitions_for_topic(topic) or set()
+    assert partitions, topic
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    await consumer.seek_to_end()
+    return consumer
+
+
+async def sessions_lost(watcher: AIOKafkaConsumer, hub_user: str) -> list[str]:
+    """Every session id the provisioner's ``server.lost`` events named for ``hub_user``,
+    read up to the end of the topic as it is now."""
+    lost: list[str] = []
+    ends = await watcher.end_offsets(list(watcher.assignment()))
+    async with asyncio.timeout(END_WITHIN):
+        while any(await watcher.position(tp) < end for tp, end in ends.items()):
+            for records in (await watcher.getmany(timeout_ms=500)).values():
+                for record in records:
+                    headers = dict(record.headers)
+                    if headers.get("ce_type") != ServerLost.event_type.encode():
+                        continue
+                    event = CloudEvent.from_kafka(ServerLost, headers, record.value)
+                    if event.data.hub_user == hub_user:
+                        lost += event.data.session_ids
+    return lost
+
+
+async def test_a_session_requested_while_the_server_stops_still_opens(
+    gateway: httpx.AsyncClient,
+    proxy_hub: httpx.AsyncClient,
+    stack_settings: StackSettings,
+    kafka_options: dict[str, Any],
+) -> None:
+    """The stop's notice must not end a session that got the server started again."""
+    user_id = new_user()
+    hub_user = hub_username("demo", user_id)
+    ops = {"Authorization": f"token {stack_settings.hub_ops_token_file.read_text().strip()}"}
+    first = await open_session(gateway, user_id=user_id, notebook_name="first")
+    assert first["status"] == "ready", first
+    notices = await watch(kafka_options, ServerStopped.topic)
+    outcomes = await watch(kafka_options, ServerLost.topic)
+    opened = [first]
+    try:
+        stopping = asyncio.create_task(
+            proxy_hub.delete(f"/hub/api/users/{hub_user}/server", headers=ops)
+        )
+        await asyncio.sleep(0.05)  # the hub has begun stopping it
+        second = await open_session(gateway, user_id=user_id, notebook_name="second")
+        opened.append(second)
+        assert (await stopping).status_code in (202, 204)
+        assert second["status"] == "ready", second
+
+        # The hub's notice of that stop reaches the provisioner, which handles it...
+        stopped = ServerStopped.event_type.encode()
+        async with asyncio.timeout(END_WITHIN):
+            async for notice in notices:
+                if notice.key == hub_user.encode() and dict(notice.headers)["ce_type"] == stopped:
+                    break
+        partition = TopicPartition(notice.topic, notice.partition)
+        await eventually(lambda: provisioner_is_past(kafka_options, partition, notice.offset))
+        # ...and whatever it ended, never the session on the server started again.
+        assert second["id"] not in await sessions_lost(outcomes, hub_user)
+        now = (await gateway.get(f"/v1/sessions/{second['id']}")).json()
+        assert now["status"] == "ready", now
+        works = await proxy_hub.get(f"/user/{hub_user}/api/contents/{second['path']}")
+        assert works.status_code == 200, works.text
+    finally:
+        for watcher in (notices, outcomes):
+            await watcher.stop()
+        for session in opened:
+            await gateway.delete(f"/v1/sessions/{session['id']}")
