@@ -62,6 +62,8 @@ class ProvisionerHandlers:
         self._broker = broker
         self._spawn_timeout = spawn_timeout
         self._hub_outage_tolerance = hub_outage_tolerance
+        self._gone: set[tuple[str, str]] = set()
+        """Servers the last reconciliation found gone (user, instance)."""
 
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         """Ensure the hub user and a ready server, then publish server.ready or session.failed.
@@ -179,6 +181,11 @@ class ProvisionerHandlers:
         notice is a claim: the hub must confirm that server is gone.
         """
         stop = event.data
+        if stop.cause == "nbembed":
+            # The provisioner's own stops (a restart in a stricter mode, the last
+            # session's end) take care of their sessions themselves; a server that
+            # failed to come back is found by the reconciliation.
+            return
         user = await self._sessions.user(stop.hub_user)
         recorded = (user or {}).get("instance")
         if user is None or recorded is None or recorded != stop.instance:
@@ -214,26 +221,29 @@ class ProvisionerHandlers:
         """Report every server the hub no longer runs while sessions live on it.
 
         For a notice the hub could not deliver (provisioner down, hub
-        restarted). Only publishes `ServerStopped`: its handler decides in
-        order with the user's session commands, so a server being restarted
-        by a request in flight is never taken for a lost one. Returns how
-        many were reported.
+        restarted). A server is reported once it was found gone on two
+        passes in a row, so a stop and start within one interval (someone
+        restarting it with nbembed's service token) is no loss. Only
+        publishes `ServerStopped`: its handler decides in order with the
+        user's session commands, so a server being restarted by a request in
+        flight is never taken for a lost one. Returns how many were reported.
         """
-        reported = 0
+        gone: set[tuple[str, str]] = set()
         for user in await self._sessions.users_on_servers():
             state = await self._hub.server_state(user["_id"])
             running = state is not None and state.instance == user["instance"]
-            if running and state is not None and state.pending != "stop":
-                continue
+            if not (running and state is not None and state.pending != "stop"):
+                gone.add((user["_id"], user["instance"]))
+        confirmed, self._gone = gone & self._gone, gone
+        for hub_user, instance in sorted(confirmed):
             stopped = ServerStopped(
-                hub_user=user["_id"],
-                instance=user["instance"],
+                hub_user=hub_user,
+                instance=instance,
                 cause="stopped",
                 detail="found stopped when nbembed checked the hub",
             )
             await publish_event(self._broker, CloudEvent.wrap(stopped, source=SOURCE))
-            reported += 1
-        return reported
+        return len(confirmed)
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
         failed = SessionFailed.of(request, code, reason)
