@@ -76,8 +76,8 @@ class Projection:
             if session is None or session["hub_user"] != data.hub_user:
                 log.warning("server.lost names a session of another user", extra={"id": session_id})
                 continue
-            if session["tenant_id"] != data.tenant_id:
-                continue
+            if session["tenant_id"] != data.tenant_id or session["status"] in ("failed", "ended"):
+                continue  # a failed session stays failed; an ended one keeps its reason
             await self._end_session(session, data.reason, data.code)
 
     async def on_session_failed(self, event: CloudEvent[SessionFailed]) -> None:

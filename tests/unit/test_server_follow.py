@@ -164,8 +164,9 @@ async def test_the_gateway_ends_only_the_named_users_sessions() -> None:
 
     store = _Store(
         {
-            "s1": {"_id": "s1", "hub_user": ALICE, "tenant_id": "demo"},
-            "s2": {"_id": "s2", "hub_user": BOB, "tenant_id": "demo"},
+            "s1": {"_id": "s1", "hub_user": ALICE, "tenant_id": "demo", "status": "ready"},
+            "s2": {"_id": "s2", "hub_user": BOB, "tenant_id": "demo", "status": "ready"},
+            "s3": {"_id": "s3", "hub_user": ALICE, "tenant_id": "demo", "status": "failed"},
         }
     )
     projection = Projection(
@@ -174,7 +175,7 @@ async def test_the_gateway_ends_only_the_named_users_sessions() -> None:
     lost = ServerLost(
         tenant_id="demo",
         hub_user=ALICE,
-        session_ids=["s1", "s2", "unknown"],
+        session_ids=["s1", "s2", "s3", "unknown"],
         code="server-crashed",
         reason="gone",
     )
