@@ -199,7 +199,7 @@ class ProvisionerHandlers:
             log.warning("stop notice for a server still running", extra={"hub_user": stop.hub_user})
             return
         await self._sessions.server_gone(stop.hub_user)
-        open_sessions: list[str] = list(user.get("open", []))
+        open_sessions: list[str] = list(user.get("open", []))[-1000:]  # the contract's bound
         if not open_sessions:
             return
         code, text = ENDINGS[stop.cause]
