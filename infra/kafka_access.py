@@ -30,7 +30,9 @@ from schemas import (
     NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
+    ServerLost,
     ServerReady,
+    ServerStopped,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -98,14 +100,17 @@ ACCESS: dict[str, ServiceAccess] = {
                 ServerReady,
                 SessionReady,
                 SessionFailed,
+                ServerLost,
                 NotebookStored,
                 NotebookStoreFailed,
             ),
             "nbembed-gateway-audit": (
                 SessionRequested,
                 SessionEnded,
+                ServerStopped,
                 SessionReady,
                 SessionFailed,
+                ServerLost,
                 NotebookSaved,
                 NotebookRenamed,
                 NotebookDeleted,
@@ -118,10 +123,11 @@ ACCESS: dict[str, ServiceAccess] = {
             "nbembed-gateway-dead-letters": (SessionRequested, ServerReady, NotebookSaved)
         },
     ),
-    # services/provisioner: handlers.py publishes; app.py consumes.
+    # services/provisioner: handlers.py and app.py (the hub's notices) publish; app.py
+    # consumes.
     "provisioner": ServiceAccess(
-        publishes=(ServerReady, SessionFailed),
-        consumes={"nbembed-provisioner": (SessionRequested, SessionEnded)},
+        publishes=(ServerReady, SessionFailed, ServerStopped, ServerLost),
+        consumes={"nbembed-provisioner": (SessionRequested, SessionEnded, ServerStopped)},
     ),
     # services/sync: handlers.py publishes; app.py's three groups consume.
     "sync": ServiceAccess(

@@ -188,6 +188,21 @@ class StackSettings(BaseSettings):
         return self.secrets_dir / "admin-token"
 
     @property
+    def hub_provisioner_token_file(self) -> Path:
+        """The hub's credential for telling the provisioner that a server stopped."""
+        return self.secrets_dir / "hub-provisioner-token"
+
+    @property
+    def hub_culler_token_file(self) -> Path:
+        """The idle culler's hub token (a fixed one, so a test can run a culler of its own)."""
+        return self.secrets_dir / "hub-culler-token"
+
+    @property
+    def hub_ops_token_file(self) -> Path:
+        """The operators' hub service token: stop (or start) a server by hand."""
+        return self.secrets_dir / "hub-ops-token"
+
+    @property
     def venv_bin(self) -> Path:
         return REPO_ROOT / ".venv" / "bin"
 
@@ -246,6 +261,30 @@ class HubSettings(BaseSettings):
         "(default: secrets/hub-login-token in the state folder).",
     )
     allow_top_level_login: bool = False
+    provisioner_url: str = Field(
+        default="http://127.0.0.1:8091",
+        description="Where the hub tells nbembed's provisioner that a server stopped.",
+    )
+    provisioner_token_file: Path | None = Field(
+        default=None,
+        description="The token the hub presents to the provisioner for those notices "
+        "(default: secrets/hub-provisioner-token in the state folder).",
+    )
+    culler_token_file: Path | None = Field(
+        default=None,
+        description="The idle culler service's token (default: secrets/hub-culler-token).",
+    )
+    ops_token_file: Path | None = Field(
+        default=None,
+        description="The `ops` service's token, for operators who stop servers through the "
+        "hub API (default: secrets/hub-ops-token).",
+    )
+    server_poll_seconds: int = Field(
+        default=1,
+        ge=1,
+        description="Spawner.poll_interval: how soon the hub notices a server whose "
+        "process died (a local process poll costs a system call).",
+    )
     subdomain_host: str = Field(
         default="",
         description="JupyterHub's subdomain_host: when set, each user's server on its own "
@@ -259,6 +298,10 @@ class HubSettings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def secret(self, given: Path | None, name: str) -> str:
+        """A secret file's content: ``given``, or ``name`` in the state folder's secrets."""
+        return (given or self.state_dir / "secrets" / name).read_text().strip()
 
     def frame_ancestors(self) -> str:
         """The CSP that lets the allowed host pages, and nothing else, frame Jupyter."""

@@ -152,6 +152,10 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_SPAWN_RETRY_AFTER": json.dumps(settings.spawn_retry_after),
                     "NBEMBED_HUB_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
                     "NBEMBED_HUB_LOGIN_TOKEN_FILE": str(settings.hub_login_token_file),
+                    "NBEMBED_HUB_PROVISIONER_URL": (
+                        f"http://127.0.0.1:{settings.provisioner_health_port}"
+                    ),
+                    "NBEMBED_HUB_PROVISIONER_TOKEN_FILE": str(settings.hub_provisioner_token_file),
                     "NBEMBED_HUB_KERNEL_RUNTIME_ROOT": str(settings.kernel_runtime_root),
                     "NBEMBED_HUB_ALLOW_TOP_LEVEL_LOGIN": str(settings.allow_top_level_login),
                     "NBEMBED_HUB_SUBDOMAIN_HOST": settings.subdomain_host or "",
@@ -192,6 +196,8 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
             # per-user server tokens with their shared secret.
             env[prefix + "HUB_API_TOKEN_FILE"] = str(settings.service_token_file)
             env[prefix + "SYNC_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
+            # The hub's notices of stopped servers carry their own secret.
+            env[prefix + "HUB_NOTICE_TOKEN_FILE"] = str(settings.hub_provisioner_token_file)
         if service in ("gateway", "sync"):
             # Both hand browsers URLs of the hub (iframe URLs, notebook pages, origins).
             env[prefix + "PUBLIC_HUB_URL"] = settings.browser_hub_url
@@ -312,6 +318,9 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
     _secret_file(settings.admin_token_file)  # the operator → the gateway's admin API
+    _secret_file(settings.hub_provisioner_token_file)  # hub → provisioner: servers stopped
+    _secret_file(settings.hub_culler_token_file)  # the idle culler's hub service token
+    _secret_file(settings.hub_ops_token_file)  # operators: stop servers through the hub API
     ensure_kafka_passwords(settings)
     tenants_file = write_tenants(settings)
     if settings.local_mongodb:

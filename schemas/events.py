@@ -21,9 +21,9 @@ TYPE_PREFIX = "io.nbembed"
 # a key): a session's end is handled after its request, its failure is never
 # overtaken by its readiness.
 SESSIONS_TOPIC = "nbembed.sessions"
-"""Commands to the provisioner: session.requested, session.ended."""
+"""Commands to the provisioner: session.requested, session.ended, server.stopped."""
 SESSION_STATUS_TOPIC = "nbembed.session-status"
-"""Outcomes for the gateway: session.ready, session.failed."""
+"""Outcomes for the gateway: session.ready, session.failed, server.lost."""
 NOTEBOOKS_TOPIC = "nbembed.notebooks"
 """Commands to sync about one notebook: notebook.saved, .renamed, .deleted."""
 NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
@@ -170,6 +170,67 @@ class SessionEnded(_SessionEvent):
     topic: ClassVar[str] = SESSIONS_TOPIC
 
 
+EndCode = Literal[
+    "ended-by-host",
+    "notebook-deleted",
+    "server-culled",
+    "server-stopped",
+    "server-crashed",
+]
+"""Why a session ended, for a host's code (``end_reason`` says it for a developer):
+``ended-by-host`` (DELETE /v1/sessions/{id}), ``notebook-deleted``, and the three ways
+its server can go: ``server-culled`` (idle), ``server-stopped`` (an admin, or JupyterHub
+itself shutting down), ``server-crashed`` (the server's process died). After the last
+three, open the notebook again in a new session."""
+
+ServerStopCause = Literal["culled", "stopped", "crashed", "nbembed"]
+"""Who stopped a server, as the hub saw it: the idle culler, an admin or the hub
+itself, nobody (the process died), or nbembed's own provisioner."""
+
+
+class ServerStopped(EventData):
+    """The hub reports (or the provisioner's reconciliation finds) that a server stopped.
+
+    An observation, not yet a decision: the provisioner consumes it in order
+    with the user's session commands (same topic, same key) and ends only the
+    sessions that lived on that very server (``instance``), so a server it
+    restarted itself, or a session that already got a new server, ends nothing.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.stopped.v1"
+    topic: ClassVar[str] = SESSIONS_TOPIC
+
+    hub_user: HubUser
+    instance: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="The stopped server's instance (the provisioner's nonce in its spawn's "
+        "user_options); None when the hub did not know it.",
+    )
+    cause: ServerStopCause
+    detail: Annotated[str, StringConstraints(max_length=500)] = Field(
+        default="", description="What the hub knew: who stopped it, the exit status."
+    )
+
+    def partition_key(self) -> str:
+        return self.hub_user
+
+
+class ServerLost(EventData):
+    """A user's server is gone: these open sessions end (``code`` and ``reason`` say why)."""
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.lost.v1"
+    topic: ClassVar[str] = SESSION_STATUS_TOPIC
+
+    tenant_id: TenantId
+    hub_user: HubUser
+    session_ids: list[Id] = Field(max_length=1000)
+    code: EndCode
+    reason: Reason
+
+    def partition_key(self) -> str:
+        return self.hub_user
+
+
 class InputsChanged(EventData):
     """The input files of a user's open sessions changed: sync makes ``inputs/`` match.
 
@@ -261,6 +322,7 @@ AuditKind = Literal[
     "session.ready",
     "session.failed",
     "session.ended",
+    "server.stopped",
     "save.requested",
     "save.stored",
     "save.failed",
@@ -321,6 +383,8 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     SessionReady,
     SessionFailed,
     SessionEnded,
+    ServerStopped,
+    ServerLost,
     NotebookSaved,
     NotebookRenamed,
     NotebookDeleted,

@@ -58,5 +58,5 @@ COPY --from=build /src /tmp/nbembed-src
 RUN python3 -m pip install --no-cache-dir --no-compile httpx==0.28.1 pydantic==2.14.3 \
  && python3 -m pip install --no-cache-dir --no-compile --no-deps --ignore-requires-python /tmp/nbembed-src \
  && rm -rf /tmp/nbembed-src \
- && python3 -c "import infra.hub.ticket_login"
+ && python3 -c "import infra.hub.ticket_login, infra.hub.server_stops"
 USER 1000:1000

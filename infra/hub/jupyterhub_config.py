@@ -9,7 +9,7 @@ service token is read from a file only the stack user can read.
 import os
 from pathlib import Path
 
-from infra.hub import server_mode
+from infra.hub import server_mode, server_stops
 from infra.settings import HubSettings
 from schemas.naming import user_domain
 
@@ -56,6 +56,9 @@ c.JupyterHub.services = [
     {"name": "nbembed", "api_token": hub.service_token_file.read_text().strip()},
     {
         "name": "idle-culler",
+        # A fixed token (the hub would make one per start): the stack's tests run a
+        # culler of their own, with a short timeout, as this same service.
+        "api_token": hub.secret(hub.culler_token_file, "hub-culler-token"),
         "command": [
             hub.python,
             "-m",
@@ -63,6 +66,9 @@ c.JupyterHub.services = [
             f"--timeout={hub.cull_idle_seconds}",
         ],
     },
+    # Operators stop (or start) a user's server by hand through the hub API with this
+    # token; there are no admin users (browsers log in only through tickets).
+    {"name": "ops", "api_token": hub.secret(hub.ops_token_file, "hub-ops-token")},
 ]
 c.JupyterHub.load_roles = [
     {
@@ -95,6 +101,12 @@ c.JupyterHub.load_roles = [
             "read:users:name!user",
             "read:users:groups!user",
         ],
+    },
+    {
+        "name": "ops",
+        "description": "Operators: see users and servers, stop or start a server",
+        "scopes": ["list:users", "read:users", "admin:servers"],
+        "services": ["ops"],
     },
     {
         "name": "idle-culler",
@@ -151,6 +163,15 @@ c.Spawner.args = [
     # sets them now (the gateway says which; nbembed_frames.py).
     "--ServerApp.jpserver_extensions=nbembed_frames=True",
 ]
+# Every stop (culler, admin, crash, the hub's shutdown, nbembed's own) is told to the
+# provisioner, which ends the sessions that lived on that server (server_stops.py).
+# The token stays in this process: it is in no spawner's environment or arguments.
+server_stops.install()
+c.Spawner.post_stop_hook = server_stops.post_stop_hook(
+    hub.provisioner_url, hub.secret(hub.provisioner_token_file, "hub-provisioner-token")
+)
+# A dead server's process is noticed within this many seconds (default 30).
+c.Spawner.poll_interval = hub.server_poll_seconds
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
 homes = str(hub.state_dir / "homes")

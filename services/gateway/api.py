@@ -13,14 +13,16 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas import CloudEvent, InputFile, SessionEnded, SessionRequested, hub_username
+from schemas import CloudEvent, EndCode, InputFile, SessionEnded, SessionRequested, hub_username
 from schemas.events import MAX_INPUTS
 from services.gateway.attachments import check_names, inputs_entry, resolve, user_inputs
 from services.gateway.deps import (
     SESSION_TOKEN_PREFIX,
+    CallerDep,
     Gateway,
     GatewayDep,
     TenantDep,
+    resolve_session_caller,
     session_token_digest,
 )
 from services.gateway.outbox import Entries, event_entry
@@ -134,17 +136,27 @@ class SessionView(BaseModel):
     )
     failure: Failure | None = None
     end_reason: str | None = Field(
-        default=None, description="When ended: why (ended by the host, notebook deleted)."
+        default=None,
+        description="When ended: why, for a host developer (ended by the host, notebook "
+        "deleted, the user's server culled, stopped or crashed).",
+    )
+    end_code: EndCode | None = Field(
+        default=None,
+        description="When ended: why, for the host's code. ended-by-host (DELETE), "
+        "notebook-deleted, server-culled (idle), server-stopped (an admin or JupyterHub), "
+        "server-crashed. After server-*, the notebook is no longer reachable: open it again "
+        "in a new session (POST /v1/sessions with its notebook_id); its saved revisions stay.",
     )
     created_at: datetime
     updated_at: datetime
     links: dict[str, str]
 
     @classmethod
-    async def of(cls, doc: Document, parts: Gateway) -> SessionView:
-        """The host's view of a session; a ready one gets a fresh single-use iframe URL."""
+    async def of(cls, doc: Document, parts: Gateway, *, login: bool = True) -> SessionView:
+        """The host's view of a session; a ready one gets a fresh single-use iframe URL
+        (unless ``login`` is False: the view for a browser token, which logs nobody in)."""
         iframe_url = notebook_origin = None
-        if doc["status"] == "ready" and doc.get("page_url"):
+        if login and doc["status"] == "ready" and doc.get("page_url"):
             iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
             notebook_origin = parts.tickets.notebook_origin(doc["hub_user"])
         failure = None
@@ -163,6 +175,7 @@ class SessionView(BaseModel):
             notebook_origin=notebook_origin,
             failure=failure,
             end_reason=doc.get("end_reason") if doc["status"] == "ended" else None,
+            end_code=doc.get("end_code") if doc["status"] == "ended" else None,
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             links={
@@ -290,7 +303,7 @@ async def create_session(
 @router.get("/sessions/{session_id}", response_model=SessionView)
 async def get_session(
     session_id: str,
-    tenant: TenantDep,
+    caller: CallerDep,
     parts: GatewayDep,
     wait: Annotated[
         float,
@@ -298,18 +311,36 @@ async def get_session(
     ] = 0,
     status_: Annotated[
         SessionStatus | None,
-        Query(alias="status", description="With wait: the status you already know."),
+        Query(
+            alias="status",
+            description="With wait: the status you already know (status=ready waits for the "
+            "session to end).",
+        ),
     ] = None,
 ) -> SessionView:
-    """The session's status; with ``wait`` the answer comes as soon as it changes."""
-    doc = await parts.sessions.get(tenant.id, session_id)
-    if doc is None:
+    """The session's status; with ``wait`` the answer comes as soon as it changes.
+
+    Callable with the tenant's API key, or with the session's browser token:
+    the SDK follows its session this way to tell the page when it ended (its
+    server culled, say). A browser token gets no ``iframe_url`` and no
+    ``notebook_origin``: it never logs anyone in.
+    """
+    caller = await resolve_session_caller(parts, caller, session_id)
+    doc = await parts.sessions.get(caller.tenant_id, session_id)
+    if doc is None or not caller.may_use(session_id):
         raise session_not_found(session_id)
     timeout = min(wait, parts.settings.max_wait_seconds)
-    if timeout > 0 and doc["status"] not in SESSION_FINAL:
+    # A ready session is waited on only when the caller says it knows it is ready
+    # (status=ready): that is how to learn when it ends.
+    if timeout > 0 and (
+        doc["status"] not in SESSION_FINAL or (doc["status"] == "ready" and status_ == "ready")
+    ):
         known = status_ or doc["status"]
-        doc = await parts.sessions.wait_for_change(tenant.id, session_id, known, timeout) or doc
-    return await SessionView.of(doc, parts)
+        doc = (
+            await parts.sessions.wait_for_change(caller.tenant_id, session_id, known, timeout)
+            or doc
+        )
+    return await SessionView.of(doc, parts, login=caller.session_id is None)
 
 
 @router.get(
@@ -348,11 +379,11 @@ async def end_session(session_id: str, tenant: TenantDep, parts: GatewayDep) -> 
     doc = await parts.sessions.get(tenant.id, session_id)
     if doc is None:
         raise session_not_found(session_id)
-    await end(parts, doc, reason="ended by the host")
+    await end(parts, doc, reason="ended by the host", code="ended-by-host")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
+async def end(parts: Gateway, doc: Document, *, reason: str, code: EndCode) -> None:
     """End a session once: record why, stop storing its file's saves, tell the provisioner.
 
     The end and its events are one write (the outbox): a crash or a Kafka
@@ -373,7 +404,7 @@ async def end(parts: Gateway, doc: Document, *, reason: str) -> None:
         parts,
         SessionStore.COLLECTION,
         doc["_id"],
-        lambda: parts.sessions.end(doc["_id"], reason, entries),
+        lambda: parts.sessions.end(doc["_id"], reason, code, entries),
     )
     if before is None:  # ended before: its events are the first end's
         await parts.outbox.flush(SessionStore.COLLECTION, doc["_id"], token)

@@ -15,7 +15,15 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp
 
-from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
+from schemas import (
+    EndCode,
+    NotebookStored,
+    NotebookStoreFailed,
+    ServerLost,
+    ServerReady,
+    SessionFailed,
+    SessionReady,
+)
 from services.common.kafka import EventConsumer, make_broker
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
@@ -40,7 +48,14 @@ from services.gateway.outbox import BrokerUnavailable, Outbox
 from services.gateway.projection import Projection
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.store import (
+    Document,
+    InputRecords,
+    NotebookView,
+    OpenFiles,
+    SaveStore,
+    SessionStore,
+)
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry, TenantStore, keep_fresh, seed
 from services.gateway.tickets import Tickets
@@ -94,11 +109,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     hub_identity = HubIdentity(settings.hub_url)
 
-    projection = Projection(parts.sessions, parts.saves, parts.notebooks, parts.open_files)
+    async def end_session(session: Document, reason: str, code: EndCode) -> None:
+        await api.end(parts, session, reason=reason, code=code)
+
+    projection = Projection(
+        parts.sessions, parts.saves, parts.notebooks, parts.open_files, end_session
+    )
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
     consumer.on(ServerReady, projection.on_server_ready)
     consumer.on(SessionReady, projection.on_session_ready)
     consumer.on(SessionFailed, projection.on_session_failed)
+    consumer.on(ServerLost, projection.on_server_lost)
     consumer.on(NotebookStored, projection.on_notebook_stored)
     consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()

@@ -38,6 +38,8 @@ from schemas import (
     NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
+    ServerLost,
+    ServerStopped,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -121,6 +123,8 @@ class AuditProjector:
         consumer.on(SessionReady, self.on_session_ready)
         consumer.on(SessionFailed, self.on_session_failed)
         consumer.on(SessionEnded, self.on_session_ended)
+        consumer.on(ServerStopped, self.on_server_stopped)
+        consumer.on(ServerLost, self.on_server_lost)
         consumer.on(NotebookSaved, self.on_notebook_saved)
         consumer.on(NotebookStored, self.on_notebook_stored)
         consumer.on(NotebookStoreFailed, self.on_notebook_store_failed)
@@ -180,13 +184,32 @@ class AuditProjector:
         data = event.data
         session = await self._sessions.get_any(data.session_id)
         reason = (session or {}).get("end_reason")
+        detail = {"reason": clip(reason)} if reason else {}
+        if (session or {}).get("end_code"):
+            detail["code"] = str((session or {})["end_code"])
         await self._emit(
             event,
             "session.ended",
             hub_user=data.hub_user,
             session_id=data.session_id,
             notebook_id=(session or {}).get("notebook_id"),
-            detail={"reason": clip(reason)} if reason else {},
+            detail=detail,
+        )
+
+    async def on_server_stopped(self, event: CloudEvent[ServerStopped]) -> None:
+        """Nothing to record: a notice the provisioner still checks (`server.lost` is the fact)."""
+
+    async def on_server_lost(self, event: CloudEvent[ServerLost]) -> None:
+        data = event.data
+        await self._emit(
+            event,
+            "server.stopped",
+            hub_user=data.hub_user,
+            detail={
+                "code": data.code,
+                "reason": clip(data.reason),
+                "sessions": clip(",".join(data.session_ids)),
+            },
         )
 
     async def on_notebook_saved(self, event: CloudEvent[NotebookSaved]) -> None:

@@ -216,4 +216,4 @@ async def end_sessions_of_deleted(parts: Gateway, notebook: Document) -> None:
     for session in await parts.sessions.open_on_notebook(
         notebook["tenant_id"], notebook["notebook_id"]
     ):
-        await end(parts, session, reason="notebook deleted")
+        await end(parts, session, reason="notebook deleted", code="notebook-deleted")

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 from schemas import (
     CloudEvent,
+    EndCode,
     NotebookStored,
     NotebookStoreFailed,
+    ServerLost,
     ServerReady,
     SessionFailed,
     SessionReady,
 )
-from services.gateway.store import NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.store import Document, NotebookView, OpenFiles, SaveStore, SessionStore
+
+log = logging.getLogger(__name__)
+
+EndSession = Callable[[Document, str, EndCode], Awaitable[None]]
+"""Ends one session (``api.end``): record the reason, release its file, tell the provisioner."""
 
 
 class Projection:
@@ -22,11 +32,13 @@ class Projection:
         saves: SaveStore,
         notebooks: NotebookView,
         open_files: OpenFiles,
+        end_session: EndSession,
     ) -> None:
         self._store = store
         self._saves = saves
         self._notebooks = notebooks
         self._open_files = open_files
+        self._end_session = end_session
 
     async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
         """The server runs; the notebook is being put in place."""
@@ -39,13 +51,34 @@ class Projection:
         await self._open_files.record(
             data.hub_user, data.path, data.tenant_id, data.notebook_id, data.session_id
         )
-        await self._store.advance(
+        moved = await self._store.advance(
             data.session_id,
             "ready",
             notebook_id=data.notebook_id,
             path=data.path,
             page_url=data.page_url,
         )
+        session = None if moved else await self._store.get_any(data.session_id)
+        if session is not None and session["status"] == "ended":
+            # Ended while its notebook was being put in place (its server stopped, the
+            # host closed it): the file is no longer this session's to store.
+            await self._open_files.release(data.hub_user, data.path, data.session_id)
+
+    async def on_server_lost(self, event: CloudEvent[ServerLost]) -> None:
+        """The user's server is gone: its open sessions end with the reason and code.
+
+        Only the event's own user's sessions (the event names them; a forged id
+        of someone else's session is skipped).
+        """
+        data = event.data
+        for session_id in data.session_ids:
+            session = await self._store.get_any(session_id)
+            if session is None or session["hub_user"] != data.hub_user:
+                log.warning("server.lost names a session of another user", extra={"id": session_id})
+                continue
+            if session["tenant_id"] != data.tenant_id or session["status"] in ("failed", "ended"):
+                continue  # a failed session stays failed; an ended one keeps its reason
+            await self._end_session(session, data.reason, data.code)
 
     async def on_session_failed(self, event: CloudEvent[SessionFailed]) -> None:
         """The session cannot open; keep the reason for the host developer."""

@@ -168,7 +168,9 @@ class SessionStore(_ForwardOnly):
             {"_id": session_id}, {"$set": {"inputs": inputs, **as_fields(outbox)}}
         )
 
-    async def end(self, session_id: str, reason: str, outbox: Entries) -> Document | None:
+    async def end(
+        self, session_id: str, reason: str, code: str, outbox: Entries
+    ) -> Document | None:
         """End a session once, with its events; the session as it was, or None if ended before.
 
         The condition on the rank rides on the ``_id`` lookup (FerretDB fetches
@@ -182,6 +184,7 @@ class SessionStore(_ForwardOnly):
                     "status_rank": ended,
                     "updated_at": datetime.now(UTC),
                     "end_reason": reason,
+                    "end_code": code,
                     **as_fields(outbox),
                 }
             },

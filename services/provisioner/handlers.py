@@ -8,14 +8,32 @@ from collections.abc import Awaitable
 
 from faststream.kafka import KafkaBroker
 
-from schemas import CloudEvent, ServerReady, SessionEnded, SessionFailed, SessionRequested
+from schemas import (
+    CloudEvent,
+    EndCode,
+    ServerLost,
+    ServerReady,
+    ServerStopped,
+    SessionEnded,
+    SessionFailed,
+    SessionRequested,
+)
+from schemas.naming import tenant_of
 from services.common.kafka import publish_event
-from services.provisioner.hub import HubClient, HubError, SpawnFailed
+from services.provisioner.hub import HubClient, HubError, RunningServer, SpawnFailed
 from services.provisioner.store import OpenSessions
 
 log = logging.getLogger(__name__)
 
 SOURCE = "/nbembed/provisioner"
+
+ENDINGS: dict[str, tuple[EndCode, str]] = {
+    "culled": ("server-culled", "JupyterHub's idle culler stopped the user's server"),
+    "stopped": ("server-stopped", "The user's server was stopped"),
+    "crashed": ("server-crashed", "The user's server stopped unexpectedly"),
+    "nbembed": ("server-stopped", "nbembed stopped the user's server"),
+}
+"""How each cause of a server stop reads to a host: its ``end_code`` and ``end_reason``."""
 
 
 class _CannotOpen(Exception):
@@ -48,6 +66,8 @@ class ProvisionerHandlers:
         self._broker = broker
         self._spawn_timeout = spawn_timeout
         self._hub_outage_tolerance = hub_outage_tolerance
+        self._gone: set[tuple[str, str]] = set()
+        """Servers the last reconciliation found gone (user, instance)."""
 
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         """Ensure the hub user and a ready server, then publish server.ready or session.failed.
@@ -64,7 +84,7 @@ class ProvisionerHandlers:
             )
         )
         try:
-            server_path = await self._ready_server(request.hub_user, strict)
+            server = await self._ready_server(request.hub_user, strict)
         except _AlreadyEnded:
             log.info(
                 "request of an ended session ignored", extra={"session_id": request.session_id}
@@ -77,12 +97,14 @@ class ProvisionerHandlers:
         finally:
             if not strict.done():
                 strict.cancel()
+        # The user's sessions now live on this server: only its stop ends them.
+        await self._sessions.on_server(request.hub_user, server.instance)
 
         ready = ServerReady(
             session_id=request.session_id,
             tenant_id=request.tenant_id,
             hub_user=request.hub_user,
-            server_path=server_path,
+            server_path=server.path,
             host_user_id=request.host_user_id,
             notebook_id=request.notebook_id,
             notebook_name=request.notebook_name,
@@ -95,8 +117,8 @@ class ProvisionerHandlers:
             "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
         )
 
-    async def _ready_server(self, hub_user: str, strict: Awaitable[bool | None]) -> str:
-        """The path of ``hub_user``'s ready server, starting it (and the user) if needed.
+    async def _ready_server(self, hub_user: str, strict: Awaitable[bool | None]) -> RunningServer:
+        """``hub_user``'s ready server, starting it (and the user) if needed.
 
         One GET when it already runs in a mode at least as strict as ``strict``
         (restricted-data mode wanted by some open session of the user). A
@@ -117,7 +139,7 @@ class ProvisionerHandlers:
                 if restricted is None:
                     raise _AlreadyEnded
                 if server is not None and (server.restricted or not restricted):
-                    return server.path
+                    return server
                 if server is not None:
                     log.info("restarting server in restricted mode", extra={"hub_user": hub_user})
                     await self._hub.stop_server(hub_user)
@@ -157,6 +179,82 @@ class ProvisionerHandlers:
         if still_open == 0:
             await self._hub.forget_user(ended.hub_user)
             log.info("hub user forgotten", extra={"hub_user": ended.hub_user})
+
+    async def on_server_stopped(self, event: CloudEvent[ServerStopped]) -> None:
+        """End the sessions that lived on the server that stopped (idempotent).
+
+        Handled in order with the user's session commands (same topic, same
+        key): every request before this notice already has its server. So
+        the sessions on the stopped ``instance`` end, and nothing else: a
+        notice about an older server (one the provisioner restarted in a
+        stricter mode, or a stop after which a new session already started
+        a new server) finds another instance recorded and ends nothing. The
+        notice is a claim: the hub must confirm that server is gone.
+        """
+        stop = event.data
+        if stop.cause == "nbembed":
+            # The provisioner's own stops (a restart in a stricter mode, the last
+            # session's end) take care of their sessions themselves; a server that
+            # failed to come back is found by the reconciliation.
+            return
+        user = await self._sessions.user(stop.hub_user)
+        recorded = (user or {}).get("instance")
+        if user is None or recorded is None or recorded != stop.instance:
+            log.info(
+                "stop of a server no session lives on",
+                extra={"hub_user": stop.hub_user, "cause": stop.cause},
+            )
+            return
+        state = await self._hub.server_state(stop.hub_user)
+        if state is not None and state.instance == stop.instance and state.pending != "stop":
+            log.warning("stop notice for a server still running", extra={"hub_user": stop.hub_user})
+            return
+        await self._sessions.server_gone(stop.hub_user)
+        open_sessions: list[str] = list(user.get("open", []))[-1000:]  # the contract's bound
+        if not open_sessions:
+            return
+        code, text = ENDINGS[stop.cause]
+        lost = ServerLost(
+            tenant_id=tenant_of(stop.hub_user),
+            hub_user=stop.hub_user,
+            session_ids=open_sessions,
+            code=code,
+            reason=f"{text} ({stop.detail or stop.cause}). Open the notebook again in a new "
+            "session: its last saved revision is kept.",
+        )
+        await publish_event(self._broker, CloudEvent.wrap(lost, source=SOURCE))
+        log.info(
+            "server lost, sessions end",
+            extra={"hub_user": stop.hub_user, "code": code, "sessions": len(open_sessions)},
+        )
+
+    async def reconcile(self) -> int:
+        """Report every server the hub no longer runs while sessions live on it.
+
+        For a notice the hub could not deliver (provisioner down, hub
+        restarted). A server is reported once it was found gone on two
+        passes in a row, so a stop and start within one interval (someone
+        restarting it with nbembed's service token) is no loss. Only
+        publishes `ServerStopped`: its handler decides in order with the
+        user's session commands, so a server being restarted by a request in
+        flight is never taken for a lost one. Returns how many were reported.
+        """
+        gone: set[tuple[str, str]] = set()
+        for user in await self._sessions.users_on_servers():
+            state = await self._hub.server_state(user["_id"])
+            running = state is not None and state.instance == user["instance"]
+            if not (running and state is not None and state.pending != "stop"):
+                gone.add((user["_id"], user["instance"]))
+        confirmed, self._gone = gone & self._gone, gone
+        for hub_user, instance in sorted(confirmed):
+            stopped = ServerStopped(
+                hub_user=hub_user,
+                instance=instance,
+                cause="stopped",
+                detail="found stopped when nbembed checked the hub",
+            )
+            await publish_event(self._broker, CloudEvent.wrap(stopped, source=SOURCE))
+        return len(confirmed)
 
     async def _fail(self, request: SessionRequested, code: str, reason: str) -> None:
         failed = SessionFailed.of(request, code, reason)

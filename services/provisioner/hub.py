@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlsplit
@@ -35,6 +36,19 @@ class RunningServer:
     path: str
     restricted: bool
     """Started with ``user_options.restricted`` (restricted-data mode)."""
+    instance: str | None = None
+    """The nonce this server was started with (``user_options.instance``): which server
+    it is, so the notice of its stop is never taken for a later server's."""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """A user's default server as the hub reports it, ready or not."""
+
+    ready: RunningServer | None
+    pending: str | None
+    """"spawn" or "stop" while the hub is starting or stopping it, else None."""
+    instance: str | None
 
 
 class HubClient:
@@ -80,21 +94,26 @@ class HubClient:
 
     async def ensure_server(
         self, name: str, *, deadline_seconds: float, restricted: bool = False
-    ) -> str:
+    ) -> RunningServer:
         """Start ``name``'s default server unless it runs; wait until it is ready.
 
-        Returns the server's URL path. Answers handled: 201 (started and ready),
+        Returns the ready server. Answers handled: 201 (started and ready),
         202 (starting: follow the progress stream), 400 (already running or still
-        starting), 429 (too many spawns: wait Retry-After, then ask again).
-        ``restricted`` travels as the spawn's ``user_options`` (always sent, so
-        the hub never falls back to the previous spawn's options); the hub's
-        config turns it into the server's arguments.
+        starting; or still stopping, e.g. culled a moment ago: wait until it
+        stopped and start it again), 429 (too many spawns: wait Retry-After,
+        then ask again). ``restricted`` and a new ``instance`` nonce travel as
+        the spawn's ``user_options`` (always sent, so the hub never falls back
+        to the previous spawn's options); the hub's config turns ``restricted``
+        into the server's arguments.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_seconds
-        body = {"user_options": {"restricted": restricted}}
+        body = {"user_options": {"restricted": restricted, "instance": uuid.uuid4().hex}}
         while True:
             response = await self._request("POST", f"/users/{quote(name)}/server", json=body)
+            if response.status_code == 400 and "pending stop" in response.text:
+                await self.wait_stopped(name, timeout=max(1.0, deadline - loop.time()))
+                continue
             if response.status_code == 429:
                 wait = float(response.headers.get("Retry-After", "5"))
                 wait = min(wait, max(0.0, deadline - loop.time()))
@@ -111,7 +130,10 @@ class HubClient:
             )
         if response.status_code != 201:
             await self._follow_progress(name, timeout=max(1.0, deadline - loop.time()))
-        return await self.server_path(name)
+        server = await self.ready_server(name)
+        if server is None:
+            raise HubError(f"server for {name} is not running", 409)
+        return server
 
     async def _follow_progress(self, name: str, *, timeout: float) -> None:
         """Read the spawn progress stream until the hub says ready or failed."""
@@ -141,8 +163,8 @@ class HubClient:
         # POST and the GET, so look at the server itself.
         await self.server_path(name)
 
-    async def ready_server(self, name: str) -> RunningServer | None:
-        """``name``'s default server if it runs and is ready, else None.
+    async def server_state(self, name: str) -> ServerState | None:
+        """``name``'s default server, ready or pending; None when it has none (or no user).
 
         One GET: the fast path for a returning user whose server already runs.
         """
@@ -152,13 +174,24 @@ class HubClient:
         if response.status_code != 200:
             raise HubError(f"reading user {name}: {response.status_code}", response.status_code)
         server = response.json().get("servers", {}).get("")
-        if not server or not server.get("ready"):
+        if not server:
             return None
-        # With per-user origins (subdomain_host) the hub gives the full URL on the
-        # user's own host; the path is the same in both modes.
         options = server.get("user_options") or {}
-        path: str = urlsplit(server["url"]).path
-        return RunningServer(path=path, restricted=options.get("restricted") is True)
+        instance = options.get("instance") if isinstance(options.get("instance"), str) else None
+        ready = None
+        if server.get("ready"):
+            # With per-user origins (subdomain_host) the hub gives the full URL on the
+            # user's own host; the path is the same in both modes.
+            path: str = urlsplit(server["url"]).path
+            ready = RunningServer(
+                path=path, restricted=options.get("restricted") is True, instance=instance
+            )
+        return ServerState(ready=ready, pending=server.get("pending"), instance=instance)
+
+    async def ready_server(self, name: str) -> RunningServer | None:
+        """``name``'s default server if it runs and is ready, else None."""
+        state = await self.server_state(name)
+        return state.ready if state else None
 
     async def ready_server_path(self, name: str) -> str | None:
         """The URL path of ``name``'s default server if it runs and is ready, else None."""

@@ -31,6 +31,18 @@ class ProvisionerSettings(ServiceSettings):
         default=None, description="The secret sync shows to get server tokens."
     )
     sync_token_file: Path | None = Field(default=None, description="A file holding it.")
+    hub_notice_token: SecretStr | None = Field(
+        default=None,
+        description="The secret the hub shows when it reports a stopped server; None: no "
+        "notices are taken, and stopped servers are found by reconciliation alone.",
+    )
+    hub_notice_token_file: Path | None = Field(default=None, description="A file holding it.")
+    reconcile_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="How often the hub is asked whether the servers of open sessions still "
+        "run (catches a stop whose notice was lost).",
+    )
     server_token_seconds: int = Field(
         default=900,
         ge=120,
@@ -58,4 +70,6 @@ class ProvisionerSettings(ServiceSettings):
             self.sync_token = SecretStr(self.sync_token_file.read_text().strip())
         if self.sync_token is None:
             raise ValueError("set NBEMBED_PROVISIONER_SYNC_TOKEN or ..._SYNC_TOKEN_FILE")
+        if self.hub_notice_token is None and self.hub_notice_token_file is not None:
+            self.hub_notice_token = SecretStr(self.hub_notice_token_file.read_text().strip())
         return self

@@ -72,3 +72,25 @@ class OpenSessions:
             return_document=ReturnDocument.AFTER,
         )
         return len(user.get("open", [])) if user else 0
+
+    async def on_server(self, hub_user: str, instance: str | None) -> None:
+        """The user's open sessions now live on server ``instance`` (the one just handed out).
+
+        One server per user: when the provisioner restarts it (stricter mode),
+        the user's other sessions' pages reconnect to the new one, so they all
+        move with it.
+        """
+        await self._users.update_one({"_id": hub_user}, {"$set": {"instance": instance}})
+
+    async def user(self, hub_user: str) -> dict[str, Any] | None:
+        """The user's record: ``open`` sessions, ``instance`` of their server."""
+        return await self._users.find_one({"_id": hub_user})
+
+    async def server_gone(self, hub_user: str) -> None:
+        """The user's server stopped: no session lives on any server until the next start."""
+        await self._users.update_one({"_id": hub_user}, {"$set": {"instance": None}})
+
+    async def users_on_servers(self) -> list[dict[str, Any]]:
+        """Users with open sessions on a server nbembed handed out (a scan: periodic only)."""
+        cursor = self._users.find({"instance": {"$ne": None}})
+        return [user async for user in cursor if user.get("open") and user.get("instance")]

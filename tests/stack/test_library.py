@@ -107,10 +107,14 @@ async def test_a_browser_token_only_saves_its_own_session(
         assert outcome.json()["status"] == "stored"
         other = await gateway.post(f"/v1/sessions/{mine['id']}/saves", headers=as_page)
         assert other.status_code == 404
-        # It is no tenant key: the session API itself refuses it.
-        assert (
-            await gateway.get(f"/v1/sessions/{created.json()['id']}", headers=as_page)
-        ).status_code == 401
+        # It is no tenant key: it reads its own session (the SDK learns of its end this
+        # way) without any login URL, no other session, and nothing else.
+        read = await gateway.get(f"/v1/sessions/{created.json()['id']}", headers=as_page)
+        assert read.status_code == 200 and read.json()["status"] == "ready"
+        assert read.json()["iframe_url"] is None and read.json()["notebook_origin"] is None
+        assert (await gateway.get(f"/v1/sessions/{mine['id']}", headers=as_page)).status_code == 404
+        ended = await gateway.delete(f"/v1/sessions/{created.json()['id']}", headers=as_page)
+        assert ended.status_code == 401
         assert (await gateway.get("/v1/notebooks", headers=as_page)).status_code == 401
         # A GET of the session does not hand the token out again.
         assert (await gateway.get(f"/v1/sessions/{created.json()['id']}")).json()[

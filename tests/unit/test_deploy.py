@@ -156,12 +156,10 @@ def test_network_policies_admit_only_the_callers_of_today() -> None:
 
     def callers(service: str) -> set[str]:
         (rule,) = policies[f"nbembed-{service}"]["spec"]["ingress"]
-        return {
-            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-            for peer in rule.get("from", [])
-        }
+        labels = [peer["podSelector"]["matchLabels"] for peer in rule.get("from", [])]
+        return {m.get("app.kubernetes.io/component") or m["component"] for m in labels}
 
-    assert callers("provisioner") == {"sync"}
+    assert callers("provisioner") == {"sync", "hub"}  # the hub: notices of stopped servers
     assert callers("sync") == {"gateway"}
     for policy in policies.values():
         assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]

@@ -29,6 +29,32 @@ export interface MountOptions {
   saveTimeoutMs?: number;
   /** How long to wait for the revision to be stored (default 60 000 ms). */
   storeTimeoutMs?: number;
+  /**
+   * Follow the session and emit "ended" when it is over (default true): one
+   * long-poll of GET /v1/sessions/{id} at a time, with the browser token.
+   */
+  followSession?: boolean;
+}
+
+/**
+ * Why a session ended (the session resource's end_code). After server-culled,
+ * server-stopped or server-crashed the notebook in the iframe no longer works:
+ * open it again in a new session (its saved revisions are kept).
+ */
+export type EndCode =
+  | "ended-by-host"
+  | "notebook-deleted"
+  | "server-culled"
+  | "server-stopped"
+  | "server-crashed";
+
+export interface Ended {
+  /** "ended", or "failed" when the session never opened. */
+  status: "ended" | "failed";
+  /** An EndCode when ended; the failure's code when failed. */
+  code: EndCode | string | undefined;
+  /** For a developer: the session's end_reason (or failure reason). */
+  reason: string;
 }
 
 export interface Stored {
@@ -39,7 +65,14 @@ export interface Stored {
 }
 
 export declare class NbembedError extends Error {
-  readonly code: "bad-options" | "timeout" | "jupyter" | "store" | "gateway" | "destroyed";
+  readonly code:
+    | "bad-options"
+    | "timeout"
+    | "jupyter"
+    | "store"
+    | "gateway"
+    | "destroyed"
+    | "ended";
 }
 
 export interface EmbedEventMap {
@@ -47,6 +80,8 @@ export interface EmbedEventMap {
   saved: CustomEvent<{ path: string; lastModified: string; byUser?: boolean }>;
   stored: CustomEvent<Stored>;
   error: CustomEvent<{ error: NbembedError }>;
+  /** The session is over (its server stopped, the host ended it, its notebook deleted). */
+  ended: CustomEvent<Ended>;
 }
 
 export declare class Embed extends EventTarget {
@@ -54,6 +89,9 @@ export declare class Embed extends EventTarget {
   readonly ready: boolean;
   /** Whether the iframe was mounted restricted (no `allow-downloads`). */
   readonly restricted: boolean;
+  /** Null while the session is open; then why it ended. */
+  readonly ended: Ended | null;
+  /** Rejects with code "ended" once the session is over. */
   save(): Promise<Stored>;
   destroy(): void;
   addEventListener<K extends keyof EmbedEventMap>(

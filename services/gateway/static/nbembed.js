@@ -9,7 +9,14 @@
 //     notebookOrigin,                       // the ready session's notebook_origin
 //   });
 //   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
+//   embed.addEventListener("ended", (e) => reopen(e.detail.code));  // see below
 //   await embed.save();   // resolves once the revision is durable
+//
+// The SDK follows the session (a long-poll with the browser token) and emits
+// "ended" once it is over: its server was culled, stopped or crashed
+// (`code` server-culled / server-stopped / server-crashed), the host ended it,
+// or its notebook was deleted. The notebook in the iframe no longer works
+// then: ask your backend for a new session on the same notebook_id.
 //
 // Messages with the notebook travel with postMessage under the protocol name
 // below; the page only listens to its own iframe's window at the notebook's
@@ -56,7 +63,10 @@ export class Embed extends EventTarget {
     // one (the iframe URL is the hub's, which redirects there), else the hub's.
     this.notebookOrigin = options.notebookOrigin || new URL(options.iframeUrl).origin;
     this.ready = false;
+    /** Set once the session is over: { status, code, reason }. */
+    this.ended = null;
     this._pending = new Map();
+    this._following = new AbortController();
     this.iframe = document.createElement("iframe");
     this.iframe.src = options.iframeUrl;
     this.iframe.title = options.title || "Jupyter notebook";
@@ -68,6 +78,7 @@ export class Embed extends EventTarget {
     this._onMessage = (event) => this._receive(event);
     window.addEventListener("message", this._onMessage);
     element.replaceChildren(this.iframe);
+    if (this.options.followSession !== false) this._follow();
   }
 
   /**
@@ -76,6 +87,9 @@ export class Embed extends EventTarget {
    * rejects with an NbembedError (code "timeout", "jupyter", "store", "gateway").
    */
   async save() {
+    if (this.ended) {
+      throw new NbembedError("ended", `the session ended: ${this.ended.reason}`);
+    }
     const requestId = crypto.randomUUID();
     const saved = new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -95,6 +109,7 @@ export class Embed extends EventTarget {
 
   /** Remove the iframe and stop listening. */
   destroy() {
+    this._following.abort();
     window.removeEventListener("message", this._onMessage);
     for (const { reject, timer } of this._pending.values()) {
       clearTimeout(timer);
@@ -102,6 +117,56 @@ export class Embed extends EventTarget {
     }
     this._pending.clear();
     this.iframe.remove();
+  }
+
+  /**
+   * Follow the session until it is over, then emit "ended" with its code and reason.
+   * One long-poll at a time (`status=ready` waits until it changes); on errors it
+   * waits a little longer each time, so a gateway outage is never hammered.
+   */
+  async _follow() {
+    const base = this.options.gatewayUrl.replace(/\/$/, "");
+    const headers = { Authorization: `Bearer ${this.options.browserToken}` };
+    const signal = this._following.signal;
+    let known = "ready";
+    let pause = 1000;
+    while (!signal.aborted) {
+      let session = null;
+      try {
+        const url = `${base}/v1/sessions/${this.options.sessionId}?wait=25&status=${known}`;
+        const answer = await fetch(url, { headers, signal });
+        if (answer.status === 404 || answer.status === 401) return; // not ours to follow
+        if (answer.ok) session = await answer.json();
+      } catch (_) {
+        if (signal.aborted) return;
+      }
+      if (session === null) {
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 30000);
+        continue;
+      }
+      pause = 1000;
+      known = session.status;
+      if (known === "ended" || known === "failed") {
+        const failure = session.failure || {};
+        this._end({
+          status: known,
+          code: known === "ended" ? session.end_code : failure.code,
+          reason: (known === "ended" ? session.end_reason : failure.reason) || known,
+        });
+        return;
+      }
+    }
+  }
+
+  _end(detail) {
+    this.ended = detail;
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new NbembedError("ended", `the session ended: ${detail.reason}`));
+    }
+    this._pending.clear();
+    this._emit("ended", detail);
   }
 
   async _store() {
