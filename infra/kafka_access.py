@@ -35,6 +35,7 @@ from schemas import (
     SessionFailed,
     SessionReady,
     SessionRequested,
+    StatusChanged,
     dlq_topic,
 )
 
@@ -58,13 +59,18 @@ class ServiceAccess:
     publishes: tuple[type[EventData], ...]
     consumes: dict[str, tuple[type[EventData], ...]] = field(default_factory=dict)
     """Consumer group id → the events its members handle."""
+    follows: tuple[type[EventData], ...] = ()
+    """Events every replica reads without a consumer group (notifications: no DLQ)."""
+
+    def group_topics(self) -> set[str]:
+        return {event.topic for events in self.consumes.values() for event in events}
 
     def read_topics(self) -> set[str]:
-        return {event.topic for events in self.consumes.values() for event in events}
+        return self.group_topics() | {event.topic for event in self.follows}
 
     def write_topics(self) -> set[str]:
         published = {event.topic for event in self.publishes}
-        return published | {dlq_topic(topic) for topic in self.read_topics()}
+        return published | {dlq_topic(topic) for topic in self.group_topics()}
 
     def groups(self) -> set[str]:
         return set(self.consumes)
@@ -72,7 +78,8 @@ class ServiceAccess:
 
 ACCESS: dict[str, ServiceAccess] = {
     # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish,
-    # and audit.py (the audit trail); app.py's projection and audit projector consume.
+    # and audit.py (the audit trail); app.py's projection and audit projector consume;
+    # changes.py tells every replica what changed (status.changed, read group-less).
     "gateway": ServiceAccess(
         publishes=(
             SessionRequested,
@@ -82,6 +89,7 @@ ACCESS: dict[str, ServiceAccess] = {
             NotebookDeleted,
             InputsChanged,
             AuditRecorded,
+            StatusChanged,
         ),
         consumes={
             "nbembed-gateway": (
@@ -104,6 +112,7 @@ ACCESS: dict[str, ServiceAccess] = {
                 AuditRecorded,
             ),
         },
+        follows=(StatusChanged,),
     ),
     # services/provisioner: handlers.py publishes; app.py consumes.
     "provisioner": ServiceAccess(

@@ -20,6 +20,7 @@ from schemas.events import (
     SessionFailed,
     SessionReady,
     SessionRequested,
+    StatusChanged,
     all_topics,
     dlq_topic,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SessionFailed",
     "SessionReady",
     "SessionRequested",
+    "StatusChanged",
     "all_topics",
     "dlq_topic",
     "hub_username",

@@ -25,6 +25,7 @@ from services.gateway import (
 )
 from services.gateway.audit import AuditProjector
 from services.gateway.audit_store import AuditStore, AuditUsers
+from services.gateway.changes import ChangeFeed
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.projection import Projection
@@ -77,6 +78,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.on(NotebookStored, projection.on_notebook_stored)
     consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()
+    changes = ChangeFeed(broker, {"session": parts.sessions.changes, "save": parts.saves.changes})
+    changes.attach()
     # The audit trail reads nbembed's own topics in a group of its own: a slow
     # audit store never delays a session, and the trail misses no event.
     if settings.audit_projector:
@@ -91,9 +94,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await parts.tickets.ensure_indexes()
         await parts.audit.ensure_indexes()
         await broker.start()
+        await changes.started()  # ready only once no other replica's change can be missed
         try:
             yield
         finally:
+            await changes.aclose()
             await broker.stop()
             await parts.sync.aclose()
             await hub_identity.aclose()
