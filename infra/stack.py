@@ -172,6 +172,34 @@ def _service_env(
     return env
 
 
+def replica_programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
+    """Every replica of each service: same environment, the shared port, a port of its own."""
+    python = str(settings.venv_bin / "python")
+    common = {
+        "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
+        "HUB_URL": settings.public_hub_url,
+    }
+    result = []
+    for index, service in enumerate(SERVICES):
+        env = _service_env(settings, service, common, tenants_file)
+        prefix = f"NBEMBED_{service.upper()}_"
+        for replica in range(1, settings.replicas + 1):
+            own = {
+                prefix + "REUSE_PORT": str(settings.replicas > 1),
+                prefix + "REPLICA_PORT": str(settings.replica_port(index, replica)),
+            }
+            result.append(
+                Program(
+                    replica_name(service, replica),
+                    [python, "-m", f"services.{service}"],
+                    env=env | own,
+                    autostart=False,
+                )
+            )
+    return result
+
+
 def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     """Every process of the stack, infrastructure first (services start after checks)."""
     python = str(settings.venv_bin / "python")
@@ -218,27 +246,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                 stop_wait_seconds=60,
             )
         )
-    common = {
-        "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
-        "HUB_URL": settings.public_hub_url,
-    }
-    for index, service in enumerate(SERVICES):
-        env = _service_env(settings, service, common, tenants_file)
-        for replica in range(1, settings.replicas + 1):
-            prefix = f"NBEMBED_{service.upper()}_"
-            own = {
-                prefix + "REUSE_PORT": str(settings.replicas > 1),
-                prefix + "REPLICA_PORT": str(settings.replica_port(index, replica)),
-            }
-            result.append(
-                Program(
-                    replica_name(service, replica),
-                    [python, "-m", f"services.{service}"],
-                    env=env | own,
-                    autostart=False,
-                )
-            )
+    result += replica_programs(settings, tenants_file)
     demo_env = {
         "NBEMBED_DEMO_PORT": str(settings.demo_port),
         "NBEMBED_DEMO_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",

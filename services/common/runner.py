@@ -11,7 +11,11 @@ from services.common.settings import ServiceSettings
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    """A socket bound to ``host``:``port`` and listening, for uvicorn to serve on.
+    """A socket bound to ``host``:``port`` for uvicorn to serve on.
+
+    Bound now (a port conflict fails at once) but listening only once uvicorn
+    serves, after the app's startup: the kernel hands a replica no connection
+    while it is still starting.
 
     With ``reuse_port`` several processes bind the same port (Linux SO_REUSEPORT,
     same user) and the kernel spreads new connections among them: replicas of a
@@ -24,7 +28,6 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 

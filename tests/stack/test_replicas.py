@@ -54,8 +54,9 @@ def test_every_replica_of_every_service_runs_and_is_checked(
         names = stack.service_programs(running_stack, service)
         assert len(names) == replicas
         assert all(answers[name] for name in names), answers
-    pids = {supervisor.ctl(running_stack, "pid", name).strip() for name in answers}
-    assert len(pids) == len(answers)  # each replica its own process
+    names = stack.all_service_programs(running_stack)
+    pids = {supervisor.ctl(running_stack, "pid", name).strip() for name in names}
+    assert len(pids) == len(names) == 3 * replicas  # each replica its own process
 
 
 async def test_a_status_change_wakes_long_polls_and_streams_on_every_gateway_replica(
