@@ -104,6 +104,7 @@ def test_more_replicas_than_partitions_is_refused() -> None:
 def test_replicas_of_a_service_share_a_port_only_with_reuse_port() -> None:
     first = runner.listening_socket("127.0.0.1", 0, reuse_port=True)
     try:
+        first.listen()  # as uvicorn does once the replica has started
         port = first.getsockname()[1]
         second = runner.listening_socket("127.0.0.1", port, reuse_port=True)
         second.close()
