@@ -13,8 +13,8 @@ from services.common.settings import ServiceSettings
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     """A socket bound to ``host``:``port`` for uvicorn to serve on.
 
-    Bound now but listening only once uvicorn serves, after the app's startup: the kernel hands a replica no connection
-    while it is still starting.
+    Bound now but listening only once uvicorn serves, after the app's startup:
+    the kernel hands a replica no connection while it is still starting.
 
     With ``reuse_port`` several processes bind the same port (Linux SO_REUSEPORT,
     same user) and the kernel spreads new connections among them: replicas of a
