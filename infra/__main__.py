@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.per_user_origins:
             print(f"  per-user origins: <hub user>.jupyter.{settings.origins_domain}")
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
+        if settings.replicas > 1:
+            print(f"  replicas     {settings.replicas} of each service (see `status`)")
         print(f"  logs         {settings.logs_dir}/")
         for tenant_id in settings.tenants:
             mode = " (restricted)" if tenant_id in settings.restricted_tenants else ""
