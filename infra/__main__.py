@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "restart"])
     args = parser.parse_args(argv)
     settings = StackSettings()
+    if args.command != "up":
+        settings = stack.adopt_running_replicas(settings)
 
     if args.command == "up":
         started = time.monotonic()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
 import functools
 import hashlib
 import json
+import re
 import secrets
 import socket
 import stat
@@ -133,6 +135,31 @@ def service_programs(settings: StackSettings, service: str) -> list[str]:
 def all_service_programs(settings: StackSettings) -> list[str]:
     """Every replica of every service."""
     return [name for service in SERVICES for name in service_programs(settings, service)]
+
+
+def running_replicas(settings: StackSettings) -> int | None:
+    """How many replicas of each service the running stack has (None: no stack runs).
+
+    Read from supervisord's rendered configuration, so commands and tests that
+    were not told ``NBEMBED_STACK_REPLICAS`` still see every replica.
+    """
+    if supervisor.pid(settings) is None:
+        return None
+    parser = configparser.RawConfigParser()
+    parser.read(supervisor.config_path(settings))
+    return sum(
+        1
+        for section in parser.sections()
+        if section == "program:gateway" or re.fullmatch(r"program:gateway-\d+", section)
+    )
+
+
+def adopt_running_replicas(settings: StackSettings) -> StackSettings:
+    """``settings`` with the running stack's replica count, unless it was given."""
+    running = running_replicas(settings)
+    if "replicas" in settings.model_fields_set or not running:
+        return settings
+    return settings.model_copy(update={"replicas": running})
 
 
 def _service_env(

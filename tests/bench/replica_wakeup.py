@@ -1,6 +1,6 @@
 """Wake-up latency across gateway replicas: ``python -m tests.bench.replica_wakeup [--saves N]``.
 
-Needs a stack with at least 2 replicas (``NBEMBED_STACK_REPLICAS=2 python -m
+Needs a stack up with at least 2 replicas (``NBEMBED_STACK_REPLICAS=2 python -m
 infra up``). One user saves ``N`` times; for each save, a long-poll
 (``GET /v1/saves/{id}?wait=``, what the SDK's ``save()`` waits on) waits on each
 gateway replica, each reached on its own port. The save's outcome is projected
@@ -55,9 +55,9 @@ async def one_save(
 
 
 async def main(saves: int) -> None:
-    settings = StackSettings()
+    settings = stack.adopt_running_replicas(StackSettings())
     if settings.replicas < 2:
-        raise SystemExit("set NBEMBED_STACK_REPLICAS=2 (or more) for the stack and this command")
+        raise SystemExit("start the stack with NBEMBED_STACK_REPLICAS=2 (or more)")
     key = stack.api_key_file(settings, settings.tenants[0]).read_text().strip()
     token = settings.service_token_file.read_text().strip()
     index = stack.SERVICES.index("gateway")

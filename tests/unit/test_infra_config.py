@@ -112,3 +112,16 @@ def test_replicas_of_a_service_share_a_port_only_with_reuse_port() -> None:
             runner.listening_socket("127.0.0.1", port, reuse_port=False)
     finally:
         first.close()
+
+
+def test_commands_follow_the_running_stacks_replicas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = StackSettings(state_dir=tmp_path, replicas=3)
+    settings.logs_dir.mkdir(parents=True)
+    supervisor.write_config(settings, stack.replica_programs(settings, tmp_path / "t.json"))
+    monkeypatch.setattr(supervisor, "pid", lambda _settings: 1)
+    assert stack.running_replicas(settings) == 3
+    assert stack.adopt_running_replicas(StackSettings(state_dir=tmp_path)).replicas == 3
+    told = StackSettings(state_dir=tmp_path, replicas=1)
+    assert stack.adopt_running_replicas(told).replicas == 1  # what the caller said wins
