@@ -6,6 +6,7 @@ The suite's stack runs 2 of each (tests/conftest.py); with 1 these tests skip.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import uuid
@@ -14,10 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra import stack, supervisor
 from infra.settings import StackSettings
-from schemas import hub_username
+from schemas import SessionReady, hub_username
 from tests.stack.helpers import eventually, open_session, wait_for_final_status
 
 
@@ -180,23 +182,71 @@ async def _churn(settings: StackSettings) -> None:
     os.kill(int(supervisor.ctl(settings, "pid", "sync").strip()), signal.SIGKILL)
 
 
+class Placements:
+    """Every session.ready published between ``start`` and ``read``: where each session went."""
+
+    def __init__(self, kafka_options: dict[str, Any]) -> None:
+        self._consumer = AIOKafkaConsumer(**kafka_options)
+        self._from: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = self._consumer.partitions_for_topic(SessionReady.topic) or set()
+        assert partitions
+        assigned = [TopicPartition(SessionReady.topic, p) for p in partitions]
+        self._consumer.assign(assigned)
+        self._from = await self._consumer.end_offsets(assigned)
+
+    async def read(self) -> dict[str, set[tuple[str, str]]]:
+        """Session id → the (notebook id, path) pairs its session.ready events named."""
+        end = await self._consumer.end_offsets(list(self._from))
+        placed: dict[str, set[tuple[str, str]]] = {}
+        for partition, offset in self._from.items():
+            self._consumer.seek(partition, offset)
+            while offset < end[partition]:
+                batch = (await self._consumer.getmany(partition, timeout_ms=1000)).get(partition)
+                for record in batch or []:
+                    offset = record.offset + 1
+                    headers = {k: v.decode() for k, v in record.headers}
+                    if headers.get("ce_type") == SessionReady.event_type:
+                        data = json.loads(record.value)
+                        placed.setdefault(data["session_id"], set()).add(
+                            (data["notebook_id"], data["path"])
+                        )
+        return placed
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
 async def test_replicas_leaving_and_joining_mid_stream_lose_and_duplicate_nothing(
     running_stack: StackSettings,
     replicas: int,
     gateway: httpx.AsyncClient,
     hub: httpx.AsyncClient,
     hub_token: str,
+    kafka_options: dict[str, Any],
 ) -> None:
     contents = httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}, timeout=60)
     run = uuid.uuid4().hex[:6]
     writers = [Writer(gateway, contents, f"churn-{run}-{i}") for i in range(6)]
     saves = 5
+    placements = Placements(kafka_options)
+    await placements.start()
     try:
         async with asyncio.timeout(240):
             await asyncio.gather(
                 _churn(running_stack),
                 *(w.run(running_stack.public_hub_url, saves) for w in writers),
             )
+        # Placed once: a redelivered server.ready may announce a session again, but always
+        # the same notebook at the same path (sync's placement record).
+        async with asyncio.timeout(60):
+            placed = await placements.read()
+        for writer in writers:
+            session = writer.session
+            assert placed[session["id"]] == {(session["notebook_id"], session["path"])}
         for writer in writers:
             # One revision per distinct save: none lost, none stored twice.
             assert len(set(writer.revisions)) == saves, writer.revisions
@@ -211,6 +261,7 @@ async def test_replicas_leaving_and_joining_mid_stream_lose_and_duplicate_nothin
             again = await wait_for_final_status(gateway, writer.session["id"])
             assert again["status"] == "ready"
     finally:
+        await placements.stop()
         await contents.aclose()
         await asyncio.gather(
             *(hub.delete(f"/users/{hub_username('demo', w.name)}/server") for w in writers)
