@@ -15,9 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "restart"])
     args = parser.parse_args(argv)
-    settings = StackSettings()
-    if args.command != "up":
-        settings = stack.adopt_running_replicas(settings)
+    # A running stack keeps its replica count until `down` (supervisord's programs).
+    settings = stack.adopt_running_replicas(StackSettings())
 
     if args.command == "up":
         started = time.monotonic()
