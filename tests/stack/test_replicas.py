@@ -61,58 +61,96 @@ def test_every_replica_of_every_service_runs_and_is_checked(
     assert len(pids) == len(names) == 3 * replicas  # each replica its own process
 
 
+class PausedSync:
+    """Every sync replica stopped, so a status stays put until `resume` (waiters wait)."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.names = stack.service_programs(settings, "sync")
+
+    async def __aenter__(self) -> PausedSync:
+        await asyncio.to_thread(supervisor.ctl, self.settings, "stop", *self.names)
+        return self
+
+    async def resume(self) -> None:
+        await asyncio.to_thread(supervisor.start_programs, self.settings, tuple(self.names))
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.resume()  # already started: nothing to do
+
+
+UNWOKEN_SECONDS = 12
+"""Unwoken, a long-poll (wait=30) answers after 30 s and an event stream re-reads after 15 s;
+woken, both answer as soon as sync is back and places the notebook (about 3 s here)."""
+
+
 async def test_a_status_change_wakes_long_polls_and_streams_on_every_gateway_replica(
-    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient
+    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient, stack_settings: StackSettings
 ) -> None:
     user_id = f"wake-{uuid.uuid4().hex[:8]}"
-    first, *_ = gateway_replicas
-    created = await first.post("/v1/sessions", json={"user_id": user_id})
-    assert created.status_code == 202, created.text
-    session_id = created.json()["id"]
-
-    async def long_poll(client: httpx.AsyncClient) -> str:
-        got = await client.get(
-            f"/v1/sessions/{session_id}", params={"wait": 30, "status": "requested"}
-        )
-        return str(got.json()["status"])
-
-    async def stream(client: httpx.AsyncClient) -> list[str]:
-        seen: list[str] = []
-        async with client.stream("GET", f"/v1/sessions/{session_id}/events") as events:
-            async for line in events.aiter_lines():
-                if line.startswith("data:"):
-                    seen.append(line.split('"status":"', 1)[1].split('"', 1)[0])
-        return seen
-
+    first = gateway_replicas[0]
+    warm = await open_session(first, user_id=user_id)  # the user's server runs from now on
+    assert warm["status"] == "ready", warm
     try:
-        # Unwoken, a long-poll waits its full 30 s and a stream 15 s per status: a
-        # new user's server is ready in under 10 s here, so 25 s tells them apart.
-        async with asyncio.timeout(25):
-            polls, streams = await asyncio.gather(
-                asyncio.gather(*(long_poll(c) for c in gateway_replicas)),
-                asyncio.gather(*(stream(c) for c in gateway_replicas)),
-            )
-        assert "requested" not in polls, polls
-        for seen in streams:
-            assert seen[-1] == "ready", streams
+        async with PausedSync(stack_settings) as sync:
+            created = await first.post("/v1/sessions", json={"user_id": user_id})
+            assert created.status_code == 202, created.text
+            session_id = created.json()["id"]
+
+            async def provisioning() -> bool:
+                got = await first.get(f"/v1/sessions/{session_id}")
+                return bool(got.json()["status"] == "provisioning")
+
+            await eventually(provisioning)  # server ready, notebook not placed: sync is down
+
+            async def long_poll(client: httpx.AsyncClient) -> str:
+                got = await client.get(
+                    f"/v1/sessions/{session_id}", params={"wait": 30, "status": "provisioning"}
+                )
+                return str(got.json()["status"])
+
+            async def stream(client: httpx.AsyncClient) -> list[str]:
+                seen: list[str] = []
+                async with client.stream("GET", f"/v1/sessions/{session_id}/events") as events:
+                    async for line in events.aiter_lines():
+                        if line.startswith("data:"):
+                            seen.append(json.loads(line[5:])["status"])
+                return seen
+
+            polls = [asyncio.create_task(long_poll(c)) for c in gateway_replicas]
+            streams = [asyncio.create_task(stream(c)) for c in gateway_replicas]
+            await asyncio.sleep(1)
+            assert not any(task.done() for task in polls + streams)  # all waiting
+            await sync.resume()
+            async with asyncio.timeout(UNWOKEN_SECONDS):
+                answers = await asyncio.gather(*polls)
+                seen = await asyncio.gather(*streams)
+        assert answers == ["ready"] * len(gateway_replicas), answers
+        assert all(s == ["provisioning", "ready"] for s in seen), seen
     finally:
         await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
 
 
 async def test_a_save_long_poll_wakes_on_every_gateway_replica(
-    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient
+    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient, stack_settings: StackSettings
 ) -> None:
     user_id = f"wake-save-{uuid.uuid4().hex[:8]}"
     session = await open_session(gateway_replicas[0], user_id=user_id, notebook_name="w")
     assert session["status"] == "ready", session
     try:
-        created = await gateway_replicas[0].post(f"/v1/sessions/{session['id']}/saves")
-        assert created.status_code == 202, created.text
-        save_id = created.json()["id"]
-        async with asyncio.timeout(25):  # unwoken, each would wait 30 s
-            outcomes = await asyncio.gather(
-                *(c.get(f"/v1/saves/{save_id}", params={"wait": 30}) for c in gateway_replicas)
-            )
+        async with PausedSync(stack_settings) as sync:
+            created = await gateway_replicas[0].post(f"/v1/sessions/{session['id']}/saves")
+            assert created.status_code == 202, created.text
+            save_id = created.json()["id"]
+            polls = [
+                asyncio.create_task(client.get(f"/v1/saves/{save_id}", params={"wait": 30}))
+                for client in gateway_replicas
+            ]
+            await asyncio.sleep(1)
+            assert not any(task.done() for task in polls)  # pending while sync is down
+            await sync.resume()
+            async with asyncio.timeout(UNWOKEN_SECONDS):
+                outcomes = await asyncio.gather(*polls)
         assert [o.json()["status"] for o in outcomes] == ["stored"] * len(gateway_replicas)
     finally:
         await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
