@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "restart", "lag"])
     args = parser.parse_args(argv)
-    settings = StackSettings()
+    # A running stack keeps its replica count until `down` (supervisord's programs).
+    settings = stack.adopt_running_replicas(StackSettings())
 
     if args.command == "up":
         started = time.monotonic()
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.per_user_origins:
             print(f"  per-user origins: <hub user>.jupyter.{settings.origins_domain}")
         print(f"  gateway      http://127.0.0.1:{settings.gateway_port}/  (API docs at /docs)")
+        if settings.replicas > 1:
+            print(f"  replicas     {settings.replicas} of each service (see `status`)")
         print(f"  logs         {settings.logs_dir}/")
         for tenant_id in settings.tenants:
             mode = " (restricted)" if tenant_id in settings.restricted_tenants else ""

@@ -37,6 +37,7 @@ from schemas import (
     SessionFailed,
     SessionReady,
     SessionRequested,
+    StatusChanged,
     dlq_topic,
 )
 
@@ -62,18 +63,20 @@ class ServiceAccess:
     """Consumer group id → the events its members handle."""
     dead_letters: dict[str, tuple[type[EventData], ...]] = field(default_factory=dict)
     """Consumer group id → the events whose dead-letter topics its members read."""
+    follows: tuple[type[EventData], ...] = ()
+    """Events every replica reads without a consumer group (notifications: no DLQ)."""
 
-    def event_topics(self) -> set[str]:
+    def group_topics(self) -> set[str]:
         """The topics of the events its groups handle (each may dead-letter to its .dlq)."""
         return {event.topic for events in self.consumes.values() for event in events}
 
     def read_topics(self) -> set[str]:
         dead = {dlq_topic(e.topic) for events in self.dead_letters.values() for e in events}
-        return self.event_topics() | dead
+        return self.group_topics() | dead | {event.topic for event in self.follows}
 
     def write_topics(self) -> set[str]:
         published = {event.topic for event in self.publishes}
-        return published | {dlq_topic(topic) for topic in self.event_topics()}
+        return published | {dlq_topic(topic) for topic in self.group_topics()}
 
     def groups(self) -> set[str]:
         return set(self.consumes) | set(self.dead_letters)
@@ -82,7 +85,8 @@ class ServiceAccess:
 ACCESS: dict[str, ServiceAccess] = {
     # services/gateway: api.py, saves_api.py, internal_api.py, library_api.py publish,
     # and audit.py (the audit trail); app.py's projection and audit projector consume;
-    # dead_letters.py reads the commands' dead letters and publishes their failures.
+    # dead_letters.py reads the commands' dead letters and publishes their failures;
+    # changes.py tells every replica what changed (status.changed, read group-less).
     "gateway": ServiceAccess(
         publishes=(
             SessionRequested,
@@ -94,6 +98,7 @@ ACCESS: dict[str, ServiceAccess] = {
             AuditRecorded,
             SessionFailed,
             NotebookStoreFailed,
+            StatusChanged,
         ),
         consumes={
             "nbembed-gateway": (
@@ -122,6 +127,7 @@ ACCESS: dict[str, ServiceAccess] = {
         dead_letters={
             "nbembed-gateway-dead-letters": (SessionRequested, ServerReady, NotebookSaved)
         },
+        follows=(StatusChanged,),
     ),
     # services/provisioner: handlers.py and app.py (the hub's notices) publish; app.py
     # consumes.

@@ -48,6 +48,21 @@ class StackSettings(BaseSettings):
     provisioner_health_port: int = 8091
     sync_health_port: int = 8092
     demo_port: int = 8090
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Processes of each service (gateway, provisioner, sync). Replicas of a "
+        "service share its port (SO_REUSEPORT: the kernel spreads connections) and its "
+        "consumer groups (Kafka spreads partitions); each also listens on a port of its own "
+        "(`replica_ports_from`) so the stack checks every one. No more than "
+        "`kafka_partitions`: a member beyond the partition count gets none and idles.",
+    )
+    replica_ports_from: int = Field(
+        default=8100,
+        description="First of the replicas' own ports: replica i (from 1) of the gateway, "
+        "provisioner and sync listens on this + 10 * service index + i (8101, 8111, 8121…).",
+    )
 
     tenants: list[str] = Field(
         default=["demo", "acme", "vault"],
@@ -130,6 +145,15 @@ class StackSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _partitions_for_every_replica(self) -> StackSettings:
+        if self.replicas > self.kafka_partitions:
+            raise ValueError(
+                f"{self.replicas} replicas need at least as many Kafka partitions "
+                f"(kafka_partitions is {self.kafka_partitions})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _origins_follow_the_mode(self) -> StackSettings:
         # With per-user origins the host page must be on the hub's site: the demo's
         # app.<domain> is then the one allowed framer, unless origins were given.
@@ -154,6 +178,10 @@ class StackSettings(BaseSettings):
         """The demo host page's origin (same site as the hub in either mode)."""
         host = f"app.{self.origins_domain}" if self.per_user_origins else "127.0.0.1"
         return f"http://{host}:{self.demo_port}"
+
+    def replica_port(self, service_index: int, replica: int) -> int:
+        """The own port of ``replica`` (from 1) of the service at ``service_index``."""
+        return self.replica_ports_from + 10 * service_index + replica
 
     # Derived locations: one place to change the layout of the state folder.
     @property

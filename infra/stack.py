@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
+import functools
 import hashlib
 import json
+import re
 import secrets
 import socket
 import stat
@@ -116,6 +119,117 @@ def _store_env(prefix: str, settings: StackSettings, account: str) -> dict[str, 
     return env
 
 
+def replica_name(service: str, replica: int) -> str:
+    """The supervisord program of a service's replica: ``sync``, ``sync-2``, ``sync-3``…
+
+    The first replica keeps the service's name, so one replica is named as before.
+    """
+    return service if replica == 1 else f"{service}-{replica}"
+
+
+def service_programs(settings: StackSettings, service: str) -> list[str]:
+    """The program names of every replica of ``service``."""
+    return [replica_name(service, r) for r in range(1, settings.replicas + 1)]
+
+
+def all_service_programs(settings: StackSettings) -> list[str]:
+    """Every replica of every service."""
+    return [name for service in SERVICES for name in service_programs(settings, service)]
+
+
+def running_replicas(settings: StackSettings) -> int | None:
+    """How many replicas of each service the running stack has (None: no stack runs).
+
+    Read from supervisord's rendered configuration, so commands and tests that
+    were not told ``NBEMBED_STACK_REPLICAS`` still see every replica.
+    """
+    if supervisor.pid(settings) is None:
+        return None
+    parser = configparser.RawConfigParser()
+    parser.read(supervisor.config_path(settings))
+    return sum(
+        1
+        for section in parser.sections()
+        if section == "program:gateway" or re.fullmatch(r"program:gateway-\d+", section)
+    )
+
+
+def adopt_running_replicas(settings: StackSettings) -> StackSettings:
+    """``settings`` with the running stack's replica count, unless it was given."""
+    running = running_replicas(settings)
+    if "replicas" in settings.model_fields_set or not running:
+        return settings
+    return settings.model_copy(update={"replicas": running})
+
+
+def _service_env(
+    settings: StackSettings, service: str, common: dict[str, str], tenants_file: Path
+) -> dict[str, str]:
+    """One service's environment, the same for each of its replicas."""
+    ports = {
+        "gateway": ("PORT", settings.gateway_port),
+        "provisioner": ("HEALTH_PORT", settings.provisioner_health_port),
+        "sync": ("HEALTH_PORT", settings.sync_health_port),
+    }
+    prefix = f"NBEMBED_{service.upper()}_"
+    env = {prefix + key: value for key, value in common.items()}
+    # Each service logs in to Kafka and to the store as itself.
+    env[prefix + "KAFKA_USERNAME"] = kafka_access.principal(service)
+    env[prefix + "KAFKA_PASSWORD_FILE"] = str(settings.kafka_password_file(service))
+    env |= _store_env(prefix, settings, service)
+    port_key, port = ports[service]
+    env[prefix + port_key] = str(port)
+    if service == "gateway":
+        env[prefix + "TENANTS_FILE"] = str(tenants_file)
+        env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
+        env[prefix + "TICKET_KEY_FILE"] = str(settings.ticket_key_file)
+        env[prefix + "HUB_LOGIN_TOKEN_FILE"] = str(settings.hub_login_token_file)
+        env[prefix + "ADMIN_TOKEN_FILE"] = str(settings.admin_token_file)
+    if service == "provisioner":
+        # The only service with the hub service token; sync asks it for
+        # per-user server tokens with their shared secret.
+        env[prefix + "HUB_API_TOKEN_FILE"] = str(settings.service_token_file)
+        env[prefix + "SYNC_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
+        # The hub's notices of stopped servers carry their own secret.
+        env[prefix + "HUB_NOTICE_TOKEN_FILE"] = str(settings.hub_provisioner_token_file)
+    if service in ("gateway", "sync"):
+        # Both hand browsers URLs of the hub (iframe URLs, notebook pages, origins).
+        env[prefix + "PUBLIC_HUB_URL"] = settings.browser_hub_url
+        env[prefix + "SUBDOMAIN_HOST"] = settings.subdomain_host or ""
+    if service == "sync":
+        env[prefix + "PROVISIONER_URL"] = f"http://127.0.0.1:{settings.provisioner_health_port}"
+        env[prefix + "PROVISIONER_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
+    return env
+
+
+def replica_programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
+    """Every replica of each service: same environment, the shared port, a port of its own."""
+    python = str(settings.venv_bin / "python")
+    common = {
+        "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
+        "HUB_URL": settings.public_hub_url,
+    }
+    result = []
+    for index, service in enumerate(SERVICES):
+        env = _service_env(settings, service, common, tenants_file)
+        prefix = f"NBEMBED_{service.upper()}_"
+        for replica in range(1, settings.replicas + 1):
+            own = {
+                prefix + "REUSE_PORT": str(settings.replicas > 1),
+                prefix + "REPLICA_PORT": str(settings.replica_port(index, replica)),
+            }
+            result.append(
+                Program(
+                    replica_name(service, replica),
+                    [python, "-m", f"services.{service}"],
+                    env=env | own,
+                    autostart=False,
+                )
+            )
+    return result
+
+
 def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
     """Every process of the stack, infrastructure first (services start after checks)."""
     python = str(settings.venv_bin / "python")
@@ -166,48 +280,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                 stop_wait_seconds=60,
             )
         )
-    common = {
-        "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
-        "HUB_URL": settings.public_hub_url,
-    }
-    ports = {
-        "gateway": ("PORT", settings.gateway_port),
-        "provisioner": ("HEALTH_PORT", settings.provisioner_health_port),
-        "sync": ("HEALTH_PORT", settings.sync_health_port),
-    }
-    for service in SERVICES:
-        prefix = f"NBEMBED_{service.upper()}_"
-        env = {prefix + key: value for key, value in common.items()}
-        # Each service logs in to Kafka and to the store as itself.
-        env[prefix + "KAFKA_USERNAME"] = kafka_access.principal(service)
-        env[prefix + "KAFKA_PASSWORD_FILE"] = str(settings.kafka_password_file(service))
-        env |= _store_env(prefix, settings, service)
-        port_key, port = ports[service]
-        env[prefix + port_key] = str(port)
-        if service == "gateway":
-            env[prefix + "TENANTS_FILE"] = str(tenants_file)
-            env[prefix + "SYNC_URL"] = f"http://127.0.0.1:{settings.sync_health_port}"
-            env[prefix + "TICKET_KEY_FILE"] = str(settings.ticket_key_file)
-            env[prefix + "HUB_LOGIN_TOKEN_FILE"] = str(settings.hub_login_token_file)
-            env[prefix + "ADMIN_TOKEN_FILE"] = str(settings.admin_token_file)
-        if service == "provisioner":
-            # The only service with the hub service token; sync asks it for
-            # per-user server tokens with their shared secret.
-            env[prefix + "HUB_API_TOKEN_FILE"] = str(settings.service_token_file)
-            env[prefix + "SYNC_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
-            # The hub's notices of stopped servers carry their own secret.
-            env[prefix + "HUB_NOTICE_TOKEN_FILE"] = str(settings.hub_provisioner_token_file)
-        if service in ("gateway", "sync"):
-            # Both hand browsers URLs of the hub (iframe URLs, notebook pages, origins).
-            env[prefix + "PUBLIC_HUB_URL"] = settings.browser_hub_url
-            env[prefix + "SUBDOMAIN_HOST"] = settings.subdomain_host or ""
-        if service == "sync":
-            env[prefix + "PROVISIONER_URL"] = f"http://127.0.0.1:{settings.provisioner_health_port}"
-            env[prefix + "PROVISIONER_TOKEN_FILE"] = str(sync_provisioner_token_file(settings))
-        result.append(
-            Program(service, [python, "-m", f"services.{service}"], env=env, autostart=False)
-        )
+    result += replica_programs(settings, tenants_file)
     demo_env = {
         "NBEMBED_DEMO_PORT": str(settings.demo_port),
         "NBEMBED_DEMO_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
@@ -236,16 +309,16 @@ def _postgres_check(settings: StackSettings) -> readiness.Check:
 
 
 def _service_checks(settings: StackSettings) -> dict[str, readiness.Check]:
-    return {
-        "gateway": lambda: readiness.http_ready(f"http://127.0.0.1:{settings.gateway_port}/readyz"),
-        "provisioner": lambda: readiness.http_ready(
-            f"http://127.0.0.1:{settings.provisioner_health_port}/readyz"
-        ),
-        "sync": lambda: readiness.http_ready(
-            f"http://127.0.0.1:{settings.sync_health_port}/readyz"
-        ),
-        DEMO: lambda: readiness.http_ready(f"http://127.0.0.1:{settings.demo_port}/"),
-    }
+    """One check per replica, on the replica's own port (the shared one hides which answers)."""
+    checks: dict[str, readiness.Check] = {}
+    for index, service in enumerate(SERVICES):
+        for replica in range(1, settings.replicas + 1):
+            url = f"http://127.0.0.1:{settings.replica_port(index, replica)}/readyz"
+            checks[replica_name(service, replica)] = functools.partial(readiness.http_ready, url)
+    checks[DEMO] = functools.partial(
+        readiness.http_ready, f"http://127.0.0.1:{settings.demo_port}/"
+    )
+    return checks
 
 
 async def _wait_all(checks: dict[str, readiness.Check], timeout: float) -> dict[str, float]:
@@ -351,20 +424,20 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     if settings.local_kafka and (missing := asyncio.run(kafka.users_failing_login(settings))):
         kafka.add_users(settings, missing)
     asyncio.run(kafka_access.ensure_acls(admin))
-    supervisor.start_programs(settings, (*SERVICES, DEMO))
+    supervisor.start_programs(settings, (*all_service_programs(settings), DEMO))
     timings |= asyncio.run(_wait_all(_service_checks(settings), timeout))
     return timings
 
 
 def restart_services(settings: StackSettings, timeout: float = 60) -> dict[str, float]:
-    """Restart the three services (after a code change) and wait until they are ready."""
-    supervisor.ctl(settings, "restart", *SERVICES, DEMO)
+    """Restart every replica of the services (after a code change) and wait until ready."""
+    supervisor.ctl(settings, "restart", *all_service_programs(settings), DEMO)
     return asyncio.run(_wait_all(_service_checks(settings), timeout))
 
 
 async def check_all(settings: StackSettings) -> dict[str, bool]:
     """Whether each component answers now."""
-    names = ("kafka", "mongodb", "jupyterhub", *SERVICES, DEMO)
+    names = ("kafka", "mongodb", "jupyterhub", *all_service_programs(settings), DEMO)
     if not (
         settings.service_token_file.exists()
         and settings.kafka_password_file(kafka_access.ADMIN).exists()
@@ -388,6 +461,11 @@ def stack_ports(settings: StackSettings) -> list[int]:
         settings.provisioner_health_port,
         settings.sync_health_port,
         settings.demo_port,
+        *(
+            settings.replica_port(index, replica)
+            for index in range(len(SERVICES))
+            for replica in range(1, settings.replicas + 1)
+        ),
     ]
     if settings.local_kafka:
         ports += [settings.kafka_port, settings.kafka_controller_port]
@@ -439,7 +517,7 @@ def down(settings: StackSettings, timeout: float = 120) -> list[str]:
     if pid is not None:
         # Services first (they drain their consumers), then the hub (it stops the
         # single-user servers), then Kafka and FerretDB.
-        supervisor.ctl(settings, "stop", DEMO, *SERVICES, check=False)
+        supervisor.ctl(settings, "stop", DEMO, *all_service_programs(settings), check=False)
         supervisor.ctl(settings, "stop", "jupyterhub", check=False)
         supervisor.ctl(settings, "shutdown", check=False)
         with contextlib.suppress(psutil.NoSuchProcess):

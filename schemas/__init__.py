@@ -23,6 +23,7 @@ from schemas.events import (
     SessionFailed,
     SessionReady,
     SessionRequested,
+    StatusChanged,
     all_topics,
     dlq_topic,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "SessionFailed",
     "SessionReady",
     "SessionRequested",
+    "StatusChanged",
     "all_topics",
     "dlq_topic",
     "hub_username",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.envelope import SPEC_VERSION
-from schemas.events import ALL_EVENTS, dlq_topic
+from schemas.events import ALL_EVENTS, NOTIFICATIONS, dlq_topic
 
 CE_HEADERS: dict[str, Any] = {
     "type": "object",
@@ -54,7 +54,11 @@ def document(version: str = "1.0.0") -> dict[str, Any]:
                 "address": event.topic,
                 "messages": {},
                 "description": f"Kafka topic {event.topic}; "
-                f"failed messages go to {dlq_topic(event.topic)}.",
+                + (
+                    "read by every gateway replica, never dead-lettered."
+                    if event in NOTIFICATIONS
+                    else f"failed messages go to {dlq_topic(event.topic)}."
+                ),
             },
         )
         channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}

@@ -32,6 +32,8 @@ INPUTS_TOPIC = "nbembed.inputs"
 """Commands to sync about a user's input files: inputs.changed."""
 AUDIT_TOPIC = "nbembed.audit"
 """The audit trail: one audit.recorded event per fact a tenant may have to account for."""
+GATEWAY_CHANGES_TOPIC = "nbembed.gateway-changes"
+"""Gateway-internal: status.changed, so every gateway replica wakes its waiters."""
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
@@ -377,6 +379,28 @@ class AuditRecorded(EventData):
         return f"{self.tenant_id}/{self.hub_user or ''}"
 
 
+class StatusChanged(EventData):
+    """A gateway replica moved a session's or a save's status in the store: wake waiters.
+
+    Gateway-internal. Long-polls and event streams wait in whichever replica
+    the host's request reached, but only one replica's projection consumes each
+    status event; that replica publishes this after its store write, and every
+    replica reads the topic without a consumer group, from its latest offset,
+    and wakes its own waiters on ``id``, which read the store again. So a
+    waiter is never woken before the change is visible, and a replica that was
+    down has nothing to replay: its waiters read the store when they start.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.gateway.status_changed.v1"
+    topic: ClassVar[str] = GATEWAY_CHANGES_TOPIC
+
+    kind: Literal["session", "save"]
+    id: Id = Field(description="The session's or the save's id.")
+
+    def partition_key(self) -> str:
+        return self.id
+
+
 ALL_EVENTS: tuple[type[EventData], ...] = (
     SessionRequested,
     ServerReady,
@@ -392,8 +416,13 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     NotebookStoreFailed,
     InputsChanged,
     AuditRecorded,
+    StatusChanged,
 )
 """Every event type, in flow order."""
+
+NOTIFICATIONS: tuple[type[EventData], ...] = (StatusChanged,)
+"""Events read by every replica without a consumer group and never dead-lettered: a
+lost one costs a waiter its timeout (it reads the store then), nothing else."""
 
 DLQ_SUFFIX = ".dlq"
 
@@ -406,4 +435,5 @@ def dlq_topic(topic: str) -> str:
 def all_topics() -> list[str]:
     """Every topic nbembed uses, dead-letter topics included (for provisioning)."""
     topics = list(dict.fromkeys(event.topic for event in ALL_EVENTS))
-    return topics + [dlq_topic(t) for t in topics]
+    no_dlq = {event.topic for event in NOTIFICATIONS}
+    return topics + [dlq_topic(t) for t in topics if t not in no_dlq]

@@ -20,9 +20,17 @@ from infra.settings import StackSettings
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
+TEST_REPLICAS = 2
+"""Replicas of each service in the stack the suite starts, unless NBEMBED_STACK_REPLICAS says
+otherwise: every run proves that nothing depends on one replica seeing every event or request."""
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> StackSettings:
-    return StackSettings()
+    settings = stack.adopt_running_replicas(StackSettings())  # a stack left up: as it runs
+    if "replicas" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"replicas": TEST_REPLICAS})
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,19 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field(
         default="127.0.0.1", description="Address for the HTTP/health server (0.0.0.0 in a pod)."
     )
+    reuse_port: bool = Field(
+        default=False,
+        description="Bind the service's port with SO_REUSEPORT, so several replicas on one "
+        "host share it and the kernel spreads connections among them (the local stack's "
+        "replicas; pods have an address each and leave it off).",
+    )
+    replica_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="A second port this replica alone listens on (same app), so a supervisor "
+        "can check each replica behind a shared port; 0: none.",
+    )
     dlq_after_attempts: int = Field(default=5, ge=1, description="Tries before dead-lettering.")
     retry_backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
 

@@ -6,10 +6,4 @@ from services.gateway.settings import GatewaySettings
 
 if __name__ == "__main__":
     settings = GatewaySettings()
-    run_service(
-        "gateway",
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.port,
-        log_level=settings.log_level,
-    )
+    run_service("gateway", create_app(settings), settings, port=settings.port)

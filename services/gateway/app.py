@@ -40,6 +40,7 @@ from services.gateway import (
 from services.gateway.attachments import INPUTS_KIND, render_inputs
 from services.gateway.audit import AuditProjector
 from services.gateway.audit_store import AuditStore, AuditUsers
+from services.gateway.changes import ChangeFeed
 from services.gateway.dead_letters import DeadLetters
 from services.gateway.deps import Gateway
 from services.gateway.hub_identity import HubIdentity
@@ -123,6 +124,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.on(NotebookStored, projection.on_notebook_stored)
     consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()
+    changes = ChangeFeed(broker, {"session": parts.sessions.changes, "save": parts.saves.changes})
+    changes.attach()
     # The audit trail reads nbembed's own topics in a group of its own: a slow
     # audit store never delays a session, and the trail misses no event.
     if settings.audit_projector:
@@ -148,6 +151,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         await loaded.wait()
         await broker.start()
+        await changes.started()  # ready only once no other replica's change can be missed
         relay = asyncio.ensure_future(parts.outbox.run_relay())
         try:
             yield
@@ -157,6 +161,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
             await parts.outbox.aclose()
+            await changes.aclose()
             await broker.stop()
             await parts.sync.aclose()
             await hub_identity.aclose()

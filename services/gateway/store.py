@@ -2,7 +2,8 @@
 
 Each status only moves forward (events may arrive late or twice), every lookup
 is scoped by tenant (another tenant's object simply does not exist), and
-long-polls are woken by this process's projection the moment it writes.
+long-polls are woken the moment a status moves, in this replica and, through
+the change feed (changes.py), in every other one.
 
 Every read and write on the hot path filters on ``_id`` alone: FerretDB's
 SQLite backend pushes only such filters down to SQLite and scans the whole
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -52,9 +53,17 @@ class ChangeNotifier:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}
+        self.relay: Callable[[str], None] | None = None
+        """Told of each change made here, to wake the other replicas (changes.py)."""
 
     def notify(self, key: str) -> None:
-        """Wake everyone waiting on ``key``."""
+        """``key`` changed in the store: wake its waiters here and in the other replicas."""
+        self.wake(key)
+        if self.relay is not None:
+            self.relay(key)
+
+    def wake(self, key: str) -> None:
+        """Wake everyone waiting on ``key`` in this replica."""
         event = self._events.pop(key, None)
         if event is not None:
             event.set()
@@ -121,8 +130,8 @@ class _ForwardOnly:
     ) -> Document | None:
         """Long-poll: the document once its status differs from ``known_status``.
 
-        Woken at once by this process's projection; read again at the timeout in
-        case another gateway replica made the change.
+        Woken at once when any gateway replica moves the status (changes.py);
+        read again at the timeout in case a wake-up was lost.
         """
         with self.changes.subscribe(doc_id) as changed:
             current = await self.get(tenant_id, doc_id)

@@ -6,10 +6,4 @@ from services.provisioner.settings import ProvisionerSettings
 
 if __name__ == "__main__":
     settings = ProvisionerSettings()
-    run_service(
-        "provisioner",
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.health_port,
-        log_level=settings.log_level,
-    )
+    run_service("provisioner", create_app(settings), settings, port=settings.health_port)

@@ -6,10 +6,4 @@ from services.sync.settings import SyncSettings
 
 if __name__ == "__main__":
     settings = SyncSettings()
-    run_service(
-        "sync",
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.health_port,
-        log_level=settings.log_level,
-    )
+    run_service("sync", create_app(settings), settings, port=settings.health_port)

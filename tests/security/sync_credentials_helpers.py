@@ -14,7 +14,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra import kafka, supervisor
+from infra import kafka, stack, supervisor
 from infra.settings import StackSettings
 from schemas.envelope import HEADER_PREFIX, SPEC_VERSION
 
@@ -112,10 +112,12 @@ async def report_server_save(
         )
 
 
-def sync_process(settings: StackSettings) -> psutil.Process:
-    """The running sync service's process."""
-    out = supervisor.ctl(settings, "pid", "sync").strip()
-    return psutil.Process(int(out))
+def sync_processes(settings: StackSettings) -> list[psutil.Process]:
+    """The running sync service's processes, one per replica."""
+    return [
+        psutil.Process(int(supervisor.ctl(settings, "pid", name).strip()))
+        for name in stack.service_programs(settings, "sync")
+    ]
 
 
 class PeakRss:

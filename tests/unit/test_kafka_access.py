@@ -28,7 +28,9 @@ from services.sync import app as sync_app
 from services.sync.settings import SyncSettings
 
 
-def _subscriptions(module: Any, build: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+def _subscriptions(
+    module: Any, build: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str | None, set[str]]:
     """The consumer groups a service's app really wires up, and their topics."""
     brokers: list[KafkaBroker] = []
 
@@ -39,7 +41,7 @@ def _subscriptions(module: Any, build: Any, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(module, "make_broker", recording)
     build()
     (broker,) = brokers
-    groups: dict[str, set[str]] = {}
+    groups: dict[str | None, set[str]] = {}
     for subscriber in broker.subscribers:
         groups.setdefault(subscriber.group_id, set()).update(subscriber.topic_names)
     return groups
@@ -83,6 +85,8 @@ def test_the_table_grants_each_consumer_group_exactly_what_the_app_subscribes(
             group: {dlq_topic(event.topic) for event in events}
             for group, events in ACCESS[service].dead_letters.items()
         }
+        if ACCESS[service].follows:  # read by every replica, in no group
+            granted[None] = {event.topic for event in ACCESS[service].follows}
         assert wired == granted, service
 
 
