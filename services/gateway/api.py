@@ -23,12 +23,15 @@ from services.gateway.deps import (
     TenantDep,
     session_token_digest,
 )
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.store import SESSION_FINAL, Document, SessionStatus
 from services.gateway.tenants import Tenant
 
 SOURCE = "/nbembed/gateway"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0b7e3c52-61a4-4c1e-9a43-1f0e2d9c8a77")
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+"""Visible ASCII, spaces only inside: control characters, CR/LF (which could split a
+header where a proxy lets them through) and non-ASCII bytes are refused with 422."""
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
@@ -41,7 +44,19 @@ NotebookName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class SessionCreate(BaseModel):
     """Open a notebook for one of the host's users."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # The validator below, said in JSON Schema so the OpenAPI is the whole rule.
+        json_schema_extra={
+            "not": {
+                "required": ["notebook_id", "notebook_name"],
+                "properties": {
+                    "notebook_id": {"type": "string"},
+                    "notebook_name": {"type": "string"},
+                },
+            }
+        },
+    )
 
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
         description="The host app's own id for the user (any string)."
@@ -176,13 +191,26 @@ def session_not_found(session_id: str) -> Problem:
     )
 
 
-@router.post("/sessions", status_code=status.HTTP_202_ACCEPTED, response_model=SessionView)
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SessionView,
+    responses=errors(404, 409),
+)
 async def create_session(
     body: SessionCreate,
     tenant: TenantDep,
     parts: GatewayDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Any 1-200 visible ASCII characters (spaces only inside), e.g. a "
+            "UUID: the same key with the same body answers the same session.",
+        ),
+    ] = None,
 ) -> SessionView:
     """Ask for a notebook session; poll or stream its status from the returned links.
 

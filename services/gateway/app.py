@@ -10,8 +10,21 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
 
-from schemas import NotebookStored, NotebookStoreFailed, ServerReady, SessionFailed, SessionReady
-from services.common.kafka import EventConsumer, make_broker
+from schemas import (
+    AuditRecorded,
+    InputsChanged,
+    NotebookDeleted,
+    NotebookRenamed,
+    NotebookSaved,
+    NotebookStored,
+    NotebookStoreFailed,
+    ServerReady,
+    SessionEnded,
+    SessionFailed,
+    SessionReady,
+    SessionRequested,
+)
+from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
     api,
@@ -41,6 +54,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The settings validator guarantees every secret is loaded.
     assert settings.internal_token is not None and settings.ticket_key is not None
     broker = make_broker(settings, client_id="nbembed-gateway")
+    publishes(
+        broker,
+        "gateway",
+        SessionRequested,
+        SessionEnded,
+        NotebookSaved,
+        NotebookRenamed,
+        NotebookDeleted,
+        InputsChanged,
+        AuditRecorded,
+    )
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     database = settings.mongodb_database
     parts = Gateway(
@@ -105,6 +129,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         summary="Embed Jupyter notebooks for your users; store them in your MongoDB.",
         lifespan=lifespan,
     )
+    # No 307 to the same path with or without a trailing slash: a path the OpenAPI
+    # does not name is a 404 problem, not an undocumented redirect.
+    app.router.redirect_slashes = False
     app.state.gateway = parts
     app.state.hub_identity = hub_identity
     # The host JS SDK calls the gateway from host pages: allow exactly the

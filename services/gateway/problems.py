@@ -11,18 +11,61 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from services.gateway import contract
+
 PROBLEM_TYPE_BASE = "https://nbembed.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 ERRORS = {
+    400: "The body is not valid JSON.",
     401: "No API key, or not one of this gateway's tenants (`WWW-Authenticate: Bearer`).",
     404: "No such object for this tenant (another tenant's objects do not exist for you).",
     411: "A chunked body without Content-Length.",
     413: "The body is over the gateway's limit.",
     415: "The body is not JSON (`Content-Type: application/json`).",
     422: "A parameter, header or body field is invalid (`errors` lists each).",
+    409: "The object is not in a state that allows this (the detail says which).",
+    429: "Too many requests from this caller (`Retry-After` says when to retry).",
+    503: "A part the call needs is down for now (`Retry-After` when known).",
 }
 """Errors any /v1 call may answer, by status, as the OpenAPI documents them."""
+
+
+HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "How to authenticate: `Bearer`.",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+}
+"""Headers an error carries, by status (documented beside the problem body)."""
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's own error statuses, for its ``responses=``; `document` adds the body."""
+    return {status: {"description": ERRORS.get(status, "")} for status in statuses}
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method some route of ``app`` accepts on ``path``, for ``Allow`` on 405.
+
+    Starlette answers 405 from the first route whose path matches and lists only
+    that route's methods; a path served by several routes (GET and DELETE of one
+    id) accepts the union.
+    """
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 class ProblemDetails(BaseModel):
@@ -100,14 +143,21 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        title = {
+            400: "Invalid JSON",
+            404: "Not found",
+            405: "Method not allowed",
+        }.get(exc.status_code, "HTTP error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         body = {
             "type": "about:blank",
             "title": title,
             "status": exc.status_code,
             "detail": str(exc.detail),
         }
-        return _response(request, exc.status_code, body, getattr(exc, "headers", None))
+        return _response(request, exc.status_code, body, headers)
 
 
 def document(app: FastAPI) -> None:
@@ -134,6 +184,7 @@ def document(app: FastAPI) -> None:
             if path.startswith("/v1/"):
                 for operation in operations.values():
                     _document_errors(path, operation)
+        contract.add_links_and_headers(schema)
         app.openapi_schema = schema
         return schema
 
@@ -149,10 +200,12 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
     if body:
         statuses |= {411, 413}
     if "application/json" in body:
-        statuses.add(415)
+        statuses |= {400, 415}
     for status in sorted(statuses):
         described = responses.get(str(status), {}).get("description")
         responses[str(status)] = {
             "description": described if described and status != 422 else ERRORS.get(status, ""),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
+        if status in HEADERS:
+            responses[str(status)]["headers"] = HEADERS[status]

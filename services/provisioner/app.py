@@ -8,10 +8,10 @@ from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
-from schemas import SessionEnded, SessionRequested
+from schemas import ServerReady, SessionEnded, SessionFailed, SessionRequested
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
-from services.common.kafka import EventConsumer, make_broker
+from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.mongo import connect as mongo_client
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
@@ -25,6 +25,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     # The settings validator guarantees both.
     assert settings.hub_api_token is not None and settings.sync_token is not None
     broker = make_broker(settings, client_id="nbembed-provisioner")
+    publishes(broker, "provisioner", ServerReady, SessionFailed)
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     sessions = OpenSessions(mongo, settings.mongodb_database)
