@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from services.gateway import contract
 
@@ -17,7 +18,7 @@ PROBLEM_TYPE_BASE = "https://nbembed.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 ERRORS = {
-    400: "The body is not valid JSON.",
+    400: "The body cannot be read as JSON text (not UTF-8); malformed JSON is 422.",
     401: "No API key, or not one of this gateway's tenants (`WWW-Authenticate: Bearer`).",
     404: "No such object for this tenant (another tenant's objects do not exist for you).",
     411: "A chunked body without Content-Length.",
@@ -53,19 +54,23 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": ERRORS.get(status, "")} for status in statuses}
 
 
-def allowed_methods(app: Any, path: str) -> list[str]:
-    """Every method some route of ``app`` accepts on ``path``, for ``Allow`` on 405.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on the request's path, for ``Allow`` on 405.
 
     Starlette answers 405 from the first route whose path matches and lists only
     that route's methods; a path served by several routes (GET and DELETE of one
-    id) accepts the union.
+    id) accepts the union. Each method is asked of the routes as Starlette routes.
     """
-    methods: set[str] = set()
-    for route in app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path) and getattr(route, "methods", None):
-            methods |= set(route.methods)
-    return sorted(methods)
+    scope = dict(request.scope)
+    allowed = []
+    for method in METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 class ProblemDetails(BaseModel):
@@ -150,7 +155,7 @@ def install(app: FastAPI) -> None:
         }.get(exc.status_code, "HTTP error")
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
-            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+            headers["Allow"] = ", ".join(allowed_methods(request))
         body = {
             "type": "about:blank",
             "title": title,
