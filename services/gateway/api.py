@@ -46,6 +46,8 @@ class SessionCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        # JSON types as the schema says them: 0 is no boolean, 1 no string.
+        strict=True,
         # The validator below, said in JSON Schema so the OpenAPI is the whole rule.
         json_schema_extra={
             "not": {

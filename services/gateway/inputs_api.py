@@ -87,8 +87,13 @@ def _valid_name(name: str) -> str:
     responses=errors(503),
     openapi_extra={
         "requestBody": {
-            "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            # No body is an empty file (as a body of zero bytes is).
+            "required": False,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "description": "The file's bytes."}
+                }
+            },
         }
     },
 )

@@ -72,7 +72,7 @@ class RevisionList(BaseModel):
 
 
 class NotebookPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: NotebookName
 

@@ -183,3 +183,18 @@ def test_uvicorn_answers_an_unparsable_request_as_problem_json() -> None:
     assert head.startswith(b"HTTP/1.1 400")
     assert b"content-type: application/problem+json" in head.lower()
     assert json.loads(body)["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "body"),
+    [
+        ("/v1/audit", {"since": "0.5"}, None),  # pydantic alone reads seconds since 1970
+        ("/v1/sessions", {}, {"user_id": "u", "restricted": 0}),  # 0 is no boolean
+        ("/v1/sessions", {}, {"user_id": 5}),  # 5 is no string
+    ],
+)
+def test_values_off_their_documented_type_are_refused(
+    client: TestClient, path: str, query: dict[str, str], body: dict[str, Any] | None
+) -> None:
+    answer = client.request("POST" if body else "GET", path, params=query, json=body)
+    assert answer.status_code == 422
