@@ -316,7 +316,13 @@ async def get_session(
 @router.get(
     "/sessions/{session_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "A text/event-stream of `status` events (data: the session as "
+            "JSON) and keep-alive comments, until a final status.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def stream_session(
     session_id: str, tenant: TenantDep, parts: GatewayDep, request: Request

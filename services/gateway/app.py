@@ -189,7 +189,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Liveness: the process serves requests."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={
+            503: {
+                "description": "Kafka or MongoDB is down (the same body says which).",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                    }
+                },
+            }
+        },
+    )
     async def readyz(response: Response) -> dict[str, str]:
         """Readiness: Kafka and MongoDB both answer (503 otherwise)."""
         checks = {

@@ -24,6 +24,8 @@ ERRORS = {
     411: "A chunked body without Content-Length.",
     413: "The body is over the gateway's limit.",
     415: "The body is not JSON (`Content-Type: application/json`).",
+    403: "The credential is valid but refused for this (the detail says why).",
+    410: "It was valid once and is no more (expired, used, or its session ended).",
     422: "A parameter, header or body field is invalid (`errors` lists each).",
     409: "The object is not in a state that allows this (the detail says which).",
     429: "Too many requests from this caller (`Retry-After` says when to retry).",
@@ -186,7 +188,7 @@ def document(app: FastAPI) -> None:
             schemas.pop(unused, None)
         schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
         for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
+            if path.startswith(("/v1/", "/internal/")):
                 for operation in operations.values():
                     _document_errors(path, operation)
         contract.add_links_and_headers(schema)
@@ -208,6 +210,8 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
         statuses |= {400, 415}
     for status in sorted(statuses):
         described = responses.get(str(status), {}).get("description")
+        if status == 401 and path.startswith("/internal/"):
+            described = "Not one of nbembed's own callers (a user's server, the hub's login)."
         responses[str(status)] = {
             "description": described if described and status != 422 else ERRORS.get(status, ""),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
