@@ -320,7 +320,23 @@ async def get_session(
         200: {
             "description": "A text/event-stream of `status` events (data: the session as "
             "JSON) and keep-alive comments, until a final status.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # OpenAPI 3.1: the schema of a text/event-stream describes each event.
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"const": "status"},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"$ref": "#/components/schemas/SessionView"},
+                            },
+                        },
+                    }
+                }
+            },
         }
     },
 )
