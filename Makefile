@@ -30,5 +30,6 @@ lint:
 typecheck:
 	@.venv/bin/mypy
 
-schemas:  ## export the event contracts as JSON Schema into schemas/json
+schemas:  ## export the event contracts (JSON Schema) and the AsyncAPI document into schemas/json
 	@$(PY) -m schemas schemas/json
+	@$(PY) -m services.asyncapi schemas/json/asyncapi.json

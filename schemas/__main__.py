@@ -1,6 +1,8 @@
 """Export the event contracts: ``python -m schemas [OUTPUT_DIR]``.
 
-Writes one JSON Schema per event type and ``asyncapi.json`` (AsyncAPI 3.0).
+Writes one JSON Schema per event type. The AsyncAPI document, which says which
+service reads and writes each of them where, comes from the services
+(``python -m services.asyncapi``; ``make schemas`` writes both).
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.asyncapi import document
 from schemas.events import ALL_EVENTS
 
 
 def export(out_dir: Path) -> list[Path]:
-    """Write the JSON Schemas and the AsyncAPI document into ``out_dir``; return their paths."""
+    """Write the JSON Schemas into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for event in ALL_EVENTS:
@@ -24,9 +25,6 @@ def export(out_dir: Path) -> list[Path]:
         path = out_dir / f"{event.event_type}.json"
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         written.append(path)
-    asyncapi = out_dir / "asyncapi.json"
-    asyncapi.write_text(json.dumps(document(), indent=2, sort_keys=True) + "\n")
-    written.append(asyncapi)
     return written
 
 

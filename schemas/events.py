@@ -346,7 +346,11 @@ SERVER_REPORTED_KINDS: tuple[ServerReportedKind, ...] = get_args(ServerReportedK
 
 AuditDetailKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 AuditDetailValue = Annotated[str, StringConstraints(max_length=512)]
-AuditDetail = Annotated[dict[AuditDetailKey, AuditDetailValue], Field(max_length=16)]
+AuditDetail = Annotated[
+    dict[AuditDetailKey, AuditDetailValue],
+    # Keys other than the pattern are refused: the schema says so too.
+    Field(max_length=16, json_schema_extra={"additionalProperties": False}),
+]
 """Free-form facts of one record, bounded: at most 16 short keys, values of 512 characters."""
 
 

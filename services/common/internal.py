@@ -24,7 +24,9 @@ def with_internal_api(app: AsgiFastStream, internal: ASGIApp) -> Starlette:
         async with app.start_lifespan_context():
             yield
 
-    return Starlette(
+    server = Starlette(
         routes=[Mount("/internal", app=internal), Mount("/", app=app)],
         lifespan=lifespan,
     )
+    server.state.broker = app.broker  # its subscribers and publishers: the AsyncAPI's source
+    return server

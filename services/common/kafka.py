@@ -9,14 +9,19 @@ be idempotent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, TypeVar, Union
+from weakref import WeakKeyDictionary
 
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy, BaseMiddleware, ContextRepo, StreamMessage
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.publisher import DefaultPublisher
 from faststream.security import SASLScram512
 
 from schemas import CloudEvent, EventData, dlq_topic
@@ -58,13 +63,42 @@ def _security(settings: ServiceSettings) -> SASLScram512 | None:
     return SASLScram512(settings.kafka_username, settings.kafka_password.get_secret_value())
 
 
+_PUBLISHERS: WeakKeyDictionary[KafkaBroker, dict[str, DefaultPublisher]] = WeakKeyDictionary()
+
+
+def publishes(broker: KafkaBroker, service: str, *data_models: type[EventData]) -> None:
+    """Declare the events a service publishes: one typed FastStream publisher per topic.
+
+    `publish_event` sends through them, and FastStream's AsyncAPI document shows
+    each as a ``send`` operation whose payload is the topic's event model(s).
+    """
+    by_topic: dict[str, list[type[EventData]]] = {}
+    for model in data_models:
+        by_topic.setdefault(model.topic, []).append(model)
+    declared = _PUBLISHERS.setdefault(broker, {})
+    for topic, models in by_topic.items():
+        names = ", ".join(m.event_type for m in models)
+        declared[topic] = broker.publisher(
+            topic,
+            schema=models[0] if len(models) == 1 else Union[tuple(models)],  # noqa: UP007
+            title=f"{topic}:{service}",
+            description=f"{service} publishes {names} (CloudEvents in Kafka binary mode, "
+            "keyed for ordering).",
+        )
+
+
 async def publish_event(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
     """Publish ``event`` on its payload's topic, keyed for ordering, in binary mode."""
-    await broker.publish(
-        event.kafka_value(),
-        topic=event.data.topic,
-        key=event.kafka_key(),
-        headers=event.kafka_headers(),
+    topic = event.data.topic
+    publisher = _PUBLISHERS.get(broker, {}).get(topic)
+    if publisher is None:  # not declared with `publishes`: missing from the AsyncAPI
+        log.warning("publishing on an undeclared topic", extra={"topic": topic})
+        await broker.publish(
+            event.kafka_value(), topic=topic, key=event.kafka_key(), headers=event.kafka_headers()
+        )
+        return
+    await publisher.publish(
+        event.kafka_value(), key=event.kafka_key(), headers=event.kafka_headers()
     )
 
 
@@ -73,40 +107,63 @@ async def dead_letter(
 ) -> None:
     """Copy a failed message to its topic's DLQ with why it failed, keeping key and headers."""
     raw = msg.raw_message
-    topic = raw.topic  # type: ignore[union-attr]
     headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
-    headers.update(
-        {
-            "nbembed_dlq_reason": reason[:2000],
-            "nbembed_dlq_source_topic": topic,
-            "nbembed_dlq_consumer_group": group_id,
-            "nbembed_dlq_source_partition": str(raw.partition),  # type: ignore[union-attr]
-            "nbembed_dlq_source_offset": str(raw.offset),  # type: ignore[union-attr]
-            "nbembed_dlq_attempts": str(attempts),
-            "nbembed_dlq_time": datetime.now(UTC).isoformat(),
-        }
+    await _dead_letter(
+        broker,
+        raw,
+        headers,
+        group_id=group_id,
+        reason=reason,
+        attempts=attempts,
     )
-    await broker.publish(
-        msg.body,
-        topic=dlq_topic(topic),
-        key=raw.key,  # type: ignore[union-attr]
-        headers=headers,
-    )
+
+
+async def _dead_letter(
+    broker: KafkaBroker,
+    raw: ConsumerRecord[Any, Any],
+    headers: dict[str, str],
+    *,
+    group_id: str,
+    reason: str,
+    attempts: int,
+) -> None:
+    topic = raw.topic
+    headers = {
+        **headers,
+        "nbembed_dlq_reason": reason[:2000],
+        "nbembed_dlq_source_topic": topic,
+        "nbembed_dlq_consumer_group": group_id,
+        "nbembed_dlq_source_partition": str(raw.partition),
+        "nbembed_dlq_source_offset": str(raw.offset),
+        "nbembed_dlq_attempts": str(attempts),
+        "nbembed_dlq_time": datetime.now(UTC).isoformat(),
+    }
+    await broker.publish(raw.value, topic=dlq_topic(topic), key=raw.key, headers=headers)
     log.error(
-        "dead-lettered message",
-        extra={"topic": topic, "offset": raw.offset, "reason": reason},  # type: ignore[union-attr]
+        "dead-lettered message", extra={"topic": topic, "offset": raw.offset, "reason": reason}
     )
+
+
+class _DeadLetterFailed(Exception):
+    """Copying to the DLQ failed: the message must come back (its offset stays)."""
+
+
+def _json_body(msg: StreamMessage[Any]) -> Any:
+    """The value as JSON whatever its content-type header (a filter validated it first)."""
+    return json.loads(msg.body)
 
 
 class EventConsumer:
-    """One consumer-group member for all the event types a service handles.
+    """One consumer-group member per topic, with a typed handler per event type.
 
-    A single subscriber reads every registered topic and dispatches by topic
-    and CloudEvents type: one member per process keeps the group's rebalances
-    to one on start, instead of one per topic. Each message is parsed as the
-    expected CloudEvent, its handler tried ``dlq_after_attempts`` times with
-    exponential backoff, and a message that still fails, or is no valid event,
-    is copied to ``<topic>.dlq`` with the reason before its offset is committed.
+    Each topic gets a FastStream subscriber in the group; each event type on it
+    a handler whose body is the type's pydantic model, chosen by the CloudEvents
+    ``ce_type`` header, so FastStream's AsyncAPI document describes every
+    channel and message (``python -m services.asyncapi``). A message is
+    handled only once it parses as the expected CloudEvent; its handler is
+    tried ``dlq_after_attempts`` times with exponential backoff, and a message
+    that still fails, or is no valid event, is copied to ``<topic>.dlq`` with
+    the reason before its offset is committed.
     """
 
     def __init__(self, broker: KafkaBroker, *, group_id: str, settings: ServiceSettings) -> None:
@@ -132,29 +189,42 @@ class EventConsumer:
         """
         if concurrency > 1 and len(self._routes) != 1:
             raise ValueError("concurrent consumption needs exactly one topic")
-        self._broker.subscriber(
-            *self._routes,
-            group_id=self._group_id,
-            auto_offset_reset="earliest",
-            # Commit only after the handler (or the DLQ) is done; if publishing to
-            # the DLQ itself fails, the exception seeks back and the message returns.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            max_workers=concurrency,
-        )(self._consume)
+        router = KafkaRouter(middlewares=[self._invalid_to_dlq])
+        for topic, routes in self._routes.items():
+            subscriber = router.subscriber(
+                topic,
+                group_id=self._group_id,
+                auto_offset_reset="earliest",
+                # Commit only after the handler (or the DLQ) is done; if publishing to
+                # the DLQ itself fails, the exception seeks back and the message returns.
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                max_workers=concurrency,
+                decoder=_json_body,
+                title=f"{topic}:{self._group_id}",
+                description=f"Consumer group {self._group_id}. Every message is a "
+                "CloudEvent in Kafka binary mode (ce_* headers); an unknown type or an "
+                f"invalid payload, or one that fails after retries, goes to {dlq_topic(topic)}.",
+            )
+            for data_model, handler in routes.values():
+                subscriber(self._typed(data_model, handler), filter=_parses_as(data_model))
+        self._broker.include_router(router)
 
-    async def _consume(self, msg: KafkaMessage) -> None:
-        topic = msg.raw_message.topic  # type: ignore[union-attr]
-        event_type = msg.headers.get("ce_type")
-        route = self._routes[topic].get(event_type) if isinstance(event_type, str) else None
-        if route is None:
-            await self._dead_letter(msg, f"invalid event: unknown type {event_type!r}", 0)
-            return
-        data_model, handler = route
-        try:
+    def _typed(self, data_model: type[DataT], handler: Handler[DataT]) -> Callable[..., Any]:
+        """A FastStream handler whose body is ``data_model``: what the AsyncAPI shows."""
+
+        async def handle(data: Any, msg: KafkaMessage) -> None:
             event = CloudEvent.from_kafka(data_model, msg.headers, msg.body)
-        except ValueError as exc:
-            await self._dead_letter(msg, f"invalid event: {exc}", attempts=0)
-            return
+            await self._handle(msg, event, handler)
+
+        # FastStream reads the body's type from the annotations (the document's payload).
+        handle.__annotations__ = {"data": data_model, "msg": KafkaMessage, "return": None}
+        handle.__name__ = handle.__qualname__ = data_model.__name__
+        handle.__doc__ = f"{data_model.event_type}: {data_model.__doc__ or ''}".strip()
+        return handle
+
+    async def _handle(
+        self, msg: KafkaMessage, event: CloudEvent[Any], handler: Handler[Any]
+    ) -> None:
         delay = self._settings.retry_backoff_seconds
         attempts = self._settings.dlq_after_attempts
         for attempt in range(1, attempts + 1):
@@ -173,6 +243,76 @@ class EventConsumer:
                 delay *= 2
 
     async def _dead_letter(self, msg: KafkaMessage, reason: str, attempts: int) -> None:
-        await dead_letter(
-            self._broker, msg, group_id=self._group_id, reason=reason, attempts=attempts
+        try:
+            await dead_letter(
+                self._broker, msg, group_id=self._group_id, reason=reason, attempts=attempts
+            )
+        except Exception as exc:
+            raise _DeadLetterFailed(repr(exc)) from exc
+
+    def _invalid_reason(self, raw: ConsumerRecord[Any, Any], headers: dict[str, str]) -> str:
+        """Why no handler took ``raw``: an unknown type, or the type's payload is invalid."""
+        event_type = headers.get("ce_type")
+        route = self._routes.get(raw.topic, {}).get(event_type or "")
+        if route is None:
+            return f"invalid event: unknown type {event_type!r}"
+        try:
+            CloudEvent.from_kafka(route[0], headers, raw.value)
+        except ValueError as exc:
+            return f"invalid event: {exc}"
+        return "invalid event: refused by the consumer"
+
+    def _invalid_to_dlq(self, raw: Any, /, *, context: ContextRepo) -> BaseMiddleware:
+        """The router's middleware: a message no handler took goes to the DLQ, committed."""
+        return _InvalidToDlq(raw, context=context, consumer=self)
+
+
+class _InvalidToDlq(BaseMiddleware):
+    """Dead-letters a message that no typed handler accepted (or whose body FastStream
+    refused), then lets its offset be committed; a failed DLQ copy still returns it."""
+
+    def __init__(self, raw: Any, /, *, context: ContextRepo, consumer: EventConsumer) -> None:
+        super().__init__(raw, context=context)
+        self._consumer = consumer
+
+    async def after_processed(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> bool:
+        if exc_val is None or not isinstance(exc_val, Exception):
+            return False
+        if isinstance(exc_val, _DeadLetterFailed):
+            return False
+        raw: ConsumerRecord[Any, Any] = self.msg
+        headers = {
+            name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            for name, value in (raw.headers or ())
+        }
+        consumer = self._consumer
+        reason = consumer._invalid_reason(raw, headers)
+        await _dead_letter(
+            consumer._broker,
+            raw,
+            headers,
+            group_id=consumer._group_id,
+            reason=reason,
+            attempts=0,
         )
+        return True
+
+
+def _parses_as(data_model: type[EventData]) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:
+    """A handler filter: the message is a valid CloudEvent of ``data_model``'s type."""
+
+    async def parses(msg: StreamMessage[Any]) -> bool:
+        if msg.headers.get("ce_type") != data_model.event_type:
+            return False
+        try:
+            CloudEvent.from_kafka(data_model, msg.headers, msg.body)
+        except ValueError:
+            return False
+        return True
+
+    return parses

@@ -26,12 +26,15 @@ from services.gateway.deps import (
     session_token_digest,
 )
 from services.gateway.outbox import Entries, event_entry
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.store import SESSION_FINAL, Document, SessionStatus, SessionStore
 from services.gateway.tenants import Tenant
 
 SOURCE = "/nbembed/gateway"
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0b7e3c52-61a4-4c1e-9a43-1f0e2d9c8a77")
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+"""Visible ASCII, spaces only inside: control characters, CR/LF (which could split a
+header where a proxy lets them through) and non-ASCII bytes are refused with 422."""
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
@@ -63,7 +66,21 @@ def pending(before: Document | None, new: Entries) -> Entries:
 class SessionCreate(BaseModel):
     """Open a notebook for one of the host's users."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # JSON types as the schema says them: 0 is no boolean, 1 no string.
+        strict=True,
+        # The validator below, said in JSON Schema so the OpenAPI is the whole rule.
+        json_schema_extra={
+            "not": {
+                "required": ["notebook_id", "notebook_name"],
+                "properties": {
+                    "notebook_id": {"type": "string"},
+                    "notebook_name": {"type": "string"},
+                },
+            }
+        },
+    )
 
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
         description="The host app's own id for the user (any string)."
@@ -209,13 +226,26 @@ def session_not_found(session_id: str) -> Problem:
     )
 
 
-@router.post("/sessions", status_code=status.HTTP_202_ACCEPTED, response_model=SessionView)
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SessionView,
+    responses=errors(404, 409),
+)
 async def create_session(
     body: SessionCreate,
     tenant: TenantDep,
     parts: GatewayDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Any 1-200 visible ASCII characters (spaces only inside), e.g. a "
+            "UUID: the same key with the same body answers the same session.",
+        ),
+    ] = None,
 ) -> SessionView:
     """Ask for a notebook session; poll or stream its status from the returned links.
 
@@ -346,7 +376,29 @@ async def get_session(
 @router.get(
     "/sessions/{session_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "A text/event-stream of `status` events (data: the session as "
+            "JSON) and keep-alive comments, until a final status.",
+            # OpenAPI 3.1: the schema of a text/event-stream describes each event.
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"const": "status"},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"$ref": "#/components/schemas/SessionView"},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
 async def stream_session(
     session_id: str, tenant: TenantDep, parts: GatewayDep, request: Request

@@ -16,15 +16,23 @@ from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp
 
 from schemas import (
+    AuditRecorded,
     EndCode,
+    InputsChanged,
+    NotebookDeleted,
+    NotebookRenamed,
+    NotebookSaved,
     NotebookStored,
     NotebookStoreFailed,
     ServerLost,
     ServerReady,
+    SessionEnded,
     SessionFailed,
     SessionReady,
+    SessionRequested,
+    StatusChanged,
 )
-from services.common.kafka import EventConsumer, make_broker
+from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
     admin_api,
@@ -69,6 +77,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The settings validator guarantees every secret is loaded.
     assert settings.internal_token is not None and settings.ticket_key is not None
     broker = make_broker(settings, client_id="nbembed-gateway")
+    publishes(
+        broker,
+        "gateway",
+        SessionRequested,
+        SessionEnded,
+        NotebookSaved,
+        NotebookRenamed,
+        NotebookDeleted,
+        InputsChanged,
+        AuditRecorded,
+        SessionFailed,
+        NotebookStoreFailed,
+        StatusChanged,
+    )
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     database = settings.mongodb_database
     parts = Gateway(
@@ -173,6 +195,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         summary="Embed Jupyter notebooks for your users; store them in your MongoDB.",
         lifespan=lifespan,
     )
+    # No 307 to the same path with or without a trailing slash: a path the OpenAPI
+    # does not name is a 404 problem, not an undocumented redirect.
+    app.router.redirect_slashes = False
     app.state.gateway = parts
     app.state.hub_identity = hub_identity
     # The host JS SDK calls the gateway from host pages: allow exactly the
@@ -245,7 +270,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Liveness: the process serves requests."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={
+            503: {
+                "description": "Kafka or MongoDB is down (the same body says which).",
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                    }
+                },
+            }
+        },
+    )
     async def readyz(response: Response) -> dict[str, str]:
         """Readiness: Kafka and MongoDB both answer (503 otherwise)."""
         checks = {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from schemas import AuditKind, hub_username
 from services.gateway.audit_store import BadCursor, Document, Position
@@ -62,13 +63,25 @@ def _position(cursor: str | None) -> Position | None:
         raise Problem(422, "Invalid request", "cursor: not a cursor from this API") from None
 
 
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_time(value: object) -> object:
+    """Only a date and time (pydantic alone also reads ``0.5`` as seconds since 1970)."""
+    if not (isinstance(value, str) and ISO_TIME.match(value)):
+        raise ValueError("an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
 @router.get("", response_model=AuditPage)
 async def list_audit(
     tenant: TenantDep,
     parts: GatewayDep,
     user_id: Annotated[str | None, Query(max_length=512, description="Only this user's.")] = None,
     since: Annotated[
-        datetime | None, Query(description="Only facts at or after this time (ISO 8601; UTC).")
+        datetime | None,
+        BeforeValidator(_iso_time),
+        Query(description="Only facts at or after this time (ISO 8601; UTC)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas import AuditKind, AuditRecorded, InputFile
 from schemas.events import MAX_INPUTS, InputName
@@ -29,7 +29,7 @@ from services.gateway.attachments import (
 )
 from services.gateway.deps import Gateway, GatewayDep, TenantDep
 from services.gateway.outbox import Entries, event_entry
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.store import Document, SessionStore
 from services.gateway.sync_client import SyncUnavailable
 
@@ -84,10 +84,16 @@ def _valid_name(name: str) -> str:
     "/inputs",
     status_code=status.HTTP_201_CREATED,
     response_model=InputView,
+    responses=errors(503),
     openapi_extra={
         "requestBody": {
-            "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            # No body is an empty file (as a body of zero bytes is).
+            "required": False,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "description": "The file's bytes."}
+                }
+            },
         }
     },
 )
@@ -96,7 +102,14 @@ async def upload_input(
     tenant: TenantDep,
     parts: GatewayDep,
     response: Response,
-    name: Annotated[str, Query(description="The file's name in the user's inputs/ folder.")],
+    name: Annotated[
+        str,
+        Query(
+            description="The file's name in the user's inputs/ folder.",
+            # Documented, not checked by FastAPI: `_valid_name` answers a specific problem.
+            json_schema_extra=TypeAdapter(InputName).json_schema(),
+        ),
+    ],
 ) -> InputView:
     """Upload an input file (the body is its bytes, up to the gateway's input limit)."""
     filename = _valid_name(name)
@@ -122,7 +135,7 @@ async def get_input(input_id: str, tenant: TenantDep, parts: GatewayDep) -> Inpu
     return InputView.of(doc)
 
 
-@router.delete("/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(503))
 async def delete_input(input_id: str, tenant: TenantDep, parts: GatewayDep) -> Response:
     """Delete an input file; sessions it is attached to keep their copy until detached."""
     if not await parts.inputs.delete(tenant.id, input_id):
@@ -149,7 +162,11 @@ async def _ready_session(parts: Gateway, tenant_id: str, session_id: str) -> Doc
     return doc
 
 
-@router.put("/sessions/{session_id}/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.put(
+    "/sessions/{session_id}/inputs/{input_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(409),
+)
 async def attach_input(
     session_id: str, input_id: str, tenant: TenantDep, parts: GatewayDep
 ) -> Response:
@@ -166,7 +183,11 @@ async def attach_input(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/sessions/{session_id}/inputs/{input_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sessions/{session_id}/inputs/{input_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(409),
+)
 async def detach_input(
     session_id: str, input_id: str, tenant: TenantDep, parts: GatewayDep
 ) -> Response:

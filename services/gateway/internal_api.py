@@ -17,12 +17,15 @@ from services.gateway import audit
 from services.gateway.api import SOURCE
 from services.gateway.deps import Gateway, GatewayDep
 from services.gateway.hub_identity import HubIdentity
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.rate_limit import Verdict
 from services.gateway.saves_api import record_save
 from services.gateway.tickets import TicketRefused
 
-router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
+router = APIRouter(prefix="/internal", tags=["internal"])
+"""Documented beside the host API (every status it sends is in the OpenAPI), but only
+nbembed's own parts can call it: users' servers with their hub token, the hub's login
+handler with its own."""
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +61,12 @@ async def _server_user(request: Request, authorization: str) -> str:
     return hub_user
 
 
-@router.post("/server-saves", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/server-saves",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=errors(404),
+)
 async def server_saved(
     body: ServerSave,
     request: Request,
@@ -92,7 +100,12 @@ async def server_saved(
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.post("/audit-reports", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/audit-reports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=errors(404, 429),
+)
 async def server_audit_report(
     body: AuditReport,
     request: Request,
@@ -153,7 +166,9 @@ async def _record(
     await audit.publish(parts.broker, record, event_id=event_id)
 
 
-@router.post(REDEEM_PATH.removeprefix("/internal"), response_model=Redemption)
+@router.post(
+    REDEEM_PATH.removeprefix("/internal"), response_model=Redemption, responses=errors(403, 410)
+)
 async def redeem_ticket(
     body: RedeemRequest, parts: GatewayDep, authorization: Annotated[str, Header()] = ""
 ) -> Redemption:

@@ -13,7 +13,7 @@ from schemas import CloudEvent, NotebookDeleted, NotebookRenamed, hub_username
 from services.gateway.api import SOURCE, NotebookName, end, pending, record
 from services.gateway.deps import Gateway, GatewayDep, TenantDep
 from services.gateway.outbox import event_entry
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.store import Document, NotebookView
 from services.gateway.sync_client import SyncUnavailable
 
@@ -72,7 +72,7 @@ class RevisionList(BaseModel):
 
 
 class NotebookPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: NotebookName
 
@@ -131,7 +131,7 @@ async def list_notebooks(
     )
 
 
-@router.get("/{notebook_id}", response_model=Notebook)
+@router.get("/{notebook_id}", response_model=Notebook, responses=errors(503))
 async def get_notebook(
     notebook_id: str,
     tenant: TenantDep,
@@ -154,7 +154,7 @@ async def get_notebook(
     )
 
 
-@router.get("/{notebook_id}/revisions", response_model=RevisionList)
+@router.get("/{notebook_id}/revisions", response_model=RevisionList, responses=errors(503))
 async def list_revisions(notebook_id: str, tenant: TenantDep, parts: GatewayDep) -> RevisionList:
     """The revisions kept (retention is a sync setting), newest first."""
     await _summary(parts, tenant.id, notebook_id)

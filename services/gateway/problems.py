@@ -10,21 +10,76 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from services.gateway import contract
 
 PROBLEM_TYPE_BASE = "https://nbembed.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 ERRORS = {
+    400: "The body cannot be read as JSON text (not UTF-8); malformed JSON is 422.",
     401: "No API key, or not one of this gateway's tenants (`WWW-Authenticate: Bearer`).",
     404: "No such object for this tenant (another tenant's objects do not exist for you).",
     411: "A chunked body without Content-Length.",
     413: "The body is over the gateway's limit.",
     415: "The body is not JSON (`Content-Type: application/json`).",
+    403: "The credential is valid but refused for this (the detail says why).",
+    410: "It was valid once and is no more (expired, used, or its session ended).",
     422: "A parameter, header or body field is invalid (`errors` lists each).",
+    409: "The object is not in a state that allows this (the detail says which).",
+    429: "Too many requests from this caller (`Retry-After` says when to retry).",
     503: "Kafka or the store is unavailable: nothing was accepted; retry after `Retry-After` "
     "seconds (with the same `Idempotency-Key` where you gave one).",
 }
 """Errors any /v1 call may answer, by status, as the OpenAPI documents them."""
+
+
+HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "How to authenticate: `Bearer`.",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before sending the request again.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+}
+"""Headers an error carries, by status (documented beside the problem body)."""
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's own error statuses, for its ``responses=``; `document` adds the body."""
+    return {status: {"description": ERRORS.get(status, "")} for status in statuses}
+
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on the request's path, for ``Allow`` on 405.
+
+    Starlette answers 405 from the first route whose path matches and lists only
+    that route's methods; a path served by several routes (GET and DELETE of one
+    id) accepts the union. Each method is asked of the routes as Starlette routes.
+    """
+    scope = dict(request.scope)
+    allowed = []
+    for method in METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 class ProblemDetails(BaseModel):
@@ -113,14 +168,21 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        title = {
+            400: "Invalid JSON",
+            404: "Not found",
+            405: "Method not allowed",
+        }.get(exc.status_code, "HTTP error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         body = {
             "type": "about:blank",
             "title": title,
             "status": exc.status_code,
             "detail": str(exc.detail),
         }
-        return _response(request, exc.status_code, body, getattr(exc, "headers", None))
+        return _response(request, exc.status_code, body, headers)
 
 
 def document(app: FastAPI) -> None:
@@ -144,9 +206,10 @@ def document(app: FastAPI) -> None:
             schemas.pop(unused, None)
         schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
         for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
+            if path.startswith(("/v1/", "/internal/")):
                 for operation in operations.values():
                     _document_errors(path, operation)
+        contract.add_links_and_headers(schema)
         app.openapi_schema = schema
         return schema
 
@@ -162,17 +225,14 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
     if body:
         statuses |= {411, 413}
     if "application/json" in body:
-        statuses.add(415)
+        statuses |= {400, 415}
     for status in sorted(statuses):
         described = responses.get(str(status), {}).get("description")
+        if status == 401 and path.startswith("/internal/"):
+            described = "Not one of nbembed's own callers (a user's server, the hub's login)."
         responses[str(status)] = {
             "description": described if described and status != 422 else ERRORS.get(status, ""),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
-        if status == 503:
-            responses["503"]["headers"] = {
-                "Retry-After": {
-                    "description": "Seconds to wait before sending the request again.",
-                    "schema": {"type": "integer"},
-                }
-            }
+        if status in HEADERS:
+            responses[str(status)]["headers"] = HEADERS[status]

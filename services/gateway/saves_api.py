@@ -13,7 +13,7 @@ from schemas import CloudEvent, NotebookSaved
 from services.gateway.api import SOURCE, Failure, record, session_not_found
 from services.gateway.deps import CallerDep, Gateway, GatewayDep, resolve_session_caller
 from services.gateway.outbox import event_entry
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.store import Document, SaveStatus, SaveStore
 
 router = APIRouter(prefix="/v1", tags=["saves"])
@@ -57,7 +57,10 @@ def _save_not_found(save_id: str) -> Problem:
 
 
 @router.post(
-    "/sessions/{session_id}/saves", status_code=status.HTTP_202_ACCEPTED, response_model=SaveView
+    "/sessions/{session_id}/saves",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SaveView,
+    responses=errors(409),
 )
 async def request_save(
     session_id: str, caller: CallerDep, parts: GatewayDep, response: Response

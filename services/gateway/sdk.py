@@ -12,7 +12,11 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter(prefix="/sdk", tags=["sdk"])
 
 
-@router.get("/nbembed.js", response_class=FileResponse)
+@router.get(
+    "/nbembed.js",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/javascript": {"schema": {"type": "string"}}}}},
+)
 async def sdk_module() -> FileResponse:
     """The SDK: ``import { mount } from "<gateway>/sdk/nbembed.js"``."""
     return FileResponse(
@@ -22,7 +26,11 @@ async def sdk_module() -> FileResponse:
     )
 
 
-@router.get("/nbembed.d.ts", response_class=FileResponse)
+@router.get(
+    "/nbembed.d.ts",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def sdk_types() -> FileResponse:
     """TypeScript declarations of the SDK."""
     return FileResponse(STATIC / "nbembed.d.ts", media_type="text/plain")

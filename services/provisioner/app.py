@@ -11,10 +11,18 @@ from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
-from schemas import CloudEvent, ServerStopped, SessionEnded, SessionRequested
+from schemas import (
+    CloudEvent,
+    ServerLost,
+    ServerReady,
+    ServerStopped,
+    SessionEnded,
+    SessionFailed,
+    SessionRequested,
+)
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
-from services.common.kafka import EventConsumer, make_broker, publish_event
+from services.common.kafka import EventConsumer, make_broker, publish_event, publishes
 from services.common.mongo import connect as mongo_client
 from services.provisioner.handlers import ProvisionerHandlers
 from services.provisioner.hub import HubClient
@@ -31,6 +39,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     # The settings validator guarantees both.
     assert settings.hub_api_token is not None and settings.sync_token is not None
     broker = make_broker(settings, client_id="nbembed-provisioner")
+    publishes(broker, "provisioner", ServerReady, SessionFailed, ServerStopped, ServerLost)
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     sessions = OpenSessions(mongo, settings.mongodb_database)

@@ -8,10 +8,20 @@ from faststream.asgi import AsgiFastStream
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
-from schemas import InputsChanged, NotebookDeleted, NotebookRenamed, NotebookSaved, ServerReady
+from schemas import (
+    InputsChanged,
+    NotebookDeleted,
+    NotebookRenamed,
+    NotebookSaved,
+    NotebookStored,
+    NotebookStoreFailed,
+    ServerReady,
+    SessionFailed,
+    SessionReady,
+)
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
-from services.common.kafka import EventConsumer, make_broker
+from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.mongo import connect as mongo_client
 from services.sync.contents import ContentsClient
 from services.sync.handlers import SyncHandlers
@@ -27,6 +37,7 @@ def create_app(settings: SyncSettings) -> Starlette:
     # The settings validator guarantees both.
     assert settings.provisioner_token is not None and settings.internal_token is not None
     broker = make_broker(settings, client_id="nbembed-sync")
+    publishes(broker, "sync", SessionReady, SessionFailed, NotebookStored, NotebookStoreFailed)
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     store = NotebookStore(mongo, settings.mongodb_database, revisions_kept=settings.revisions_kept)
     # No hub credential here: each user's server is called with a token of that

@@ -10,7 +10,13 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from schemas import CloudEvent, ServerReady, dlq_topic, hub_username
-from services.common.kafka import EventConsumer, Handler, PermanentError, publish_event
+from services.common.kafka import (
+    EventConsumer,
+    Handler,
+    PermanentError,
+    publish_event,
+    publishes,
+)
 from services.common.settings import ServiceSettings
 
 SETTINGS = ServiceSettings(dlq_after_attempts=3, retry_backoff_seconds=0.001)
@@ -111,3 +117,34 @@ async def test_permanent_errors_and_invalid_events_skip_the_retries(broker: Kafk
         reasons = [headers["nbembed_dlq_reason"] for _, headers in dead.dead]
         assert reasons[0] == "PermanentError: notebook invalid"
         assert reasons[1] == "invalid event: unknown type None"
+
+
+async def test_a_payload_invalid_for_its_type_is_dead_lettered_with_why(
+    broker: KafkaBroker,
+) -> None:
+    calls = 0
+
+    async def handler(event: CloudEvent[ServerReady]) -> None:
+        nonlocal calls
+        calls += 1
+
+    _consume_with(broker, handler)
+    dead = Recorder(broker)
+    headers = {k: v for k, v in _event().kafka_headers().items() if k != "content-type"}
+    async with TestKafkaBroker(broker):
+        await broker.publish(b'{"session_id": 1}', topic=ServerReady.topic, headers=headers)
+        assert calls == 0
+        [(body, dead_headers)] = dead.dead
+        assert body == b'{"session_id": 1}'
+        assert dead_headers["nbembed_dlq_reason"].startswith("invalid event: ")
+        assert "validation error" in dead_headers["nbembed_dlq_reason"]
+        assert dead_headers["nbembed_dlq_attempts"] == "0"
+
+
+async def test_events_go_out_through_the_declared_typed_publisher(broker: KafkaBroker) -> None:
+    publishes(broker, "test", ServerReady)
+    [publisher] = broker.publishers
+    async with TestKafkaBroker(broker):
+        event = _event()
+        await publish_event(broker, event)
+        publisher.mock.assert_called_once()  # type: ignore[union-attr]

@@ -258,7 +258,15 @@ class FakeMessage:
         self.body = event.kafka_value()
         self.headers = event.kafka_headers()
         self.raw_message = type(
-            "Raw", (), {"topic": topic, "partition": 3, "offset": 41, "key": event.kafka_key()}
+            "Raw",
+            (),
+            {
+                "topic": topic,
+                "partition": 3,
+                "offset": 41,
+                "key": event.kafka_key(),
+                "value": self.body,
+            },
         )()
 
 

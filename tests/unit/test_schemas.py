@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, all_topics, hub_username
+from schemas import ALL_EVENTS, CloudEvent, SessionReady, SessionRequested, hub_username
 from schemas.__main__ import export
 from schemas.naming import user_domain, user_origin
 
@@ -81,32 +80,10 @@ def test_hub_username_separates_case_users_and_tenants() -> None:
 
 def test_json_schema_export_writes_one_schema_per_event(tmp_path: Path) -> None:
     written = export(tmp_path)
-    assert len(written) == len(ALL_EVENTS) + 1
+    assert len(written) == len(ALL_EVENTS)
     schema = json.loads((tmp_path / "io.nbembed.session.requested.v1.json").read_text())
     assert schema["x-kafka-topic"] == "nbembed.sessions"
     assert "host_user_id" in schema["required"]
-
-
-def test_asyncapi_document_lists_every_event_on_its_topic(tmp_path: Path) -> None:
-    export(tmp_path)
-    doc = json.loads((tmp_path / "asyncapi.json").read_text())
-    assert doc["asyncapi"] == "3.0.0"
-    on_topics = {
-        (channel["address"], ref["$ref"].rsplit("/", 1)[-1])
-        for channel in doc["channels"].values()
-        for ref in channel["messages"].values()
-    }
-    assert on_topics == {(event.topic, event.__name__) for event in ALL_EVENTS}
-    message = doc["components"]["messages"]["SessionRequested"]
-    assert message["headers"]["properties"]["ce_type"]["const"] == SessionRequested.event_type
-    assert "host_user_id" in message["payload"]["properties"]
-
-
-def test_the_readme_lists_exactly_the_topics_the_schemas_define() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("## Events and delivery", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"`(nbembed\.[a-z.-]+)`", section))
-    assert listed == {topic for topic in all_topics() if not topic.endswith(".dlq")}
 
 
 def test_each_hub_user_gets_a_host_of_their_own_under_the_hubs() -> None:
