@@ -140,6 +140,7 @@ class EventConsumer:
             # the DLQ itself fails, the exception seeks back and the message returns.
             ack_policy=AckPolicy.NACK_ON_ERROR,
             max_workers=concurrency,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )(self._consume)
 
     async def _consume(self, msg: KafkaMessage) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from faststream.kafka import KafkaBroker
 
 from schemas import CloudEvent, ServerReady, SessionEnded, SessionFailed, SessionRequested
+from services.common.hops import Hops
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, SpawnFailed
 from services.provisioner.store import OpenSessions
@@ -52,6 +53,7 @@ class ProvisionerHandlers:
         and publishes server.ready again, which sync also handles idempotently.
         """
         request = event.data
+        hops = Hops(event.time)
         # Recording the session (which tells how strict the server must be) runs
         # beside the hub's first answer: a running server costs one round trip.
         strict = asyncio.ensure_future(
@@ -68,6 +70,7 @@ class ProvisionerHandlers:
         finally:
             if not strict.done():
                 strict.cancel()
+        hops.lap("hub_ms")
 
         ready = ServerReady(
             session_id=request.session_id,
@@ -82,8 +85,10 @@ class ProvisionerHandlers:
         await publish_event(
             self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
         )
+        hops.lap("publish_ms")
         log.info(
-            "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
+            "server ready",
+            extra={"session_id": request.session_id, "hub_user": request.hub_user, **hops.laps},
         )
 
     async def _ready_server(self, hub_user: str, strict: Awaitable[bool]) -> str:

@@ -111,3 +111,22 @@ async def test_permanent_errors_and_invalid_events_skip_the_retries(broker: Kafk
         reasons = [headers["nbembed_dlq_reason"] for _, headers in dead.dead]
         assert reasons[0] == "PermanentError: notebook invalid"
         assert reasons[1] == "invalid event: unknown type None"
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_consumers_fetch_with_the_configured_wait_not_aiokafkas_half_second(
+    broker: KafkaBroker, concurrency: int
+) -> None:
+    """An event on a partition left out of the fetch in flight waits at most this long."""
+    consumer = EventConsumer(
+        broker, group_id="g", settings=ServiceSettings(kafka_fetch_max_wait_ms=20)
+    )
+    consumer.on(ServerReady, _noop)
+    consumer.attach(concurrency=concurrency)
+    (subscriber,) = broker.subscribers
+    assert subscriber._connection_args["fetch_max_wait_ms"] == 20  # type: ignore[attr-defined]
+    assert ServiceSettings().kafka_fetch_max_wait_ms < 500
+
+
+async def _noop(event: CloudEvent[ServerReady]) -> None:
+    return None
