@@ -84,13 +84,8 @@ ACCESS: dict[str, ServiceAccess] = {
             AuditRecorded,
         ),
         consumes={
-            "nbembed-gateway": (
-                ServerReady,
-                SessionReady,
-                SessionFailed,
-                NotebookStored,
-                NotebookStoreFailed,
-            ),
+            "nbembed-gateway": (ServerReady, SessionReady, SessionFailed),
+            "nbembed-gateway-saves": (NotebookStored, NotebookStoreFailed),
             "nbembed-gateway-audit": (
                 SessionRequested,
                 SessionEnded,
