@@ -152,6 +152,7 @@ async def main(users: int, provisioners: int) -> None:
     nbembed_ids = [f"burst-n{i}-{run}" for i in range(users)]
     mark = LogMark(settings.logs_dir, "provisioner")
     second = LogMark(settings.logs_dir, "provisioner-2")
+    sync = LogMark(settings.logs_dir, "sync")
     try:
         direct, direct_failed = await burst(direct_names, bench.direct)
         print(f"direct: {direct:.1f} s, {direct_failed} failed; stopping its servers")
@@ -173,9 +174,12 @@ async def main(users: int, provisioners: int) -> None:
     records = mark.records("server ready", "session_id", bench.sessions)
     if provisioners == 2:
         records += second.records("server ready", "session_id", bench.sessions)
-    print(f"  sessions seen by the provisioner(s): {len(records)}")
-    if records:
-        print_shares("nbembed, per session", laps(records), [ours])
+    placed = sync.records("session ready", "session_id", bench.sessions)
+    print(f"  sessions seen by the provisioner(s): {len(records)}, by sync: {len(placed)}")
+    hops = {f"provisioner: {name}": values for name, values in laps(records).items()}
+    hops |= {f"sync: {name}": values for name, values in laps(placed).items()}
+    if hops:
+        print_shares("nbembed, per session", hops, [ours])
 
 
 @contextmanager
