@@ -39,12 +39,14 @@ class ProvisionerHandlers:
         *,
         spawn_timeout: float,
         hub_outage_tolerance: float,
+        hub_busy_tolerance: float | None = None,
     ) -> None:
         self._hub = hub
         self._sessions = sessions
         self._broker = broker
         self._spawn_timeout = spawn_timeout
         self._hub_outage_tolerance = hub_outage_tolerance
+        self._hub_busy_tolerance = hub_busy_tolerance
 
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         """Ensure the hub user and a ready server, then publish server.ready or session.failed.
@@ -122,6 +124,7 @@ class ProvisionerHandlers:
                     hub_user,
                     deadline_seconds=max(1.0, deadline - loop.time()),
                     restricted=restricted,
+                    busy_seconds=self._hub_busy_tolerance,
                 )
             except SpawnFailed as exc:
                 raise _CannotOpen("spawn_failed", str(exc)) from exc

@@ -41,6 +41,13 @@ class ProvisionerSettings(ServiceSettings):
     spawn_timeout_seconds: float = Field(
         default=120, gt=0, description="Longest a session waits for its server."
     )
+    hub_busy_seconds: float = Field(
+        default=900,
+        gt=0,
+        description="How long a session waits while the hub answers 429 (busy spawning "
+        "other users' servers, beyond its concurrent_spawn_limit); not counted in "
+        "spawn_timeout_seconds, which runs from the hub's acceptance.",
+    )
     hub_outage_seconds: float = Field(
         default=30, gt=0, description="How long to retry while the hub does not answer at all."
     )
