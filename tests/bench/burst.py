@@ -126,10 +126,11 @@ def second_provisioner(settings: StackSettings) -> Iterator[None]:
     log = (settings.logs_dir / "provisioner-2.log").open("ab")
     process = subprocess.Popen(program.command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{SECOND_HEALTH_PORT}/readyz").status_code == 200:
+                ready = httpx.get(f"http://127.0.0.1:{SECOND_HEALTH_PORT}/readyz")
+                if ready.is_success:  # 204 while the broker answers
                     break
             except httpx.TransportError:
                 pass
@@ -155,7 +156,7 @@ async def main(users: int, provisioners: int) -> None:
     sync = LogMark(settings.logs_dir, "sync")
     try:
         direct, direct_failed = await burst(direct_names, bench.direct)
-        print(f"direct: {direct:.1f} s, {direct_failed} failed; stopping its servers")
+        print(f"direct: {direct:.1f} s, {direct_failed} failed; stopping its servers", flush=True)
         await asyncio.gather(*(bench.forget(name) for name in direct_names))
         with second_provisioner(settings) if provisioners == 2 else _nothing():
             ours, ours_failed = await burst(nbembed_ids, bench.nbembed)
