@@ -101,14 +101,8 @@ ACCESS: dict[str, ServiceAccess] = {
             StatusChanged,
         ),
         consumes={
-            "nbembed-gateway": (
-                ServerReady,
-                SessionReady,
-                SessionFailed,
-                ServerLost,
-                NotebookStored,
-                NotebookStoreFailed,
-            ),
+            "nbembed-gateway": (ServerReady, SessionReady, SessionFailed, ServerLost),
+            "nbembed-gateway-saves": (NotebookStored, NotebookStoreFailed),
             "nbembed-gateway-audit": (
                 SessionRequested,
                 SessionEnded,

@@ -199,6 +199,7 @@ class EventConsumer:
                 # the DLQ itself fails, the exception seeks back and the message returns.
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 max_workers=concurrency,
+                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
                 decoder=_json_body,
                 title=f"{topic}:{self._group_id}",
                 description=f"Consumer group {self._group_id}. Every message is a "

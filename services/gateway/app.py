@@ -143,9 +143,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.on(SessionReady, projection.on_session_ready)
     consumer.on(SessionFailed, projection.on_session_failed)
     consumer.on(ServerLost, projection.on_server_lost)
-    consumer.on(NotebookStored, projection.on_notebook_stored)
-    consumer.on(NotebookStoreFailed, projection.on_notebook_store_failed)
     consumer.attach()
+    # Save outcomes in a group of their own, partitions in parallel: one consumer
+    # for every topic handled them one at a time, the last of twenty concurrent
+    # saves waiting for the nineteen others' store writes.
+    outcomes = EventConsumer(broker, group_id=settings.saves_group_id, settings=settings)
+    outcomes.on(NotebookStored, projection.on_notebook_stored)
+    outcomes.on(NotebookStoreFailed, projection.on_notebook_store_failed)
+    outcomes.attach(concurrency=settings.concurrency)
     changes = ChangeFeed(broker, {"session": parts.sessions.changes, "save": parts.saves.changes})
     changes.attach()
     # The audit trail reads nbembed's own topics in a group of its own: a slow

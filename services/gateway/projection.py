@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -90,7 +91,7 @@ class Projection:
     async def on_notebook_stored(self, event: CloudEvent[NotebookStored]) -> None:
         """A revision is durable: the notebook exists for its tenant, the save is done."""
         data = event.data
-        await self._notebooks.record(
+        view = self._notebooks.record(
             {
                 "tenant_id": data.tenant_id,
                 "notebook_id": data.notebook_id,
@@ -101,13 +102,22 @@ class Projection:
             data.revision,
         )
         if data.save_id is None:
+            await view
             return
         # Also records saves the gateway did not request (Jupyter's own: autosave, Ctrl-S).
-        await self._saves.complete(
-            {"_id": data.save_id, "tenant_id": data.tenant_id, "notebook_id": data.notebook_id},
-            "stored",
-            revision=data.revision,
-            changed=data.changed,
+        # Two documents, independent: written side by side, one round trip of waiting.
+        await asyncio.gather(
+            view,
+            self._saves.complete(
+                {
+                    "_id": data.save_id,
+                    "tenant_id": data.tenant_id,
+                    "notebook_id": data.notebook_id,
+                },
+                "stored",
+                revision=data.revision,
+                changed=data.changed,
+            ),
         )
 
     async def on_notebook_store_failed(self, event: CloudEvent[NotebookStoreFailed]) -> None:

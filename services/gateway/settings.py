@@ -37,6 +37,15 @@ class GatewaySettings(ServiceSettings):
         "python -m nbembed.admin. Unset: the admin API answers 401 to everyone.",
     )
     group_id: str = "nbembed-gateway"
+    saves_group_id: str = Field(
+        default="nbembed-gateway-saves",
+        description="Consumer group of the save outcomes (notebook.stored / store_failed): "
+        "its partitions are handled in parallel, so twenty saves finishing at once do not "
+        "wait in line behind each other's store writes.",
+    )
+    concurrency: int = Field(
+        default=6, ge=1, description="Save outcomes handled in parallel (one per partition)."
+    )
     hub_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where the gateway reaches the hub's API.",

@@ -49,6 +49,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
         broker,
         spawn_timeout=settings.spawn_timeout_seconds,
         hub_outage_tolerance=settings.hub_outage_seconds,
+        hub_busy_tolerance=settings.hub_busy_seconds,
     )
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
     consumer.on(SessionRequested, handlers.on_session_requested)

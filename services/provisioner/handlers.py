@@ -19,6 +19,7 @@ from schemas import (
     SessionRequested,
 )
 from schemas.naming import tenant_of
+from services.common.hops import Hops
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, RunningServer, SpawnFailed
 from services.provisioner.store import OpenSessions
@@ -60,12 +61,14 @@ class ProvisionerHandlers:
         *,
         spawn_timeout: float,
         hub_outage_tolerance: float,
+        hub_busy_tolerance: float | None = None,
     ) -> None:
         self._hub = hub
         self._sessions = sessions
         self._broker = broker
         self._spawn_timeout = spawn_timeout
         self._hub_outage_tolerance = hub_outage_tolerance
+        self._hub_busy_tolerance = hub_busy_tolerance
         self._gone: set[tuple[str, str]] = set()
         """Servers the last reconciliation found gone (user, instance)."""
 
@@ -76,6 +79,7 @@ class ProvisionerHandlers:
         and publishes server.ready again, which sync also handles idempotently.
         """
         request = event.data
+        hops = Hops(event.time)
         # Recording the session (which tells how strict the server must be) runs
         # beside the hub's first answer: a running server costs one round trip.
         strict = asyncio.ensure_future(
@@ -97,6 +101,7 @@ class ProvisionerHandlers:
         finally:
             if not strict.done():
                 strict.cancel()
+        hops.lap("hub_ms")
         # The user's sessions now live on this server: only its stop ends them.
         await self._sessions.on_server(request.hub_user, server.instance)
 
@@ -113,8 +118,10 @@ class ProvisionerHandlers:
         await publish_event(
             self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
         )
+        hops.lap("publish_ms")
         log.info(
-            "server ready", extra={"session_id": request.session_id, "hub_user": request.hub_user}
+            "server ready",
+            extra={"session_id": request.session_id, "hub_user": request.hub_user, **hops.laps},
         )
 
     async def _ready_server(self, hub_user: str, strict: Awaitable[bool | None]) -> RunningServer:
@@ -150,6 +157,7 @@ class ProvisionerHandlers:
                     hub_user,
                     deadline_seconds=max(1.0, deadline - loop.time()),
                     restricted=restricted,
+                    busy_seconds=self._hub_busy_tolerance,
                 )
             except SpawnFailed as exc:
                 raise _CannotOpen("spawn_failed", str(exc)) from exc

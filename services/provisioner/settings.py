@@ -53,6 +53,15 @@ class ProvisionerSettings(ServiceSettings):
     spawn_timeout_seconds: float = Field(
         default=120, gt=0, description="Longest a session waits for its server."
     )
+    hub_busy_seconds: float = Field(
+        default=180,
+        gt=0,
+        description="How long a session waits while the hub answers 429 (busy spawning "
+        "other users' servers, beyond its concurrent_spawn_limit); not counted in "
+        "spawn_timeout_seconds, which runs from the hub's acceptance. Keep the two together "
+        "under the consumer's max poll interval (300 s), or a handler still waiting is "
+        "taken for dead and its partition moved to another member.",
+    )
     hub_outage_seconds: float = Field(
         default=30, gt=0, description="How long to retry while the hub does not answer at all."
     )

@@ -23,6 +23,7 @@ from schemas import (
     SessionReady,
 )
 from schemas.naming import user_origin
+from services.common.hops import Hops
 from services.common.kafka import publish_event
 from services.sync import notebooks
 from services.sync.contents import ContentsClient, ContentsError, TooLarge, hub_user_of
@@ -91,6 +92,7 @@ class SyncHandlers:
         other session whose events share its partition.
         """
         ready = event.data
+        hops = Hops(event.time)
         try:
             async with asyncio.timeout(self._placement_seconds):
                 placed = await self._place(ready)
@@ -104,6 +106,7 @@ class SyncHandlers:
         if placed is None:
             return  # session.failed was published
         notebook_id, path, announcement, new = placed
+        hops.lap("place_ms")
         session_ready = SessionReady(
             session_id=ready.session_id,
             tenant_id=ready.tenant_id,
@@ -120,10 +123,12 @@ class SyncHandlers:
             )
         else:
             await publish_event(self._broker, ready_event)
+        hops.lap("publish_ms")
         if announcement is not None:
             await self._announce_stored(*announcement, save_id=None, changed=True)
         log.info(
-            "session ready", extra={"session_id": ready.session_id, "notebook_id": notebook_id}
+            "session ready",
+            extra={"session_id": ready.session_id, "notebook_id": notebook_id, **hops.laps},
         )
 
     async def _place(self, ready: ServerReady) -> tuple[str, str, Announcement | None, bool] | None:
@@ -232,6 +237,7 @@ class SyncHandlers:
         answers with that revision, so a redelivered save is harmless.
         """
         saved = event.data
+        hops = Hops(event.time)
         record = await self._store.get_notebook(saved.tenant_id, saved.notebook_id)
         if record is None:
             await self._store_failed(saved, "notebook_not_found", "the notebook no longer exists")
@@ -242,16 +248,26 @@ class SyncHandlers:
             reason = f"{saved.path} on that user's server is not this notebook's file"
             await self._store_failed(saved, "notebook_not_found", reason)
             return
+        hops.lap("lookup_ms")
         content = await self._fetch_saved(saved, path)
         if content is None:
             return  # notebook.store_failed was published
+        hops.lap("read_ms")
         revision, digest, changed = await self._store.add_revision(record, content)
+        hops.lap("store_ms")
         await self._announce_stored(
             record, revision, digest, save_id=saved.save_id, changed=changed
         )
+        hops.lap("publish_ms")
         log.info(
             "notebook stored",
-            extra={"notebook_id": saved.notebook_id, "revision": revision, "changed": changed},
+            extra={
+                "notebook_id": saved.notebook_id,
+                "save_id": saved.save_id,
+                "revision": revision,
+                "changed": changed,
+                **hops.laps,
+            },
         )
 
     async def _fetch_saved(self, saved: NotebookSaved, path: str) -> dict[str, Any] | None:

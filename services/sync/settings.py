@@ -58,7 +58,12 @@ class SyncSettings(ServiceSettings):
         gt=0,
         description="Largest input file kept (the gateway's limit is the one hosts see).",
     )
-    concurrency: int = Field(default=6, ge=1, description="Events handled in parallel per topic.")
+    concurrency: int = Field(
+        default=12,
+        ge=1,
+        description="Events handled in parallel per topic: one consumer per partition (the "
+        "stack's topics have 12), each handling its partitions' events in order.",
+    )
     max_notebook_bytes: int = Field(
         default=15 * 2**20,
         gt=0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -68,19 +67,20 @@ class NotebookStore:
         path), so it never creates a second notebook.
         """
         now = datetime.now(UTC)
-        with contextlib.suppress(DuplicateKeyError):
-            await self._notebooks.insert_one(
-                {
-                    **notebook,
-                    "latest_revision": 0,
-                    "revision_log": [],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        stored = await self._notebooks.find_one({"_id": notebook["_id"]})
-        assert stored is not None
-        return stored
+        record = {
+            **notebook,
+            "latest_revision": 0,
+            "revision_log": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self._notebooks.insert_one(record)
+            return record
+        except DuplicateKeyError:
+            stored = await self._notebooks.find_one({"_id": notebook["_id"]})
+            assert stored is not None
+            return stored
 
     async def latest_revision(self, notebook_id: str) -> Document | None:
         """The newest stored revision of a notebook, content included."""
@@ -105,10 +105,15 @@ class NotebookStore:
         """
         notebook_id = notebook["_id"]
         digest = content_sha256(content)
+        # The caller's record was read just now: a stale one only costs a retry (its
+        # revision number collides on _id), so the first pass spares a round trip.
+        record: Document | None = notebook
         while True:
-            record = await self._notebooks.find_one({"_id": notebook_id})
+            if record is None:
+                record = await self._notebooks.find_one({"_id": notebook_id})
             assert record is not None, f"notebook {notebook_id} has no record"
             latest = record.get("latest_revision", 0)
+            record = None
             if latest:
                 current = await self._revisions.find_one(
                     {"_id": _revision_id(notebook_id, latest)}, {"sha256": 1}

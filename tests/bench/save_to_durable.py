@@ -1,12 +1,14 @@
-"""Save-to-durable latency: ``python -m tests.bench.save_to_durable [--saves N]`` (stack up).
+"""Save-to-durable latency: ``python -m tests.bench.save_to_durable [--saves N] [--crowd N...]``.
 
-nbembed: from the host's save (``POST /v1/sessions/{id}/saves``, what the SDK's
+(Stack up.) nbembed: from the host's save (``POST /v1/sessions/{id}/saves``, what the SDK's
 ``save()`` sends once Jupyter confirms) until ``GET /v1/saves/{id}?wait=`` says
 stored, with 1 user and with 20 users saving at once; each save changes the
 notebook, so each stores a new revision. Baseline, in the same run: the direct
 route a host backend would take, GET the notebook from the contents API and
 insert it into MongoDB. Also, for one user, the whole ``save()`` of the SDK in
 a real browser (postMessage to the bridge, Jupyter's save, then the above).
+Each nbembed series ends with each hop's share, from sync's own timing fields
+(``--crowd 20 100`` measures 100 users at once too; ``--no-browser`` skips it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import time
 import uuid
 from typing import Any
@@ -25,6 +28,7 @@ from pymongo import AsyncMongoClient
 from infra import stack, store
 from infra.settings import StackSettings
 from schemas import hub_username
+from tests.bench.hops import LogMark, laps, print_shares
 from tests.bench.report import print_ratio, print_table
 from tests.browser.conftest import CHROMIUM_ARGS
 from tests.stack.helpers import open_session
@@ -65,6 +69,7 @@ class User:
         started = time.perf_counter()
         created = await self.bench.gateway.post(f"/v1/sessions/{self.session['id']}/saves")
         assert created.status_code == 202
+        self.bench.posts[created.json()["id"]] = time.perf_counter() - started
         outcome = await self.bench.gateway.get(
             f"/v1/saves/{created.json()['id']}", params={"wait": 30}
         )
@@ -99,16 +104,40 @@ class Bench:
         )
         self.mongo: AsyncMongoClient[dict[str, Any]] = store.admin_client(settings)
         self.baseline = self.mongo["nbembed_bench"]["direct_saves"]
+        self.posts: dict[str, float] = {}
+        """Seconds until the gateway answered 202, by save id."""
 
 
 async def rounds(users: list[User], saves: int, kind: str) -> list[float]:
     timings: list[float] = []
     for i in range(saves):
         await asyncio.gather(*(user.edit(i) for user in users))
-        await asyncio.sleep(0.3)  # let the server's own save hook settle first
+        # Let the servers' own save hooks (one stored revision per edit) settle first.
+        await asyncio.sleep(0.3 + 0.02 * len(users))
         method = "nbembed_save" if kind == "nbembed" else "direct_save"
         timings += await asyncio.gather(*(getattr(user, method)() for user in users))
     return timings
+
+
+async def nbembed_rounds(bench: Bench, users: list[User], saves: int, title: str) -> list[float]:
+    """`rounds` of nbembed saves, then each hop's share from sync's log."""
+    mark = LogMark(bench.settings.logs_dir, "sync")
+    bench.posts.clear()
+    timings = await rounds(users, saves, "nbembed")
+    await asyncio.sleep(0.5)  # the log line follows the stored event
+    records = mark.records("notebook stored", "save_id", set(bench.posts))
+    hops = {"gateway: POST until 202": list(bench.posts.values())}
+    hops |= {f"sync: {name}": values for name, values in laps(records).items()}
+    mean_rest = statistics.mean(timings) - sum(statistics.mean(v) for v in hops.values())
+    hops["rest: stored event to answer"] = [max(0.0, mean_rest)]
+    print_shares(title, hops, timings)
+    return timings
+
+
+async def open_all(users: list[User]) -> None:
+    """Open every user's session, ten at a time (the hub spawns them in parallel)."""
+    for start in range(0, len(users), 10):
+        await asyncio.gather(*(user.open() for user in users[start : start + 10]))
 
 
 async def browser_saves(bench: Bench, saves: int) -> list[float]:
@@ -138,31 +167,39 @@ async def browser_saves(bench: Bench, saves: int) -> list[float]:
     return timings
 
 
-async def main(saves: int) -> None:
+async def main(saves: int, crowds: list[int], browser: bool) -> None:
     bench = Bench(StackSettings())
     run = uuid.uuid4().hex[:8]
     one = [User(bench, f"bench-save-{run}")]
-    crowd = [User(bench, f"bench-crowd-{run}-{i}") for i in range(20)]
-    for user in one + crowd:
-        await user.open()
+    crowd = [User(bench, f"bench-crowd-{run}-{i}") for i in range(max(crowds))]
+    await open_all(one + crowd)
+    each = max(1, saves // 4)
     results = {
         "direct, 1 user": await rounds(one, saves, "direct"),
-        "nbembed, 1 user": await rounds(one, saves, "nbembed"),
-        "direct, 20 users": await rounds(crowd, max(1, saves // 4), "direct"),
-        "nbembed, 20 users": await rounds(crowd, max(1, saves // 4), "nbembed"),
-        "SDK save() in chromium, 1 user": await browser_saves(bench, saves),
+        "nbembed, 1 user": await nbembed_rounds(bench, one, saves, "nbembed, 1 user"),
     }
+    for size in crowds:
+        label = f"{size} users"
+        results[f"direct, {label}"] = await rounds(crowd[:size], each, "direct")
+        results[f"nbembed, {label}"] = await nbembed_rounds(
+            bench, crowd[:size], each, f"nbembed, {label}"
+        )
+    if browser:
+        results["SDK save() in chromium, 1 user"] = await browser_saves(bench, saves)
     for user in one + crowd:
         await bench.hub.delete(f"/users/{user.hub_user}/server")
     await bench.mongo.drop_database("nbembed_bench")
 
-    print(f"save to durable (seconds); 1 user: {saves} saves, 20 users: {max(1, saves // 4)} each")
+    print(f"save to durable (seconds); 1 user: {saves} saves, crowds: {each} each")
     print_table(results, 0.99)
-    for users in ("1 user", "20 users"):
+    for users in ["1 user", *(f"{size} users" for size in crowds)]:
         print_ratio(users, results[f"nbembed, {users}"], results[f"direct, {users}"], 0.99)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--saves", type=int, default=20)
-    asyncio.run(main(parser.parse_args().saves))
+    parser.add_argument("--crowd", type=int, nargs="+", default=[20])
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.saves, args.crowd, not args.no_browser))

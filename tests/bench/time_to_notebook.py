@@ -1,4 +1,4 @@
-"""Time to notebook: ``python -m tests.bench.time_to_notebook [--runs N]`` (stack up).
+"""Time to notebook: ``python -m tests.bench.time_to_notebook [--runs N] [--warm-runs N]``.
 
 From a host backend's ``POST /v1/sessions`` until the gateway answers ready
 (long-poll), for a new user (cold: the server must start) and for a user whose
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ import httpx
 from infra import stack
 from infra.settings import StackSettings
 from schemas import hub_username
+from tests.bench.hops import LogMark, laps, print_shares
 from tests.bench.report import print_ratio, print_table
 from tests.stack.helpers import start_server_and_wait, wait_for_final_status
 
@@ -39,6 +41,8 @@ class Bench:
         self.contents = httpx.AsyncClient(
             base_url=self.hub_url, headers={"Authorization": f"token {token}"}, timeout=120
         )
+        self.logs_dir = settings.logs_dir
+        self.last_session = ""
         self.gateway = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.gateway_port}",
             headers={"Authorization": f"Bearer {key}"},
@@ -65,6 +69,7 @@ class Bench:
         assert created.status_code == 202
         final = await wait_for_final_status(self.gateway, created.json()["id"])
         assert final["status"] == "ready", final
+        self.last_session = final["id"]
 
     async def stop(self, name: str) -> None:
         await self.hub.delete(f"/users/{name}/server")
@@ -76,7 +81,7 @@ async def timed(call: Callable[[], Awaitable[None]]) -> float:
     return time.perf_counter() - started
 
 
-async def main(runs: int) -> None:
+async def main(runs: int, warm_runs: int) -> None:
     settings = StackSettings()
     bench = Bench(settings)
     run = uuid.uuid4().hex[:8]
@@ -87,10 +92,12 @@ async def main(runs: int) -> None:
     warm_direct, warm_user = f"bench-direct-{run}", f"bench-warm-{run}"
     await bench.direct(warm_direct)
     await bench.nbembed(warm_user)
-    for i in range(runs):
+    marks = {service: LogMark(bench.logs_dir, service) for service in ("provisioner", "sync")}
+    warm_sessions: set[str] = set()
+    for i in range(max(runs, warm_runs)):
         # Alternate who goes first so neither always meets a busier machine.
         pairs = [("direct", f"bench-d{i}-{run}"), ("nbembed", f"bench-n{i}-{run}")]
-        for kind, user in pairs if i % 2 == 0 else pairs[::-1]:
+        for kind, user in (pairs if i % 2 == 0 else pairs[::-1]) if i < runs else []:
             if kind == "direct":
                 results["direct cold"].append(await timed(lambda u=user: bench.direct(u)))
                 await bench.stop(user)
@@ -99,16 +106,30 @@ async def main(runs: int) -> None:
                 await bench.stop(hub_username("demo", user))
         results["direct warm"].append(await timed(lambda: bench.direct(warm_direct)))
         results["nbembed warm"].append(await timed(lambda: bench.nbembed(warm_user)))
+        warm_sessions.add(bench.last_session)
     await bench.stop(warm_direct)
     await bench.stop(hub_username("demo", warm_user))
 
-    print(f"time to notebook, {runs} runs each (seconds)")
+    print(f"time to notebook, {runs} cold and {max(runs, warm_runs)} warm runs each (seconds)")
     print_table(results, 0.9)
     for mode in ("cold", "warm"):
         print_ratio(mode, results[f"nbembed {mode}"], results[f"direct {mode}"], 0.9)
+    print_table({k: v for k, v in results.items() if k.endswith("warm")}, 0.99)
+    await asyncio.sleep(0.5)  # the log lines follow the events
+    hops: dict[str, list[float]] = {}
+    for service, message in (("provisioner", "server ready"), ("sync", "session ready")):
+        records = marks[service].records(message, "session_id", warm_sessions)
+        hops |= {f"{service}: {name}": values for name, values in laps(records).items()}
+    known = sum(statistics.mean(values) for values in hops.values())
+    hops["rest: gateway POST, projection, long-poll"] = [
+        max(0.0, statistics.mean(results["nbembed warm"]) - known)
+    ]
+    print_shares("nbembed warm", hops, results["nbembed warm"])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--warm-runs", type=int, default=0, help="more warm runs than --runs")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.warm_runs))

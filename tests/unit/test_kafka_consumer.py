@@ -148,3 +148,22 @@ async def test_events_go_out_through_the_declared_typed_publisher(broker: KafkaB
         event = _event()
         await publish_event(broker, event)
         publisher.mock.assert_called_once()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_consumers_fetch_with_the_configured_wait_not_aiokafkas_half_second(
+    broker: KafkaBroker, concurrency: int
+) -> None:
+    """An event on a partition left out of the fetch in flight waits at most this long."""
+    consumer = EventConsumer(
+        broker, group_id="g", settings=ServiceSettings(kafka_fetch_max_wait_ms=20)
+    )
+    consumer.on(ServerReady, _noop)
+    consumer.attach(concurrency=concurrency)
+    (subscriber,) = broker.subscribers
+    assert subscriber._connection_args["fetch_max_wait_ms"] == 20  # type: ignore[attr-defined]
+    assert ServiceSettings().kafka_fetch_max_wait_ms < 500
+
+
+async def _noop(event: CloudEvent[ServerReady]) -> None:
+    return None

@@ -1,0 +1,47 @@
+"""The provisioner's hub client under a busy hub (services/provisioner/hub.py), hub mocked.
+
+The real-stack counterpart is tests/bench/burst.py: 100 new users at once at the hub's
+spawn limit, where a session whose 429 waits counted against its spawn deadline failed.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from services.provisioner.hub import HubClient, HubError
+
+
+def _busy_hub(refusals: int) -> tuple[HubClient, list[str]]:
+    """A hub that answers 429 to the first ``refusals`` spawn requests, then starts at once."""
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.method == "POST":
+            spawns = sum(1 for call in calls if call.startswith("POST"))
+            if spawns <= refusals:
+                return httpx.Response(429, headers={"Retry-After": "0.05"})
+            return httpx.Response(201)
+        server = {"ready": True, "url": "/user/u/", "user_options": {}}
+        return httpx.Response(200, json={"name": "u", "servers": {"": server}})
+
+    hub = HubClient("http://hub.invalid", "token")
+    hub._http = httpx.AsyncClient(
+        base_url="http://hub.invalid/hub/api", transport=httpx.MockTransport(answer)
+    )
+    return hub, calls
+
+
+async def test_waiting_out_a_busy_hub_does_not_use_up_the_spawn_deadline() -> None:
+    hub, calls = _busy_hub(refusals=6)  # 6 x 0.05 s of 429s, beyond the 0.1 s deadline
+    server = await hub.ensure_server("u", deadline_seconds=0.1, busy_seconds=30)
+    assert server.path == "/user/u/"
+    assert sum(1 for call in calls if call.startswith("POST")) == 7
+
+
+async def test_a_hub_busy_for_longer_than_the_busy_bound_fails_with_a_reason() -> None:
+    hub, _ = _busy_hub(refusals=1000)
+    with pytest.raises(HubError, match="hub busy") as raised:
+        await hub.ensure_server("u", deadline_seconds=30, busy_seconds=0.2)
+    assert raised.value.status == 429
