@@ -165,11 +165,14 @@ async def test_bad_admin_requests_get_clear_errors(stack_settings: StackSettings
 
 
 async def server_csp(stack_settings: StackSettings, hub_token: str, hub_user: str) -> str:
+    """The frame-ancestors directive of the user's running server (its API adds others)."""
     url = f"{stack_settings.public_hub_url}/user/{hub_user}/api/status"
     async with httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}) as http:
         answer = await http.get(url)
     assert answer.status_code == 200, answer.text
-    return answer.headers["content-security-policy"]
+    directives = [d.strip() for d in answer.headers["content-security-policy"].split(";")]
+    [framers] = [d for d in directives if d.startswith("frame-ancestors")]
+    return framers
 
 
 async def test_a_running_servers_framers_follow_its_tenants_origins(
