@@ -223,16 +223,14 @@ async def _churn(settings: StackSettings) -> None:
 class Placements:
     """Every session.ready published between ``start`` and ``read``: where each session went."""
 
-    def __init__(self, kafka_options: dict[str, Any]) -> None:
+    def __init__(self, kafka_options: dict[str, Any], partitions: int) -> None:
         self._consumer = AIOKafkaConsumer(**kafka_options)
+        self._partitions = partitions
         self._from: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         await self._consumer.start()
-        await self._consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = self._consumer.partitions_for_topic(SessionReady.topic) or set()
-        assert partitions
-        assigned = [TopicPartition(SessionReady.topic, p) for p in partitions]
+        assigned = [TopicPartition(SessionReady.topic, p) for p in range(self._partitions)]
         self._consumer.assign(assigned)
         self._from = await self._consumer.end_offsets(assigned)
 
@@ -270,7 +268,7 @@ async def test_replicas_leaving_and_joining_mid_stream_lose_and_duplicate_nothin
     run = uuid.uuid4().hex[:6]
     writers = [Writer(gateway, contents, f"churn-{run}-{i}") for i in range(6)]
     saves = 5
-    placements = Placements(kafka_options)
+    placements = Placements(kafka_options, running_stack.kafka_partitions)
     await placements.start()
     try:
         async with asyncio.timeout(240):
