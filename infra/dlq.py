@@ -45,7 +45,7 @@ def dlq_name(topic: str) -> str:
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     # The consumer's own cluster view stays empty until it subscribes: ask for all of it.
-    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public call
+    cluster = await consumer._client.fetch_all_metadata()
     numbers = cluster.partitions_for_topic(topic)
     if not numbers:
         raise SystemExit(f"no topic {topic}")
