@@ -44,8 +44,9 @@ def dlq_name(topic: str) -> str:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    await consumer.topics()  # fetches the cluster's metadata
-    numbers = consumer.partitions_for_topic(topic)
+    # The consumer's own cluster view stays empty until it subscribes: ask for all of it.
+    cluster = await consumer._client.fetch_all_metadata()
+    numbers = cluster.partitions_for_topic(topic)
     if not numbers:
         raise SystemExit(f"no topic {topic}")
     return [TopicPartition(topic, n) for n in sorted(numbers)]
@@ -93,8 +94,8 @@ async def read(
 
 
 async def list_letters(options: dict[str, Any], topic: str) -> list[tuple[DeadLetter, bool]]:
-    """Every dead letter on ``topic`` with whether it was replayed."""
-    return [item async for item in read(options, topic, from_committed=False)]
+    """Every dead letter on ``topic`` (or its DLQ) with whether it was replayed."""
+    return [item async for item in read(options, dlq_name(topic), from_committed=False)]
 
 
 async def replay(options: dict[str, Any], topic: str) -> list[DeadLetter]:
@@ -105,7 +106,7 @@ async def replay(options: dict[str, Any], topic: str) -> list[DeadLetter]:
     seen: set[tuple[str, int, int]] = set()
     last: dict[TopicPartition, int] = {}
     try:
-        async for letter, _ in read(options, topic, from_committed=True):
+        async for letter, _ in read(options, dlq_name(topic), from_committed=True):
             last[TopicPartition(letter.topic, letter.partition)] = letter.offset
             # Several groups may dead-letter one message: it goes back once.
             if letter.source in seen and letter.source[2] >= 0:

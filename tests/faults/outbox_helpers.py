@@ -91,7 +91,7 @@ async def drive(
         while not until.is_set():
             await _one_session(gateway, session["user_id"], load)
             await _one_save(gateway, session["id"], load)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.0)  # gentle: 2 shared cores
 
     await asyncio.gather(*(worker(s) for s in warm))
 
