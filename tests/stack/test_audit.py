@@ -172,4 +172,8 @@ async def test_the_audit_endpoint_is_documented(gateway: httpx.AsyncClient) -> N
     spec = (await gateway.get("/openapi.json")).json()
     operation = spec["paths"]["/v1/audit"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {"user_id", "since", "cursor", "limit"}
-    assert "/internal/audit-reports" not in spec["paths"]
+    # The servers' report route is documented (every answer the gateway sends is), but
+    # as internal: no host app calls it, and it takes only a server's own hub token.
+    reports = spec["paths"]["/internal/audit-reports"]["post"]
+    assert reports["tags"] == ["internal"] and "security" not in reports
+    assert "429" in reports["responses"]
