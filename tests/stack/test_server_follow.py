@@ -299,7 +299,8 @@ async def watch(kafka_options: dict[str, Any], topic: str) -> AIOKafkaConsumer:
     """A consumer of every partition of ``topic`` from its end as it is now (no group)."""
     consumer = AIOKafkaConsumer(**kafka_options)
     await consumer.start()
-    partitions = await consumer.partitions_for_topic(topic) or set()
+    await consumer.topics()  # loads the cluster's metadata
+    partitions = consumer.partitions_for_topic(topic) or set()
     assert partitions, topic
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     await consumer.seek_to_end()
