@@ -299,7 +299,8 @@ async def watch(kafka_options: dict[str, Any], topic: str) -> AIOKafkaConsumer:
     """A consumer of every partition of ``topic`` from its end as it is now (no group)."""
     consumer = AIOKafkaConsumer(**kafka_options)
     await consumer.start()
-    partitions = await consumer.partitions_for_topic(topic) or set()
+    # aiokafka has no public call that waits for one topic's metadata; its producer uses this.
+    partitions = await consumer._client._wait_on_metadata(topic)
     assert partitions, topic
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     await consumer.seek_to_end()
