@@ -58,7 +58,11 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
     only its own connections with it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: accepted sockets inherit it, and asyncio
+    # turns Nagle's algorithm off (TCP_NODELAY) only on sockets that say TCP.
+    # With proto 0 every answer written in two parts waited ~40 ms for the
+    # client's delayed ACK (measured: 45 ms per request instead of 2).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
