@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from schemas.naming import TENANT_ID_PATTERN
 from services.gateway.deps import GatewayDep, bearer
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, errors
 from services.gateway.tenants import Tenant, key_digest, new_api_key
 
 
@@ -145,7 +145,12 @@ async def list_tenants(parts: GatewayDep) -> list[TenantView]:
     return [TenantView.of(t) for t in sorted(await parts.tenant_store.all(), key=lambda t: t.id)]
 
 
-@router.post("/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantWithKey)
+@router.post(
+    "/tenants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TenantWithKey,
+    responses=errors(409),
+)
 async def create_tenant(body: TenantCreate, parts: GatewayDep) -> TenantWithKey:
     """Create a tenant and its first API key (shown in this answer only)."""
     api_key = new_api_key()

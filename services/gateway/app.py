@@ -316,7 +316,8 @@ class TenantOriginsCORS(CORSMiddleware):
 
 def _json_or_raw(request: Request) -> bool:
     """A body the route can read: JSON, or raw bytes where the route takes any (uploads)."""
-    if request.url.path == inputs_api.UPLOAD_PATH or not request.url.path.startswith("/v1/"):
+    path = request.url.path
+    if path == inputs_api.UPLOAD_PATH or not path.startswith(("/v1/", "/admin/")):
         return True
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")

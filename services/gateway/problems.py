@@ -206,7 +206,7 @@ def document(app: FastAPI) -> None:
             schemas.pop(unused, None)
         schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
         for path, operations in schema["paths"].items():
-            if path.startswith(("/v1/", "/internal/")):
+            if path.startswith(("/v1/", "/internal/", "/admin/")):
                 for operation in operations.values():
                     _document_errors(path, operation)
         contract.add_links_and_headers(schema)
@@ -230,6 +230,8 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
         described = responses.get(str(status), {}).get("description")
         if status == 401 and path.startswith("/internal/"):
             described = "Not one of nbembed's own callers (a user's server, the hub's login)."
+        if status == 401 and path.startswith("/admin/"):
+            described = "Not the operator credential."
         responses[str(status)] = {
             "description": described if described and status != 422 else ERRORS.get(status, ""),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},

@@ -60,7 +60,7 @@ def operations(openapi: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]
     return [
         (path, method, operation)
         for path, item in openapi["paths"].items()
-        if path.startswith(("/v1/", "/internal/"))
+        if path.startswith(("/v1/", "/internal/", "/admin/"))
         for method, operation in item.items()
     ]
 
