@@ -263,7 +263,7 @@ async def test_a_session_can_be_stricter_than_its_tenant_never_weaker(
             )
             assert strict["restricted"] is True
             model = (await hub.get(f"/users/{hub_user}")).json()["servers"][""]
-            assert model["user_options"] == {"restricted": True}
+            assert model["user_options"]["restricted"] is True
             assert (await http.get(data)).status_code == 403
             # Another open session of the user does not weaken the running server.
             again = await open_session(gateway, user_id=user, notebook_name="Open again")
@@ -272,7 +272,7 @@ async def test_a_session_can_be_stricter_than_its_tenant_never_weaker(
 
             async def still_restricted() -> bool:
                 found = (await hub.get(f"/users/{hub_user}")).json()["servers"][""]
-                return bool(found["user_options"] == {"restricted": True})
+                return bool(found["user_options"]["restricted"] is True)
 
             await eventually(still_restricted, timeout=5)
     finally:
