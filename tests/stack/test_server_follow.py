@@ -312,8 +312,15 @@ async def sessions_lost(watcher: AIOKafkaConsumer, hub_user: str) -> list[str]:
     read up to the end of the topic as it is now."""
     lost: list[str] = []
     ends = await watcher.end_offsets(list(watcher.assignment()))
+
+    async def behind() -> bool:
+        for tp, end in ends.items():
+            if await watcher.position(tp) < end:
+                return True
+        return False
+
     async with asyncio.timeout(END_WITHIN):
-        while any(await watcher.position(tp) < end for tp, end in ends.items()):
+        while await behind():
             for records in (await watcher.getmany(timeout_ms=500)).values():
                 for record in records:
                     headers = dict(record.headers)
