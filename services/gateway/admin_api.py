@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from schemas.naming import TENANT_ID_PATTERN
-from services.gateway.deps import GatewayDep, bearer
+from services.gateway.deps import Gateway, GatewayDep, bearer
 from services.gateway.problems import Problem, errors
 from services.gateway.tenants import Tenant, key_digest, new_api_key
 
@@ -139,6 +139,14 @@ def _not_found(tenant_id: str) -> Problem:
     return Problem(404, "Not found", f"No tenant {tenant_id}.", kind="tenant-not-found")
 
 
+async def _update(parts: Gateway, tenant_id: str, **fields: Any) -> TenantView:
+    """Set ``fields`` on the tenant; its view after the change, or 404."""
+    tenant = await parts.tenant_store.update(tenant_id, **fields)
+    if tenant is None:
+        raise _not_found(tenant_id)
+    return TenantView.of(tenant)
+
+
 @router.get("/tenants", response_model=list[TenantView])
 async def list_tenants(parts: GatewayDep) -> list[TenantView]:
     """Every tenant, disabled ones included."""
@@ -179,36 +187,22 @@ async def rotate_key(tenant_id: str, body: RotateKey, parts: GatewayDep) -> Tena
 @router.put("/tenants/{tenant_id}/origins", response_model=TenantView)
 async def set_origins(tenant_id: str, body: Origins, parts: GatewayDep) -> TenantView:
     """Replace the tenant's allowed origins (CORS, and the frame-ancestors of its users)."""
-    tenant = await parts.tenant_store.update(
-        tenant_id, allowed_origins=_origins(body.allowed_origins)
-    )
-    if tenant is None:
-        raise _not_found(tenant_id)
-    return TenantView.of(tenant)
+    return await _update(parts, tenant_id, allowed_origins=_origins(body.allowed_origins))
 
 
 @router.put("/tenants/{tenant_id}/restricted", response_model=TenantView)
 async def set_restricted(tenant_id: str, body: Restricted, parts: GatewayDep) -> TenantView:
     """Turn restricted-data mode on or off for the tenant's new sessions."""
-    tenant = await parts.tenant_store.update(tenant_id, restricted=body.restricted)
-    if tenant is None:
-        raise _not_found(tenant_id)
-    return TenantView.of(tenant)
+    return await _update(parts, tenant_id, restricted=body.restricted)
 
 
 @router.post("/tenants/{tenant_id}/disable", response_model=TenantView)
 async def disable(tenant_id: str, parts: GatewayDep) -> TenantView:
     """Stop accepting the tenant's keys (its stored notebooks stay)."""
-    tenant = await parts.tenant_store.update(tenant_id, disabled=True)
-    if tenant is None:
-        raise _not_found(tenant_id)
-    return TenantView.of(tenant)
+    return await _update(parts, tenant_id, disabled=True)
 
 
 @router.post("/tenants/{tenant_id}/enable", response_model=TenantView)
 async def enable(tenant_id: str, parts: GatewayDep) -> TenantView:
     """Accept the tenant's keys again."""
-    tenant = await parts.tenant_store.update(tenant_id, disabled=False)
-    if tenant is None:
-        raise _not_found(tenant_id)
-    return TenantView.of(tenant)
+    return await _update(parts, tenant_id, disabled=False)
