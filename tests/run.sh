@@ -14,7 +14,7 @@ echo "==> bridge unit tests (node)"
 echo "==> pytest"
 # The fault suite comes last: it stops, freezes and kills parts of the stack.
 .venv/bin/python -m pytest tests/unit tests/stack tests/security tests/browser tests/faults \
-    -p no:cacheprovider -ra "$@"
+    -p no:cacheprovider -ra --tb=short --durations=25 "$@"
 # Per-user origins (README, "Security model") is a setting: prove it on a stack of
 # its own in that mode. A stack left up by `make up` runs the default mode, so
 # that case is reported, not silently passed.
@@ -24,4 +24,4 @@ if .venv/bin/python -m infra status >/dev/null 2>&1; then
     exit 1
 fi
 NBEMBED_STACK_PER_USER_ORIGINS=true exec .venv/bin/python -m pytest tests/security/test_origins.py \
-    -p no:cacheprovider -ra "$@"
+    -p no:cacheprovider -ra --tb=short --durations=25 "$@"

@@ -25,7 +25,7 @@ from infra import stack, supervisor
 from infra.settings import StackSettings
 
 FAULTABLE = ("gateway", "provisioner", "sync", "jupyterhub")
-"""The programs these tests may signal: the services and the hub."""
+"""The programs these tests may signal: the services (any replica) and the hub."""
 
 
 def _rpc(settings: StackSettings) -> Any:
@@ -36,7 +36,7 @@ def _rpc(settings: StackSettings) -> Any:
 
 def program_pid(settings: StackSettings, name: str) -> int:
     """The PID of the stack's program ``name``, checked to be a child of its supervisord."""
-    if name not in FAULTABLE:
+    if name not in (*FAULTABLE, *stack.all_service_programs(settings)):
         raise ValueError(f"{name} is not a program the fault tests may touch")
     daemon = supervisor.pid(settings)
     if daemon is None:

@@ -18,7 +18,7 @@ import pytest
 
 from infra.settings import StackSettings
 from tests.security.kernel import run_in_kernel, session_users
-from tests.stack.helpers import eventually
+from tests.stack.helpers import eventually, statuses_with_key
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("running_stack")]
 
@@ -75,15 +75,12 @@ async def tenant_client(stack_settings: StackSettings, tenant_id: str, origin: s
         )
         assert created.status_code == 201, created.text
         key: str = created.json()["api_key"]
-        await eventually(lambda: status_of(http, key), timeout=30)
+
+    async def known_everywhere() -> bool:  # each gateway replica reloads tenants on its own
+        return await statuses_with_key(stack_settings, key) == {200}
+
+    await eventually(known_everywhere, timeout=30)
     return key
-
-
-async def status_of(http: httpx.AsyncClient, key: str) -> bool:
-    answer = await http.get(
-        "/v1/notebooks", params={"user_id": "x"}, headers={"Authorization": f"Bearer {key}"}
-    )
-    return answer.status_code == 200
 
 
 async def test_a_kernel_cannot_manage_tenants_or_learn_other_tenants_origins(

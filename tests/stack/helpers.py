@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from infra import stack
+from infra.settings import StackSettings
+
 IN_A_FRAME = {
     "Sec-Fetch-Dest": "iframe",
     "Sec-Fetch-Site": "same-site",
@@ -68,3 +71,27 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while not await condition():  # noqa: ASYNC110 - polling an outside system
             await asyncio.sleep(interval)
+
+
+def every_gateway(settings: StackSettings) -> list[str]:
+    """Each gateway replica's own base URL (the shared port picks one replica per connection).
+
+    Tenant changes reach each replica at its own next reload, so a test that
+    waits for one must see it on all of them before it relies on it.
+    """
+    index = stack.SERVICES.index("gateway")
+    return [
+        f"http://127.0.0.1:{settings.replica_port(index, replica)}"
+        for replica in range(1, settings.replicas + 1)
+    ]
+
+
+async def statuses_with_key(settings: StackSettings, key: str) -> set[int]:
+    """The status each gateway replica answers a tenant's call with ``key``."""
+    answers: set[int] = set()
+    for base in every_gateway(settings):
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as http:
+            answers.add((await http.get("/v1/notebooks", params={"user_id": "nobody"})).status_code)
+    return answers

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from infra import stack, supervisor
 from infra.settings import StackSettings
 from schemas import SessionReady, hub_username
+from tests.faults.helpers import program_pid
 from tests.stack.helpers import eventually, open_session, wait_for_final_status
 
 
@@ -62,26 +63,39 @@ def test_every_replica_of_every_service_runs_and_is_checked(
 
 
 class PausedSync:
-    """Every sync replica stopped, so a status stays put until `resume` (waiters wait)."""
+    """Every sync replica frozen (SIGSTOP), so a status stays put until `resume`.
+
+    Frozen, not stopped: continued, each replica goes on in its consumer group
+    at once, so the change follows `resume` within a second, and a waiter not
+    woken by it (30 s long-poll, 15 s stream re-read) is told apart surely even
+    on a loaded machine (a restart and a rebalance took over 12 s in CI).
+    """
 
     def __init__(self, settings: StackSettings) -> None:
-        self.settings = settings
-        self.names = stack.service_programs(settings, "sync")
+        self.pids = [
+            program_pid(settings, name) for name in stack.service_programs(settings, "sync")
+        ]
+        self.frozen = False
 
     async def __aenter__(self) -> PausedSync:
-        await asyncio.to_thread(supervisor.ctl, self.settings, "stop", *self.names)
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        self.frozen = True
         return self
 
     async def resume(self) -> None:
-        await asyncio.to_thread(supervisor.start_programs, self.settings, tuple(self.names))
+        if self.frozen:
+            for pid in self.pids:
+                os.kill(pid, signal.SIGCONT)
+            self.frozen = False
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.resume()  # already started: nothing to do
+        await self.resume()  # already continued: nothing to do
 
 
 UNWOKEN_SECONDS = 12
 """Unwoken, a long-poll (wait=30) answers after 30 s and an event stream re-reads after 15 s;
-woken, both answer as soon as sync is back and places the notebook (about 3 s here)."""
+woken, both answer as soon as sync is continued and places the notebook (well under 1 s)."""
 
 
 async def test_a_status_change_wakes_long_polls_and_streams_on_every_gateway_replica(
