@@ -35,7 +35,9 @@ if hub.subdomain_host:
     c.JupyterHub.subdomain_hook = user_domain  # the services compute the same hosts
     c.JupyterHub.cookie_host_prefix_enabled = True
 
-c.ConfigurableHTTPProxy.command = [hub.proxy_command]
+# Idle connections kept 65 s, not node's 5 s: a client (httpx keeps them 5 s) then
+# never reuses one the proxy is closing at that instant, which resets its request.
+c.ConfigurableHTTPProxy.command = [hub.proxy_command, "--keep-alive-timeout", "65000"]
 c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 

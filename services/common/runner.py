@@ -92,5 +92,6 @@ def run_service(name: str, app: object, settings: ServiceSettings, *, port: int)
         log_config=None,  # keep our JSON logging
         lifespan="on",
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=int(settings.http_keep_alive_seconds),
     )
     uvicorn.Server(config).run(sockets=sockets)

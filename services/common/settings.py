@@ -58,6 +58,14 @@ class ServiceSettings(BaseSettings):
         description="A second port this replica alone listens on (same app), so a supervisor "
         "can check each replica behind a shared port; 0: none.",
     )
+    http_keep_alive_seconds: float = Field(
+        default=65,
+        gt=0,
+        le=600,
+        description="How long an idle client connection stays open. Longer than a client's "
+        "or load balancer's own idle limit (httpx 5 s, many balancers 60 s), so a client "
+        "never reuses a connection the server is closing at that instant (a reset request).",
+    )
     dlq_after_attempts: int = Field(default=5, ge=1, description="Tries before dead-lettering.")
     retry_backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
     kafka_fetch_max_wait_ms: int = Field(

@@ -8,6 +8,7 @@ started again. Run with ``-s`` to see the figures (the README's fault table).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -32,6 +33,20 @@ from tests.faults.outbox_helpers import (
 OUTAGE_SECONDS = 10
 RECOVERY_BOUND = 120
 """Every 202 must be final this long after Kafka is started again (the issue's bound)."""
+
+
+async def library_settles(gateway: httpx.AsyncClient, users: set[str], expected: int) -> int:
+    """The users' notebook count once it reaches ``expected`` (or after 30 s), plus 2 s."""
+
+    async def count() -> int:
+        return sum([await notebooks_per_user(gateway, u) for u in users])
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            while await count() < expected:  # noqa: ASYNC110 - a projection, no event
+                await asyncio.sleep(0.5)
+    await asyncio.sleep(2)  # a duplicate would arrive as late as the last of them
+    return await count()
 
 
 @pytest.mark.timeout(400)
@@ -61,16 +76,18 @@ async def test_broker_stopped_under_load_refuses_then_completes_every_202(
 
         found = await outcomes(gateway, load, RECOVERY_BOUND)
         recovered = time.monotonic() - restarted
-        await asyncio.sleep(2)  # new notebooks are announced just after ready
-        counted.set()
-        twice = sum(1 for n in (await deliveries).values() if n > 1)
         sessions = [found[s] for s in load.accepted_sessions]
         saves = [found[s] for s in load.accepted_saves]
         lost = [k for k, status in found.items() if status not in ("ready", "stored")]
         # One new notebook per accepted session: a second one would be a duplicate.
+        # A new notebook reaches the library just after its session is ready (its
+        # own event, read by its own consumer): wait for all, then a little more.
         users = {session["user_id"] for session in warm}
-        notebooks = sum([await notebooks_per_user(gateway, u) for u in users])
-        duplicated = notebooks - len(warm) - sessions.count("ready")
+        expected = len(warm) + sessions.count("ready")
+        notebooks = await library_settles(gateway, users, expected)
+        counted.set()
+        twice = sum(1 for n in (await deliveries).values() if n > 1)
+        duplicated = notebooks - expected
         print(
             f"\nbroker down {OUTAGE_SECONDS}s: {len(load.accepted_sessions)} sessions and "
             f"{len(saves)} saves accepted, {len(load.refused)} refused (503, "
