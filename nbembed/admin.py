@@ -20,32 +20,29 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
-from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import SecretFileSettings
 
 LOCAL_TOKEN_FILE = Path(__file__).resolve().parent.parent / ".run" / "secrets" / "admin-token"
 
 
-class AdminSettings(BaseSettings):
+class AdminSettings(SecretFileSettings):
     """Where the gateway is and the operator credential (env prefix ``NBEMBED_ADMIN_``)."""
 
     model_config = SettingsConfigDict(env_prefix="NBEMBED_ADMIN_", extra="ignore")
+    required_secrets: ClassVar[tuple[str, ...]] = ("token",)
 
     url: str = "http://127.0.0.1:8080"
     token: SecretStr | None = None
-    token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _load_token(self) -> AdminSettings:
-        file = self.token_file or (LOCAL_TOKEN_FILE if LOCAL_TOKEN_FILE.exists() else None)
-        if self.token is None and file is not None:
-            self.token = SecretStr(file.read_text().strip())
-        if self.token is None:
-            raise ValueError("set NBEMBED_ADMIN_TOKEN_FILE (the operator credential)")
-        return self
+    token_file: Path | None = Field(
+        # The local stack's operator credential, when this checkout runs the stack.
+        default_factory=lambda: LOCAL_TOKEN_FILE if LOCAL_TOKEN_FILE.exists() else None
+    )
 
 
 class AdminError(Exception):

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+class SecretFileSettings(BaseSettings):
+    """Settings whose secrets may come from files: a secret ``x`` is read from ``x_file``.
+
+    Files keep secrets out of the environment and argv (a Kubernetes Secret or the
+    local stack's ``.run/secrets``). Any ``SecretStr`` field with a ``<name>_file``
+    sibling is filled from that file when not set directly; the names in
+    ``required_secrets`` must end up set one way or the other.
+    """
+
+    required_secrets: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Self:
+        fields = type(self).model_fields
+        for name in fields:
+            file = getattr(self, f"{name}_file", None) if f"{name}_file" in fields else None
+            if getattr(self, name) is None and isinstance(file, Path):
+                setattr(self, name, SecretStr(file.read_text().strip()))
+        prefix = str(self.model_config.get("env_prefix", "")).upper()
+        for name in self.required_secrets:
+            if getattr(self, name) is None:
+                variable = f"{prefix}{name.upper()}"
+                raise ValueError(f"set {variable} or {variable}_FILE")
+        return self
+
+
+class ServiceSettings(SecretFileSettings):
     """Connection settings common to all services.
 
     A subclass sets ``env_prefix`` (``NBEMBED_GATEWAY_``, …) so each service can
@@ -79,9 +106,7 @@ class ServiceSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _load_kafka_password(self) -> ServiceSettings:
-        if self.kafka_password is None and self.kafka_password_file is not None:
-            self.kafka_password = SecretStr(self.kafka_password_file.read_text().strip())
+    def _kafka_user_has_password(self) -> ServiceSettings:
         if self.kafka_username is not None and self.kafka_password is None:
             raise ValueError("a Kafka username needs ..._KAFKA_PASSWORD or ..._KAFKA_PASSWORD_FILE")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -135,18 +136,14 @@ class GatewaySettings(ServiceSettings):
         description="Consumer group reading the dead-letter topics of nbembed's commands.",
     )
 
+    required_secrets: ClassVar[tuple[str, ...]] = (
+        "internal_token",
+        "ticket_key",
+        "hub_login_token",
+    )
+
     @model_validator(mode="after")
-    def _load_secrets(self) -> GatewaySettings:
-        for name in ("internal_token", "ticket_key", "hub_login_token"):
-            file: Path | None = getattr(self, f"{name}_file")
-            if getattr(self, name) is None and file is not None:
-                setattr(self, name, SecretStr(file.read_text().strip()))
-            secret: SecretStr | None = getattr(self, name)
-            if secret is None:
-                prefix = f"NBEMBED_GATEWAY_{name.upper()}"
-                raise ValueError(f"set {prefix} or {prefix}_FILE")
-            if name == "ticket_key" and len(secret.get_secret_value()) < 32:
-                raise ValueError("the ticket key needs at least 32 characters of randomness")
-        if self.admin_token is None and self.admin_token_file is not None:
-            self.admin_token = SecretStr(self.admin_token_file.read_text().strip())
+    def _ticket_key_is_long(self) -> GatewaySettings:
+        if self.ticket_key is not None and len(self.ticket_key.get_secret_value()) < 32:
+            raise ValueError("the ticket key needs at least 32 characters of randomness")
         return self

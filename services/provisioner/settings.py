@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -69,16 +70,4 @@ class ProvisionerSettings(ServiceSettings):
         default=6, ge=1, description="Sessions provisioned in parallel (one per partition)."
     )
 
-    @model_validator(mode="after")
-    def _load_token(self) -> ProvisionerSettings:
-        if self.hub_api_token is None and self.hub_api_token_file is not None:
-            self.hub_api_token = SecretStr(self.hub_api_token_file.read_text().strip())
-        if self.hub_api_token is None:
-            raise ValueError("set NBEMBED_PROVISIONER_HUB_API_TOKEN or ..._HUB_API_TOKEN_FILE")
-        if self.sync_token is None and self.sync_token_file is not None:
-            self.sync_token = SecretStr(self.sync_token_file.read_text().strip())
-        if self.sync_token is None:
-            raise ValueError("set NBEMBED_PROVISIONER_SYNC_TOKEN or ..._SYNC_TOKEN_FILE")
-        if self.hub_notice_token is None and self.hub_notice_token_file is not None:
-            self.hub_notice_token = SecretStr(self.hub_notice_token_file.read_text().strip())
-        return self
+    required_secrets: ClassVar[tuple[str, ...]] = ("hub_api_token", "sync_token")

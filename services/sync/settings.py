@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -90,14 +90,4 @@ class SyncSettings(ServiceSettings):
         description="notebook: Notebook 7's single-document page; lab: JupyterLab.",
     )
 
-    @model_validator(mode="after")
-    def _load_tokens(self) -> SyncSettings:
-        if self.provisioner_token is None and self.provisioner_token_file is not None:
-            self.provisioner_token = SecretStr(self.provisioner_token_file.read_text().strip())
-        if self.provisioner_token is None:
-            raise ValueError("set NBEMBED_SYNC_PROVISIONER_TOKEN or ..._PROVISIONER_TOKEN_FILE")
-        if self.internal_token is None and self.internal_token_file is not None:
-            self.internal_token = SecretStr(self.internal_token_file.read_text().strip())
-        if self.internal_token is None:
-            raise ValueError("set NBEMBED_SYNC_INTERNAL_TOKEN or ..._INTERNAL_TOKEN_FILE")
-        return self
+    required_secrets: ClassVar[tuple[str, ...]] = ("provisioner_token", "internal_token")
