@@ -84,11 +84,16 @@ async def test_the_node_host_opens_runs_saves_and_reopens(
         # Reopen the stored notebook from the page's list: the output comes back.
         await page.fill("#user", user)
         await page.locator("#user").dispatch_event("change")
-        await expect(page.locator(f"#notebooks option[value='{stored['id']}']")).to_have_count(1)
+        await expect(page.locator(f"#notebooks option[value='{stored['id']}']")).to_have_count(
+            1, timeout=OPEN_TIMEOUT
+        )
         await page.select_option("#notebooks", stored["id"])
         await page.click("#open")
         await expect(page.locator("#status")).to_have_text("Ready", timeout=OPEN_TIMEOUT)
         reopened = page.frame_locator("#notebook iframe")
-        await expect(reopened.locator(".jp-OutputArea-output").first).to_have_text("1024")
+        # "Ready" is the session's; the notebook page then loads in the frame (seconds).
+        await expect(reopened.locator(".jp-OutputArea-output").first).to_have_text(
+            "1024", timeout=OPEN_TIMEOUT
+        )
     finally:
         await hub.delete(f"/users/{hub_username('demo', user)}/server")

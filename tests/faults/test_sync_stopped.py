@@ -20,6 +20,8 @@ from tests.stack.helpers import open_session
 USERS = 20
 SAVES_EACH = 25
 KILL_AFTER = 150
+SAVE_BOUND = 120
+"""A save pending this long is lost (a kill and a rebalance take well under a minute)."""
 """Stored saves before sync is killed: the kill lands in the middle of the stream."""
 
 
@@ -67,12 +69,16 @@ async def save_until_final(
     created = await gateway.post(f"/v1/sessions/{session_id}/saves")
     assert created.status_code == 202, created.text
     save_id = created.json()["id"]
-    while True:
-        response = await gateway.get(f"/v1/saves/{save_id}", params={"wait": 25})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        if body["status"] != "pending":
-            return body, time.monotonic() - started
+    try:
+        async with asyncio.timeout(SAVE_BOUND):
+            while True:
+                response = await gateway.get(f"/v1/saves/{save_id}", params={"wait": 25})
+                assert response.status_code == 200, response.text
+                body: dict[str, Any] = response.json()
+                if body["status"] != "pending":
+                    return body, time.monotonic() - started
+    except TimeoutError:
+        raise AssertionError(f"save {save_id} still pending after {SAVE_BOUND} s") from None
 
 
 @pytest.mark.timeout(420)

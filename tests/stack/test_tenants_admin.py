@@ -121,14 +121,14 @@ async def test_origins_restricted_mode_and_disabling_take_effect_without_restart
     stack_settings: StackSettings,
 ) -> None:
     tenant_id = "o" + uuid.uuid4().hex[:8]
-    key = admin(stack_settings, "create", tenant_id, "--origin", "https://one.example.test")[
-        "api_key"
-    ]
-    await eventually(lambda: preflight_allows(stack_settings, "https://one.example.test"))
+    # Origins of this test's own: another tenant allowing one would allow its preflight.
+    one, two = (f"https://{n}-{tenant_id}.example.test" for n in ("one", "two"))
+    key = admin(stack_settings, "create", tenant_id, "--origin", one)["api_key"]
+    await eventually(lambda: preflight_allows(stack_settings, one))
 
-    admin(stack_settings, "set-origins", tenant_id, "https://two.example.test")
-    await eventually(lambda: preflight_allows(stack_settings, "https://two.example.test"))
-    await eventually(lambda: preflight_refuses(stack_settings, "https://one.example.test"))
+    admin(stack_settings, "set-origins", tenant_id, two)
+    await eventually(lambda: preflight_allows(stack_settings, two))
+    await eventually(lambda: preflight_refuses(stack_settings, one))
 
     admin(stack_settings, "set-restricted", tenant_id, "true")
 
