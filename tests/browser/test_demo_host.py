@@ -99,7 +99,10 @@ async def test_edit_run_and_save_from_the_host_page_then_reopen_identical(
         await page.locator(f"li[data-id='{summary['id']}'] button", has_text="Open").click()
         await expect(page.locator("#status")).to_have_text("Ready", timeout=OPEN_TIMEOUT)
         reopened = page.frame_locator("#notebook iframe")
-        await expect(reopened.locator(".jp-Cell .cm-content").first).to_have_text("print(6 * 7)")
+        # "Ready" is the session's; the notebook page then loads in the frame (seconds).
+        await expect(reopened.locator(".jp-Cell .cm-content").first).to_have_text(
+            "print(6 * 7)", timeout=OPEN_TIMEOUT
+        )
         await expect(reopened.locator(".jp-OutputArea-output").first).to_have_text("42")
     finally:
         await hub.delete(f"/users/{hub_username('demo', user)}/server")
