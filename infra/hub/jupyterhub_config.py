@@ -35,9 +35,10 @@ if hub.subdomain_host:
     c.JupyterHub.subdomain_hook = user_domain  # the services compute the same hosts
     c.JupyterHub.cookie_host_prefix_enabled = True
 
-# Idle connections kept 65 s, not node's 5 s: a client (httpx keeps them 5 s) then
+# Idle connections kept 30 s, not node's 5 s: a client (httpx keeps them 5 s) then
 # never reuses one the proxy is closing at that instant, which resets its request.
-c.ConfigurableHTTPProxy.command = [hub.proxy_command, "--keep-alive-timeout", "65000"]
+# Below node's 60 s headersTimeout, which must stay the longer of the two.
+c.ConfigurableHTTPProxy.command = [hub.proxy_command, "--keep-alive-timeout", "30000"]
 c.ConfigurableHTTPProxy.api_url = hub.proxy_api_url
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 
