@@ -290,6 +290,10 @@ async def create_session(
     session instead of opening another (without its browser token, which only
     the first answer carries).
     """
+    # The request's own rules first (no store read): a refused profile or mode is
+    # refused whatever the notebook.
+    restricted = effective_mode(tenant, body.restricted)
+    profile = resolve_profile(tenant, body.profile)
     if body.notebook_id is not None and not await parts.notebooks.get(tenant.id, body.notebook_id):
         raise Problem(
             404,
@@ -304,8 +308,6 @@ async def create_session(
         if idempotency_key
         else uuid.uuid4().hex
     )
-    restricted = effective_mode(tenant, body.restricted)
-    profile = resolve_profile(tenant, body.profile)
     browser_token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(24)
     hub_user = hub_username(tenant.id, body.user_id)
     inputs = await resolve(parts, tenant.id, body.inputs)
