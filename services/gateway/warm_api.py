@@ -49,7 +49,7 @@ class WarmUpView(BaseModel):
 
 
 @router.post(
-    "/users/{user_id}/warm",
+    "/users/{user_id:path}/warm",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WarmUpView,
     responses=errors(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -25,9 +26,9 @@ async def ready_server(hub: httpx.AsyncClient, hub_user: str) -> dict[str, Any] 
 async def test_a_session_after_a_warm_up_gets_the_server_already_running(
     gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
 ) -> None:
-    user = f"warm-{uuid.uuid4().hex[:8]}"
+    user = f"org/warm {uuid.uuid4().hex[:8]}"  # host ids are any string, slashes too
     hub_user = hub_username(stack_settings.tenants[0], user)
-    warmed = await gateway.post(f"/v1/users/{user}/warm")
+    warmed = await gateway.post(f"/v1/users/{quote(user, safe='')}/warm")
     assert warmed.status_code == 202, warmed.text
     assert warmed.json()["user_id"] == user
     assert warmed.json()["profile"]["name"] == "python"
@@ -39,7 +40,7 @@ async def test_a_session_after_a_warm_up_gets_the_server_already_running(
     before = await ready_server(hub, hub_user)
     assert before is not None
     # Idempotent: asked again, the running server is left as it is.
-    again = await gateway.post(f"/v1/users/{user}/warm", json={"profile": "python"})
+    again = await gateway.post(f"/v1/users/{quote(user, safe='')}/warm", json={"profile": "python"})
     assert again.status_code == 202, again.text
 
     session = await open_session(gateway, user_id=user, notebook_name="warm")
