@@ -85,6 +85,9 @@ fi
 mkdir -p .venv/share/jupyter/lab/settings
 cp infra/hub/overrides.json .venv/share/jupyter/lab/settings/overrides.json
 
+step "Second kernel for the demo profiles (a small venv; infra/kernels.py)"
+.venv/bin/python -m infra.kernels >/dev/null
+
 step "Chromium (Debian package, for the browser tests)"
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

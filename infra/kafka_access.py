@@ -33,6 +33,7 @@ from schemas import (
     ServerLost,
     ServerReady,
     ServerStopped,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -89,6 +90,7 @@ ACCESS: dict[str, ServiceAccess] = {
     # changes.py tells every replica what changed (status.changed, read group-less).
     "gateway": ServiceAccess(
         publishes=(
+            ServerWarmRequested,
             SessionRequested,
             SessionEnded,
             NotebookSaved,
@@ -104,6 +106,7 @@ ACCESS: dict[str, ServiceAccess] = {
             "nbembed-gateway": (ServerReady, SessionReady, SessionFailed, ServerLost),
             "nbembed-gateway-saves": (NotebookStored, NotebookStoreFailed),
             "nbembed-gateway-audit": (
+                ServerWarmRequested,
                 SessionRequested,
                 SessionEnded,
                 ServerStopped,
@@ -127,7 +130,14 @@ ACCESS: dict[str, ServiceAccess] = {
     # consumes.
     "provisioner": ServiceAccess(
         publishes=(ServerReady, SessionFailed, ServerStopped, ServerLost),
-        consumes={"nbembed-provisioner": (SessionRequested, SessionEnded, ServerStopped)},
+        consumes={
+            "nbembed-provisioner": (
+                ServerWarmRequested,
+                SessionRequested,
+                SessionEnded,
+                ServerStopped,
+            )
+        },
     ),
     # services/sync: handlers.py publishes; app.py's three groups consume.
     "sync": ServiceAccess(

@@ -313,6 +313,11 @@ class HubSettings(BaseSettings):
         description="Spawner.poll_interval: how soon the hub notices a server whose "
         "process died (a local process poll costs a system call).",
     )
+    kernels_path: str = Field(
+        default="",
+        description="Extra Jupyter data folders (JUPYTER_PATH) of the single-user servers: "
+        "where the kernels of the tenants' profiles beyond python3 are (infra/kernels.py).",
+    )
     subdomain_host: str = Field(
         default="",
         description="JupyterHub's subdomain_host: when set, each user's server on its own "

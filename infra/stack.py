@@ -21,6 +21,7 @@ from infra import (
     egress,
     kafka,
     kafka_access,
+    kernels,
     postgres,
     readiness,
     singleuser,
@@ -72,6 +73,14 @@ def ensure_kafka_passwords(settings: StackSettings) -> None:
         _secret_file(settings.kafka_password_file(user))
 
 
+DEMO_PROFILES = [
+    {"name": "python", "display_name": "Python 3", "kernel": "python3"},
+    {"name": "data", "display_name": "Python 3 with tabulate", "kernel": kernels.DATA_KERNEL},
+]
+"""The demo tenants' profiles: the default kernel, and the second environment that
+infra/install.sh makes (infra/kernels.py). The first is the default."""
+
+
 def write_tenants(settings: StackSettings) -> Path:
     """The gateway's tenants file; API keys are generated once and stored only as hashes."""
     path = settings.state_dir / "tenants.json"
@@ -84,6 +93,7 @@ def write_tenants(settings: StackSettings) -> Path:
             ).hexdigest(),
             "allowed_origins": settings.allowed_origins,
             "restricted": tenant_id in settings.restricted_tenants,
+            "profiles": DEMO_PROFILES,
         }
         for tenant_id in settings.tenants
     ]
@@ -273,6 +283,7 @@ def programs(settings: StackSettings, tenants_file: Path) -> list[Program]:
                     "NBEMBED_HUB_KERNEL_RUNTIME_ROOT": str(settings.kernel_runtime_root),
                     "NBEMBED_HUB_ALLOW_TOP_LEVEL_LOGIN": str(settings.allow_top_level_login),
                     "NBEMBED_HUB_SUBDOMAIN_HOST": settings.subdomain_host or "",
+                    "NBEMBED_HUB_KERNELS_PATH": str(kernels.jupyter_dir(settings)),
                     # The single-user servers find jupyterhub-singleuser's siblings here.
                     "PATH": f"{settings.venv_bin}:/usr/local/bin:/usr/bin:/bin",
                 },

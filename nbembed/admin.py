@@ -5,6 +5,7 @@
     python -m nbembed.admin tenants rotate-key ID [--grace SECONDS]
     python -m nbembed.admin tenants set-origins ID ORIGIN [ORIGIN ...]
     python -m nbembed.admin tenants set-restricted ID true|false
+    python -m nbembed.admin tenants set-profiles ID PROFILES.json [--default NAME]
     python -m nbembed.admin tenants disable|enable ID
 
 It talks to the gateway (``NBEMBED_ADMIN_URL``) with the operator credential
@@ -70,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     restricted = commands.add_parser("set-restricted", help="restricted-data mode on or off")
     restricted.add_argument("id")
     restricted.add_argument("value", choices=["true", "false"])
+    profiles = commands.add_parser(
+        "set-profiles",
+        help="replace the profiles: a JSON file with a list of {name, display_name, kernel, "
+        "mem_limit, cpu_limit, image} ('-' reads standard input; '[]' removes them)",
+    )
+    profiles.add_argument("id")
+    profiles.add_argument("file")
+    profiles.add_argument("--default", dest="default_profile", default=None)
     for name in ("disable", "enable"):
         commands.add_parser(name, help=f"{name} the tenant's keys").add_argument("id")
     return parser
@@ -91,6 +100,10 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
             return "PUT", f"{path}/origins", {"allowed_origins": args.origins}
         case "set-restricted":
             return "PUT", f"{path}/restricted", {"restricted": args.value == "true"}
+        case "set-profiles":
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+            body = {"profiles": json.loads(text), "default_profile": args.default_profile}
+            return "PUT", f"{path}/profiles", body
         case _:
             return "POST", f"{path}/{args.command}", None
 

@@ -19,6 +19,7 @@ from schemas.events import (
     ServerReady,
     ServerReportedKind,
     ServerStopped,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -28,6 +29,7 @@ from schemas.events import (
     dlq_topic,
 )
 from schemas.naming import hub_username
+from schemas.profiles import Profile
 
 __all__ = [
     "ALL_EVENTS",
@@ -45,10 +47,12 @@ __all__ = [
     "NotebookSaved",
     "NotebookStoreFailed",
     "NotebookStored",
+    "Profile",
     "ServerLost",
     "ServerReady",
     "ServerReportedKind",
     "ServerStopped",
+    "ServerWarmRequested",
     "SessionEnded",
     "SessionFailed",
     "SessionReady",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from schemas.envelope import EventData
 from schemas.naming import HUB_USER_PATTERN, TENANT_ID_PATTERN
+from schemas.profiles import Profile
 
 TYPE_PREFIX = "io.nbembed"
 
@@ -21,7 +22,8 @@ TYPE_PREFIX = "io.nbembed"
 # a key): a session's end is handled after its request, its failure is never
 # overtaken by its readiness.
 SESSIONS_TOPIC = "nbembed.sessions"
-"""Commands to the provisioner: session.requested, session.ended, server.stopped."""
+"""Commands to the provisioner: session.requested, session.ended, server.stopped,
+server.warm_requested."""
 SESSION_STATUS_TOPIC = "nbembed.session-status"
 """Outcomes for the gateway: session.ready, session.failed, server.lost."""
 NOTEBOOKS_TOPIC = "nbembed.notebooks"
@@ -92,6 +94,36 @@ class SessionRequested(_SessionEvent):
         "setting, or stricter if the host asked): the user's server must run with every "
         "download and export route closed while this session is open.",
     )
+    profile: Profile | None = Field(
+        default=None,
+        description="The session's profile, resolved by the gateway within the tenant (the "
+        "one the host named, or the tenant's default); None when the tenant declares none.",
+    )
+
+
+class ServerWarmRequested(EventData):
+    """A host expects one of its users soon: start the user's server ahead of any session.
+
+    A hint: handled in order with the user's session commands (same topic,
+    same key), it starts the server unless one runs, and never restarts or
+    stops a running one. A session requested afterwards finds it running.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.server.warm_requested.v1"
+    topic: ClassVar[str] = SESSIONS_TOPIC
+
+    tenant_id: TenantId
+    hub_user: HubUser
+    host_user_id: HostUserId
+    restricted: bool = Field(
+        default=False, description="The tenant's restricted-data mode, resolved by the gateway."
+    )
+    profile: Profile | None = Field(
+        default=None, description="The profile to start the server with (as for a session)."
+    )
+
+    def partition_key(self) -> str:
+        return self.hub_user
 
 
 class ServerReady(_SessionEvent):
@@ -108,6 +140,9 @@ class ServerReady(_SessionEvent):
     notebook_id: Id | None = None
     notebook_name: str | None = Field(default=None, max_length=200)
     inputs: list[InputFile] = Field(default_factory=list, max_length=MAX_INPUTS)
+    profile: Profile | None = Field(
+        default=None, description="The session's profile: its kernel goes in the notebook."
+    )
 
     @model_validator(mode="after")
     def _server_is_the_users_own(self) -> ServerReady:
@@ -143,6 +178,7 @@ class SessionFailed(_SessionEvent):
     code: Literal[
         "hub_unavailable",
         "spawn_failed",
+        "profile_conflict",
         "notebook_not_found",
         "notebook_invalid",
         "input_not_found",
@@ -406,6 +442,7 @@ class StatusChanged(EventData):
 
 
 ALL_EVENTS: tuple[type[EventData], ...] = (
+    ServerWarmRequested,
     SessionRequested,
     ServerReady,
     SessionReady,

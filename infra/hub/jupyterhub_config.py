@@ -150,6 +150,10 @@ c.Spawner.environment = {
     "PATH": f"{Path(hub.singleuser_python).parent}:/usr/local/bin:/usr/bin:/bin",
     "NBEMBED_GATEWAY_URL": hub.gateway_url,
 }
+if hub.kernels_path:
+    # The kernels profiles may name beyond python3 (infra/kernels.py): outside the
+    # users' homes, so no kernel can add or change one.
+    c.Spawner.environment["JUPYTER_PATH"] = hub.kernels_path
 # Config files in the user's home (~/.jupyter, ~/.local/share/jupyter) are ignored:
 # the kernel can write them, and the server would load them at its next start.
 c.Spawner.disable_user_config = True

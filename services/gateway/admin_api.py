@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from schemas.naming import TENANT_ID_PATTERN
+from schemas.profiles import MAX_PROFILES, PROFILE_NAME_PATTERN, Profile
 from services.gateway.deps import Gateway, GatewayDep, bearer
 from services.gateway.problems import Problem, errors
 from services.gateway.tenants import Tenant, key_digest, new_api_key
@@ -63,6 +64,8 @@ class TenantView(BaseModel):
     restricted: bool
     disabled: bool
     previous_key_expires_at: datetime | None
+    profiles: list[Profile] = []
+    default_profile: str | None = None
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantView:
@@ -75,6 +78,10 @@ class TenantView(BaseModel):
             disabled=tenant.disabled,
             previous_key_expires_at=tenant.previous_key_expires_at
             if tenant.previous_key_sha256
+            else None,
+            profiles=tenant.profiles,
+            default_profile=(tenant.default_profile or tenant.profiles[0].name)
+            if tenant.profiles
             else None,
         )
 
@@ -109,6 +116,37 @@ class Restricted(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     restricted: bool
+
+
+class Profiles(BaseModel):
+    """The environments the tenant's sessions may name, and the one they get by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profiles: list[Profile] = Field(max_length=MAX_PROFILES)
+    default_profile: Annotated[str, Field(pattern=PROFILE_NAME_PATTERN)] | None = Field(
+        default=None, description="Omitted: the first profile."
+    )
+
+
+def _profiles(body: Profiles) -> dict[str, Any]:
+    """The tenant fields for ``body``: unique names, a default that exists; else 422."""
+    names = [profile.name for profile in body.profiles]
+    if len(set(names)) != len(names):
+        raise Problem(
+            422, "Invalid profiles", "Profile names must be unique.", kind="invalid-profiles"
+        )
+    if body.default_profile is not None and body.default_profile not in names:
+        raise Problem(
+            422,
+            "Invalid profiles",
+            f"The default profile {body.default_profile!r} is not one of the profiles.",
+            kind="invalid-profiles",
+        )
+    return {
+        "profiles": [profile.model_dump() for profile in body.profiles],
+        "default_profile": body.default_profile,
+    }
 
 
 def _origin_of(value: str) -> str | None:
@@ -194,6 +232,12 @@ async def set_origins(tenant_id: str, body: Origins, parts: GatewayDep) -> Tenan
 async def set_restricted(tenant_id: str, body: Restricted, parts: GatewayDep) -> TenantView:
     """Turn restricted-data mode on or off for the tenant's new sessions."""
     return await _update(parts, tenant_id, restricted=body.restricted)
+
+
+@router.put("/tenants/{tenant_id}/profiles", response_model=TenantView)
+async def set_profiles(tenant_id: str, body: Profiles, parts: GatewayDep) -> TenantView:
+    """Replace the tenant's profiles (new sessions and warm-ups; running servers keep theirs)."""
+    return await _update(parts, tenant_id, **_profiles(body))
 
 
 @router.post("/tenants/{tenant_id}/disable", response_model=TenantView)

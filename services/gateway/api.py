@@ -13,7 +13,15 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas import CloudEvent, EndCode, InputFile, SessionEnded, SessionRequested, hub_username
+from schemas import (
+    CloudEvent,
+    EndCode,
+    InputFile,
+    Profile,
+    SessionEnded,
+    SessionRequested,
+    hub_username,
+)
 from schemas.events import MAX_INPUTS
 from services.gateway.attachments import check_names, inputs_entry, resolve, user_inputs
 from services.gateway.deps import (
@@ -101,6 +109,11 @@ class SessionCreate(BaseModel):
         "not restricted. A session can only be stricter than its tenant: false for a "
         "restricted tenant is refused (422). Omitted: the tenant's setting.",
     )
+    profile: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="One of the tenant's profiles (the environment: kernel, resources); "
+        "omitted: the tenant's default. A name the tenant does not declare is refused (422).",
+    )
 
     @model_validator(mode="after")
     def _one_notebook(self) -> SessionCreate:
@@ -151,6 +164,10 @@ class SessionView(BaseModel):
     inputs: list[InputFile] = Field(
         default_factory=list, description="Input files attached, in the user's inputs/ folder."
     )
+    profile: Profile | None = Field(
+        default=None,
+        description="The profile the session runs with (None: the tenant declares none).",
+    )
     failure: Failure | None = None
     end_reason: str | None = Field(
         default=None,
@@ -188,6 +205,7 @@ class SessionView(BaseModel):
             path=doc.get("path"),
             inputs=doc.get("inputs", []),
             restricted=bool(doc.get("restricted", False)),
+            profile=doc.get("profile"),
             iframe_url=iframe_url,
             notebook_origin=notebook_origin,
             failure=failure,
@@ -217,6 +235,25 @@ def effective_mode(tenant: Tenant, asked: bool | None) -> bool:
             kind="restricted-mode-weakened",
         )
     return tenant.restricted or asked is True
+
+
+def resolve_profile(tenant: Tenant, name: str | None) -> Profile | None:
+    """The tenant's profile ``name`` (its default when None); 422 when it has no such profile.
+
+    Only this tenant's own profiles are looked at: another tenant's profile
+    name is refused like a made-up one, and nothing of the request but the
+    name reaches the spawner.
+    """
+    try:
+        return tenant.profile(name)
+    except KeyError:
+        known = ", ".join(p.name for p in tenant.profiles) or "none"
+        raise Problem(
+            422,
+            "Unknown profile",
+            f"Tenant {tenant.id} has no profile {name!r} (its profiles: {known}).",
+            kind="unknown-profile",
+        ) from None
 
 
 def session_not_found(session_id: str) -> Problem:
@@ -253,6 +290,10 @@ async def create_session(
     session instead of opening another (without its browser token, which only
     the first answer carries).
     """
+    # The request's own rules first (no store read): a refused profile or mode is
+    # refused whatever the notebook.
+    restricted = effective_mode(tenant, body.restricted)
+    profile = resolve_profile(tenant, body.profile)
     if body.notebook_id is not None and not await parts.notebooks.get(tenant.id, body.notebook_id):
         raise Problem(
             404,
@@ -267,7 +308,6 @@ async def create_session(
         if idempotency_key
         else uuid.uuid4().hex
     )
-    restricted = effective_mode(tenant, body.restricted)
     browser_token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(24)
     hub_user = hub_username(tenant.id, body.user_id)
     inputs = await resolve(parts, tenant.id, body.inputs)
@@ -282,6 +322,7 @@ async def create_session(
         notebook_name=body.notebook_name,
         inputs=inputs,
         restricted=restricted,
+        profile=profile,
     )
     entries = event_entry(CloudEvent.wrap(requested, source=SOURCE, subject=session_id))
     token, (doc, created) = await record(
@@ -298,6 +339,7 @@ async def create_session(
                 "notebook_name": body.notebook_name,
                 "inputs": [item.model_dump() for item in inputs],
                 "restricted": restricted,
+                "profile": profile.model_dump() if profile else None,
                 "browser_token_sha256": session_token_digest(browser_token),
                 "outbox": entries,
             }
@@ -308,7 +350,14 @@ async def create_session(
         doc["notebook_id"],
         doc["notebook_name"],
         doc.get("restricted", False),
-    ) != (body.user_id, body.notebook_id, body.notebook_name, restricted):
+        (doc.get("profile") or {}).get("name"),
+    ) != (
+        body.user_id,
+        body.notebook_id,
+        body.notebook_name,
+        restricted,
+        profile.name if profile else None,
+    ):
         raise Problem(
             422,
             "Idempotency-Key reused",

@@ -26,6 +26,7 @@ from schemas import (
     NotebookStoreFailed,
     ServerLost,
     ServerReady,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -44,6 +45,7 @@ from services.gateway import (
     problems,
     saves_api,
     sdk,
+    warm_api,
 )
 from services.gateway.attachments import INPUTS_KIND, render_inputs
 from services.gateway.audit import AuditProjector
@@ -64,6 +66,7 @@ from services.gateway.store import (
     OpenFiles,
     SaveStore,
     SessionStore,
+    WarmUps,
 )
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import TenantRegistry, TenantStore, keep_fresh, seed
@@ -80,6 +83,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     publishes(
         broker,
         "gateway",
+        ServerWarmRequested,
         SessionRequested,
         SessionEnded,
         NotebookSaved,
@@ -103,6 +107,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         notebooks=NotebookView(mongo, database),
         open_files=OpenFiles(mongo, database),
         inputs=InputRecords(mongo, database),
+        warmups=WarmUps(mongo, database),
         tickets=Tickets(
             mongo,
             database,
@@ -261,6 +266,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     routers = (
         api.router,
+        warm_api.router,
         inputs_api.router,
         saves_api.router,
         library_api.router,

@@ -40,6 +40,7 @@ from schemas import (
     NotebookStoreFailed,
     ServerLost,
     ServerStopped,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionReady,
@@ -119,6 +120,7 @@ class AuditProjector:
 
     def attach(self, consumer: EventConsumer) -> None:
         """Register every handler on ``consumer`` (the audit consumer group)."""
+        consumer.on(ServerWarmRequested, self.on_server_warm_requested)
         consumer.on(SessionRequested, self.on_session_requested)
         consumer.on(SessionReady, self.on_session_ready)
         consumer.on(SessionFailed, self.on_session_failed)
@@ -136,9 +138,15 @@ class AuditProjector:
         """Keep the record for the tenant to read (once, whatever the redeliveries)."""
         await self._records.record(event)
 
+    async def on_server_warm_requested(self, event: CloudEvent[ServerWarmRequested]) -> None:
+        """Nothing to record: a warm-up is a hint, and the server it starts gives no user
+        access (no token, no login) until a session opens, which is recorded."""
+
     async def on_session_requested(self, event: CloudEvent[SessionRequested]) -> None:
         data = event.data
         detail = {"notebook_name": clip(data.notebook_name)} if data.notebook_name else {}
+        if data.profile is not None:
+            detail["profile"] = data.profile.name
         await self._emit(
             event,
             "session.requested",

@@ -16,7 +16,14 @@ from services.gateway.outbox import Outbox
 from services.gateway.problems import Problem
 from services.gateway.rate_limit import RateLimiter
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import InputRecords, NotebookView, OpenFiles, SaveStore, SessionStore
+from services.gateway.store import (
+    InputRecords,
+    NotebookView,
+    OpenFiles,
+    SaveStore,
+    SessionStore,
+    WarmUps,
+)
 from services.gateway.sync_client import SyncClient
 from services.gateway.tenants import Tenant, TenantRegistry, TenantStore
 from services.gateway.tickets import Tickets
@@ -38,6 +45,7 @@ class Gateway:
     notebooks: NotebookView
     open_files: OpenFiles
     inputs: InputRecords
+    warmups: WarmUps
     tickets: Tickets
     sync: SyncClient
     audit: AuditStore

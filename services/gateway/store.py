@@ -392,3 +392,28 @@ class InputRecords:
         """Forget the tenant's input; whether it existed."""
         result = await self._inputs.delete_one({"_id": self._key(tenant_id, input_id)})
         return result.deleted_count == 1
+
+
+class WarmUps:
+    """The last warm-up asked for each hub user, with its events until they are published.
+
+    A record per user (``_id`` the hub user) so the outbox can hold the
+    warm-up's event like a session's: the 202 stands even if Kafka fails
+    right after it.
+    """
+
+    COLLECTION = "gateway_warmups"
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._warmups = client[database][self.COLLECTION]
+
+    async def record(self, hub_user: str, fields: Document, entries: Entries) -> Document:
+        """Record a warm-up of ``hub_user`` and its pending events; the record after it."""
+        doc: Document | None = await self._warmups.find_one_and_update(
+            {"_id": hub_user},
+            {"$set": {**fields, "requested_at": datetime.now(UTC), **as_fields(entries)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None  # an upsert always leaves a document
+        return doc

@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pymongo import AsyncMongoClient, ReturnDocument
 
 from schemas.naming import TENANT_ID_PATTERN
+from schemas.profiles import MAX_PROFILES, Profile
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,39 @@ class Tenant(BaseModel):
         "for stricter, never weaker.",
     )
     disabled: bool = Field(default=False, description="A disabled tenant's keys answer 401.")
+    profiles: list[Profile] = Field(
+        default_factory=list,
+        max_length=MAX_PROFILES,
+        description="The environments this tenant's sessions may name; none: every "
+        "session runs the server's default kernel as configured.",
+    )
+    default_profile: str | None = Field(
+        default=None, description="The profile of a session that names none (the first if unset)."
+    )
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Tenant:
+        names = [profile.name for profile in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("profile names must be unique within a tenant")
+        if self.default_profile is not None and self.default_profile not in names:
+            raise ValueError(f"default profile {self.default_profile!r} is not a profile")
+        return self
+
+    def profile(self, name: str | None) -> Profile | None:
+        """The profile ``name`` of this tenant (its default when None); KeyError if unknown.
+
+        Looked up in this tenant's own list only: another tenant's profile
+        name is as unknown as a made-up one.
+        """
+        if name is None:
+            if not self.profiles:
+                return None
+            name = self.default_profile or self.profiles[0].name
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        raise KeyError(name)
 
     def key_digests(self, now: datetime) -> list[str]:
         """The digests that authenticate this tenant now (none when disabled)."""

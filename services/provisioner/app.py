@@ -16,6 +16,7 @@ from schemas import (
     ServerLost,
     ServerReady,
     ServerStopped,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionRequested,
@@ -52,6 +53,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
         hub_busy_tolerance=settings.hub_busy_seconds,
     )
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
+    consumer.on(ServerWarmRequested, handlers.on_server_warm_requested)
     consumer.on(SessionRequested, handlers.on_session_requested)
     consumer.on(SessionEnded, handlers.on_session_ended)
     consumer.on(ServerStopped, handlers.on_server_stopped)

@@ -14,11 +14,13 @@ from schemas import (
     ServerLost,
     ServerReady,
     ServerStopped,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionRequested,
 )
 from schemas.naming import tenant_of
+from schemas.profiles import Profile, server_options_of
 from services.common.hops import Hops
 from services.common.kafka import publish_event
 from services.provisioner.hub import HubClient, HubError, RunningServer, SpawnFailed
@@ -88,7 +90,9 @@ class ProvisionerHandlers:
             )
         )
         try:
-            server = await self._ready_server(request.hub_user, strict)
+            server = await self._ready_server(
+                request.hub_user, strict, request.profile, session_id=request.session_id
+            )
         except _AlreadyEnded:
             log.info(
                 "request of an ended session ignored", extra={"session_id": request.session_id}
@@ -114,6 +118,7 @@ class ProvisionerHandlers:
             notebook_id=request.notebook_id,
             notebook_name=request.notebook_name,
             inputs=request.inputs,
+            profile=request.profile,
         )
         await publish_event(
             self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
@@ -124,14 +129,73 @@ class ProvisionerHandlers:
             extra={"session_id": request.session_id, "hub_user": request.hub_user, **hops.laps},
         )
 
-    async def _ready_server(self, hub_user: str, strict: Awaitable[bool | None]) -> RunningServer:
+    async def on_server_warm_requested(self, event: CloudEvent[ServerWarmRequested]) -> None:
+        """Start the user's server unless one runs or is starting (a hint: never fails).
+
+        Handled in order with the user's session commands, so a session asked
+        for after the warm-up is handled after it and finds the server running
+        (one GET). A running server is left alone whatever its profile: a
+        hint never ends anyone's kernels. A hub that does not answer or
+        refuses is logged, not retried: the next session starts the server.
+        """
+        warm = event.data
+        try:
+            state = await self._hub.server_state(warm.hub_user)
+            if state is not None and (state.ready is not None or state.pending):
+                log.info("warm-up: server already there", extra={"hub_user": warm.hub_user})
+                return
+            user = await self._sessions.user(warm.hub_user)
+            restricted = warm.restricted or bool(user and user.get("restricted_open"))
+            await self._hub.ensure_user(warm.hub_user)
+            await self._hub.ensure_server(
+                warm.hub_user,
+                deadline_seconds=self._spawn_timeout,
+                restricted=restricted,
+                profile=warm.profile,
+                busy_seconds=self._hub_busy_tolerance,
+            )
+        except HubError as exc:
+            log.warning("warm-up failed", extra={"hub_user": warm.hub_user, "error": str(exc)})
+            return
+        log.info("warm-up: server started", extra={"hub_user": warm.hub_user})
+
+    async def _conflict(
+        self, hub_user: str, session_id: str, server: RunningServer, profile: Profile | None
+    ) -> bool:
+        """Whether ``server`` cannot serve a session of ``profile``, and must not be restarted.
+
+        A server serves every profile with its server options (limits, image):
+        their kernels all run in it. One with other server options is
+        restarted for the new profile only when no other open session of the
+        user lives on it; otherwise the new session fails (``profile_conflict``)
+        rather than end the kernels of sessions the host still shows.
+        """
+        wanted = server_options_of(profile.user_options()) if profile else ()
+        if server.server_options == wanted:
+            return False
+        user = await self._sessions.user(hub_user)
+        others = [s for s in (user or {}).get("open", []) if s != session_id]
+        return bool(others)
+
+    async def _ready_server(
+        self,
+        hub_user: str,
+        strict: Awaitable[bool | None],
+        profile: Profile | None = None,
+        *,
+        session_id: str = "",
+    ) -> RunningServer:
         """``hub_user``'s ready server, starting it (and the user) if needed.
 
         One GET when it already runs in a mode at least as strict as ``strict``
         (restricted-data mode wanted by some open session of the user). A
         server running unrestricted when restricted is wanted is restarted
         restricted: its other sessions' pages reconnect to the stricter server
-        and lose their kernels' state, never the reverse. Retries while the hub
+        and lose their kernels' state, never the reverse. A server whose
+        profile's server options (limits, image) differ from ``profile``'s is
+        restarted with ``profile`` when no other session of the user is open
+        on it, else the session fails with ``profile_conflict`` (`_conflict`);
+        profiles that differ only in kernel share the server. Retries while the hub
         does not answer, for at most the outage tolerance; raises `_CannotOpen`
         with a reason for the host developer.
         """
@@ -145,10 +209,26 @@ class ProvisionerHandlers:
                 restricted = await strict
                 if restricted is None:
                     raise _AlreadyEnded
-                if server is not None and (server.restricted or not restricted):
+                fits = server is not None and server.server_options == (
+                    server_options_of(profile.user_options()) if profile else ()
+                )
+                if server is not None and fits and (server.restricted or not restricted):
                     return server
+                if server is not None and await self._conflict(
+                    hub_user, session_id, server, profile
+                ):
+                    raise _CannotOpen(
+                        "profile_conflict",
+                        f"the user's server runs profile {server.profile or '(none)'} with "
+                        "other resources or image, and other sessions of the user are open on "
+                        f"it: end them, or open this session with profile "
+                        f"{server.profile or '(none)'}",
+                    )
                 if server is not None:
-                    log.info("restarting server in restricted mode", extra={"hub_user": hub_user})
+                    log.info(
+                        "restarting server",
+                        extra={"hub_user": hub_user, "restricted": restricted, "fits": fits},
+                    )
                     await self._hub.stop_server(hub_user)
                     await self._hub.wait_stopped(hub_user, timeout=max(1.0, deadline - loop.time()))
                 else:
@@ -157,6 +237,7 @@ class ProvisionerHandlers:
                     hub_user,
                     deadline_seconds=max(1.0, deadline - loop.time()),
                     restricted=restricted,
+                    profile=profile,
                     busy_seconds=self._hub_busy_tolerance,
                 )
             except SpawnFailed as exc:

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from schemas.profiles import Profile, server_options_of
 from schemas.server_token import server_scope
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ class RunningServer:
     instance: str | None = None
     """The nonce this server was started with (``user_options.instance``): which server
     it is, so the notice of its stop is never taken for a later server's."""
+    profile: str | None = None
+    """The profile it was started with (``user_options.profile``), None for none."""
+    server_options: tuple[tuple[str, object], ...] = ()
+    """Its profile's server options (limits, image), sorted: what a session's profile must
+    match to share it."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class HubClient:
         *,
         deadline_seconds: float,
         restricted: bool = False,
+        profile: Profile | None = None,
         busy_seconds: float | None = None,
     ) -> RunningServer:
         """Start ``name``'s default server unless it runs; wait until it is ready.
@@ -108,8 +115,8 @@ class HubClient:
         stopped and start it again), 429 (too many spawns: wait Retry-After,
         then ask again). ``restricted`` and a new ``instance`` nonce travel as
         the spawn's ``user_options`` (always sent, so the hub never falls back
-        to the previous spawn's options); the hub's config turns ``restricted``
-        into the server's arguments.
+        to the previous spawn's options), with the ``profile``'s fields; the
+        hub's config turns them into the server's arguments and traits.
 
         Waiting out 429s does not count against ``deadline_seconds``, which runs
         from the hub's acceptance: the hub is alive, only busy with other users'
@@ -122,7 +129,8 @@ class HubClient:
         deadline = loop.time() + deadline_seconds
         busy = deadline_seconds if busy_seconds is None else busy_seconds
         busy_until = loop.time() + busy
-        body = {"user_options": {"restricted": restricted, "instance": uuid.uuid4().hex}}
+        options = {"restricted": restricted, "instance": uuid.uuid4().hex}
+        body = {"user_options": {**options, **(profile.user_options() if profile else {})}}
         while True:
             response = await self._request("POST", f"/users/{quote(name)}/server", json=body)
             if response.status_code == 400 and "pending stop" in response.text:
@@ -200,8 +208,13 @@ class HubClient:
             # With per-user origins (subdomain_host) the hub gives the full URL on the
             # user's own host; the path is the same in both modes.
             path: str = urlsplit(server["url"]).path
+            profile = options.get("profile")
             ready = RunningServer(
-                path=path, restricted=options.get("restricted") is True, instance=instance
+                path=path,
+                restricted=options.get("restricted") is True,
+                instance=instance,
+                profile=profile if isinstance(profile, str) else None,
+                server_options=server_options_of(options),
             )
         return ServerState(ready=ready, pending=server.get("pending"), instance=instance)
 

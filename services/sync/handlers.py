@@ -170,7 +170,7 @@ class SyncHandlers:
             )
             return None
         try:
-            content = notebooks.normalise(revision["content"])
+            content = notebooks.with_kernel(notebooks.normalise(revision["content"]), ready.profile)
         except notebooks.InvalidNotebook as exc:
             await self._fail(ready, "notebook_invalid", f"stored notebook is invalid: {exc}")
             return None
@@ -217,7 +217,7 @@ class SyncHandlers:
             )
         path = existing["path"]
         if path.rsplit("/", 1)[-1] not in names:
-            content = notebooks.new_notebook()
+            content = notebooks.new_notebook(ready.profile)
             (revision, digest, _), _ = await asyncio.gather(
                 self._store.add_revision(existing, content),
                 self._contents.put_notebook(ready.server_path, path, content),

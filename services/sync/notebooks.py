@@ -12,6 +12,8 @@ from typing import Any
 import nbformat
 from nbformat.v4.rwbase import rejoin_lines
 
+from schemas.profiles import Profile
+
 _UNSAFE = re.compile(r"[^\w .()-]+", re.UNICODE)
 MAX_NAME = 100
 
@@ -38,8 +40,9 @@ def free_path(folder: str, name: str, taken: set[str]) -> str:
     return f"{folder}/{candidate}"
 
 
-def new_notebook() -> dict[str, Any]:
-    """An empty notebook with a Python 3 kernel (opening it starts the kernel)."""
+def new_notebook(profile: Profile | None = None) -> dict[str, Any]:
+    """An empty notebook with the profile's kernel, Python 3 by default (opening it starts
+    that kernel)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -47,7 +50,29 @@ def new_notebook() -> dict[str, Any]:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    return normalise(nb)
+    return with_kernel(normalise(nb), profile)
+
+
+def with_kernel(notebook: dict[str, Any], profile: Profile | None) -> dict[str, Any]:
+    """``notebook`` set to run the profile's kernel (unchanged without a profile).
+
+    JupyterLab and Notebook 7 start the kernel the notebook's metadata names,
+    so this is how a session's profile chooses its kernel: a stored notebook
+    opened in a session of another profile runs that session's kernel. One
+    that already names the profile's kernel is left as stored, byte for byte.
+    """
+    if profile is None:
+        return notebook
+    metadata = notebook.setdefault("metadata", {})
+    current = metadata.get("kernelspec")
+    if isinstance(current, dict) and current.get("name") == profile.kernel:
+        return notebook
+    metadata["kernelspec"] = {
+        "name": profile.kernel,
+        "display_name": profile.display_name,
+        "language": "python",
+    }
+    return notebook
 
 
 def normalise(notebook: dict[str, Any]) -> dict[str, Any]:

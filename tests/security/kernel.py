@@ -55,8 +55,11 @@ async def user_server_token(hub: httpx.AsyncClient, hub_user: str, seconds: int 
 class Kernel:
     """One kernel on ``hub_user``'s server, driven with that user's own token."""
 
-    def __init__(self, hub_url: str, hub_user: str, token: str) -> None:
+    def __init__(
+        self, hub_url: str, hub_user: str, token: str, kernel_name: str = "python3"
+    ) -> None:
         self.hub_url = hub_url.rstrip("/")
+        self.kernel_name = kernel_name
         self.hub_user = hub_user
         self.token = token
         self.server = f"{self.hub_url}/user/{quote(hub_user)}"
@@ -67,7 +70,7 @@ class Kernel:
         async with httpx.AsyncClient(
             headers={"Authorization": f"token {self.token}"}, timeout=60
         ) as http:
-            started = await http.post(f"{self.server}/api/kernels", json={"name": "python3"})
+            started = await http.post(f"{self.server}/api/kernels", json={"name": self.kernel_name})
             assert started.status_code == 201, started.text
             self.kernel_id = started.json()["id"]
         ws_url = self.server.replace("http", "ws", 1) + f"/api/kernels/{self.kernel_id}/channels"

@@ -24,6 +24,7 @@ from schemas import (
     NotebookRenamed,
     NotebookSaved,
     ServerReady,
+    ServerWarmRequested,
     SessionEnded,
     SessionFailed,
     SessionRequested,
@@ -78,13 +79,22 @@ def test_every_event_and_every_provisioned_topic_is_in_the_document(
 
 def test_each_subscriber_and_publisher_names_its_event_types(doc: dict[str, Any]) -> None:
     sessions = channel(doc, "receive", SessionRequested.topic, "nbembed-provisioner")
-    assert payload_models(doc, sessions) == {"SessionRequested", "SessionEnded", "ServerStopped"}
+    assert payload_models(doc, sessions) == {
+        "ServerWarmRequested",
+        "SessionRequested",
+        "SessionEnded",
+        "ServerStopped",
+    }
     saves = channel(doc, "receive", NotebookSaved.topic, "nbembed-sync-saves")
     assert payload_models(doc, saves) == {"NotebookSaved", "NotebookRenamed", "NotebookDeleted"}
     ready = channel(doc, "send", ServerReady.topic, "provisioner")
     assert payload_models(doc, ready) == {ServerReady.__name__}
     commands = channel(doc, "send", SessionEnded.topic, "gateway")
-    assert payload_models(doc, commands) == {SessionRequested.__name__, SessionEnded.__name__}
+    assert payload_models(doc, commands) == {
+        ServerWarmRequested.__name__,
+        SessionRequested.__name__,
+        SessionEnded.__name__,
+    }
     failures = channel(doc, "send", SessionFailed.topic, "sync")
     assert SessionFailed.__name__ in payload_models(doc, failures)
     assert {NotebookRenamed.__name__, NotebookDeleted.__name__} <= payload_models(
