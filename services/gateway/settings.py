@@ -36,6 +36,13 @@ class GatewaySettings(ServiceSettings):
         description="The operator credential for the admin API (/admin/v1) and "
         "python -m nbembed.admin. Unset: the admin API answers 401 to everyone.",
     )
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="The credential Prometheus shows to read /metrics (Bearer). The gateway's "
+        "port is reachable by hosts and users' servers, and its metrics name tenants, so they "
+        "are not public. Unset: /metrics answers 401 to everyone.",
+    )
     group_id: str = "nbembed-gateway"
     saves_group_id: str = Field(
         default="nbembed-gateway-saves",
@@ -149,4 +156,6 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError("the ticket key needs at least 32 characters of randomness")
         if self.admin_token is None and self.admin_token_file is not None:
             self.admin_token = SecretStr(self.admin_token_file.read_text().strip())
+        if self.metrics_token is None and self.metrics_token_file is not None:
+            self.metrics_token = SecretStr(self.metrics_token_file.read_text().strip())
         return self
