@@ -28,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 PATH = "/metrics"
 UNMATCHED = "<unmatched>"
 """The route label of requests no route served: unbounded paths never become labels."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Method labels as sent; any other method (a client may send any token) is ``OTHER``."""
 
 HTTP_REQUESTS = Counter(
     "nbembed_http_requests",
@@ -88,7 +90,8 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = route_template(scope, status)
-            method = str(scope.get("method", ""))
+            method = scope.get("method", "")
+            method = method if method in METHODS else "OTHER"
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_SECONDS.labels(route, method).observe(time.perf_counter() - started)
 

@@ -62,6 +62,9 @@ def test_worker_http_is_counted_by_route_template_and_serves_metrics() -> None:
     assert client.get("/no/such/path/12345").status_code == 404
     assert _requests("<unmatched>", "GET", "404") == unknown + 1
     assert _requests("/no/such/path/12345", "GET", "404") == 0
+    brewed = _requests("/healthz", "OTHER", "405")
+    assert client.request("BREW", "/healthz").status_code == 405  # any token is a method
+    assert _requests("/healthz", "OTHER", "405") == brewed + 1
     scraped = client.get("/metrics")
     assert scraped.status_code == 200
     assert scraped.headers["content-type"].startswith("text/plain")
