@@ -216,6 +216,11 @@ class StackSettings(BaseSettings):
         return self.secrets_dir / "admin-token"
 
     @property
+    def metrics_token_file(self) -> Path:
+        """Prometheus's credential for the gateway's /metrics."""
+        return self.secrets_dir / "metrics-token"
+
+    @property
     def hub_provisioner_token_file(self) -> Path:
         """The hub's credential for telling the provisioner that a server stopped."""
         return self.secrets_dir / "hub-provisioner-token"

@@ -195,6 +195,7 @@ def _service_env(
         env[prefix + "TICKET_KEY_FILE"] = str(settings.ticket_key_file)
         env[prefix + "HUB_LOGIN_TOKEN_FILE"] = str(settings.hub_login_token_file)
         env[prefix + "ADMIN_TOKEN_FILE"] = str(settings.admin_token_file)
+        env[prefix + "METRICS_TOKEN_FILE"] = str(settings.metrics_token_file)
     if service == "provisioner":
         # The only service with the hub service token; sync asks it for
         # per-user server tokens with their shared secret.
@@ -402,6 +403,7 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
     _secret_file(settings.ticket_key_file)  # signs login tickets: the gateway alone
     _secret_file(settings.hub_login_token_file)  # hub → gateway: ticket redemption
     _secret_file(settings.admin_token_file)  # the operator → the gateway's admin API
+    _secret_file(settings.metrics_token_file)  # Prometheus → the gateway's /metrics
     _secret_file(settings.hub_provisioner_token_file)  # hub → provisioner: servers stopped
     _secret_file(settings.hub_culler_token_file)  # the idle culler's hub service token
     _secret_file(settings.hub_ops_token_file)  # operators: stop servers through the hub API

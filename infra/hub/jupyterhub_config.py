@@ -106,9 +106,11 @@ c.JupyterHub.load_roles = [
         ],
     },
     {
+        # read:metrics: Prometheus scrapes /hub/metrics with this token (the hub
+        # answers 403 to anyone else: authenticate_prometheus stays on).
         "name": "ops",
-        "description": "Operators: see users and servers, stop or start a server",
-        "scopes": ["list:users", "read:users", "admin:servers"],
+        "description": "Operators: see users and servers, stop or start a server, read metrics",
+        "scopes": ["list:users", "read:users", "admin:servers", "read:metrics"],
         "services": ["ops"],
     },
     {

@@ -10,6 +10,9 @@ from faststream.asgi.types import ASGIApp, Scope
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 
+from services.common.metrics import PATH as METRICS_PATH
+from services.common.metrics import exposition
+
 PING_SECONDS = 3.0
 
 
@@ -17,6 +20,13 @@ PING_SECONDS = 3.0
 async def liveness(scope: Scope) -> AsgiResponse:
     """The event loop answers: the process is alive (livenessProbe)."""
     return AsgiResponse(b"ok", status_code=200)
+
+
+@get
+async def metrics(scope: Scope) -> AsgiResponse:
+    """This replica's Prometheus metrics (the health port is not reachable from kernels)."""
+    body, content_type = exposition()
+    return AsgiResponse(body, status_code=200, headers={"content-type": content_type})
 
 
 async def store_answers(mongo: AsyncMongoClient[dict[str, Any]]) -> bool:
@@ -32,7 +42,8 @@ async def store_answers(mongo: AsyncMongoClient[dict[str, Any]]) -> bool:
 def health_routes(
     broker: KafkaBroker, mongo: AsyncMongoClient[dict[str, Any]] | None = None
 ) -> list[tuple[str, ASGIApp]]:
-    """``/healthz`` (alive) and ``/readyz`` (204 while the broker, and the store if any, answer).
+    """``/healthz`` (alive), ``/readyz`` (204 while the broker, and the store if any, answer)
+    and ``/metrics`` (Prometheus).
 
     A worker whose store is down cannot do its work (every handler reads or
     writes it): readiness says so, so operators and the stack see it at once
@@ -46,4 +57,4 @@ def health_routes(
             ready = await store_answers(mongo)
         return AsgiResponse(b"", status_code=204 if ready else 500)
 
-    return [("/healthz", liveness), ("/readyz", readiness)]
+    return [("/healthz", liveness), ("/readyz", readiness), (METRICS_PATH, metrics)]

@@ -23,14 +23,22 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.publisher import DefaultPublisher
 from faststream.security import SASLScram512
+from prometheus_client import Counter
 
 from schemas import CloudEvent, EventData, dlq_topic
+from services.common.metrics import kafka_middleware
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
 DataT = TypeVar("DataT", bound=EventData)
 Handler = Callable[[CloudEvent[DataT]], Awaitable[None]]
+
+DEAD_LETTERS = Counter(
+    "nbembed_dead_letters",
+    "Messages this process copied to a dead-letter topic, by source topic and consumer group.",
+    ["topic", "group"],
+)
 
 
 class PermanentError(Exception):
@@ -44,7 +52,8 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     broker failover and is never duplicated by the producer's own retries;
     ``linger_ms=0`` keeps the hot path free of batching delays. With a Kafka
     username the broker logs in as that service (SASL/SCRAM-SHA-512) and Kafka's
-    ACLs bound what it may read and write.
+    ACLs bound what it may read and write. FastStream's Prometheus middleware
+    counts and times every message consumed and published.
     """
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
@@ -53,6 +62,7 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
+        middlewares=[kafka_middleware(client_id)],
         logger=logging.getLogger(f"{client_id}.kafka"),
     )
 
@@ -139,6 +149,7 @@ async def _dead_letter(
         "nbembed_dlq_time": datetime.now(UTC).isoformat(),
     }
     await broker.publish(raw.value, topic=dlq_topic(topic), key=raw.key, headers=headers)
+    DEAD_LETTERS.labels(topic, group_id).inc()
     log.error(
         "dead-lettered message", extra={"topic": topic, "offset": raw.offset, "reason": reason}
     )

@@ -34,6 +34,7 @@ from schemas import (
     StatusChanged,
 )
 from services.common.kafka import EventConsumer, make_broker, publishes
+from services.common.metrics import HttpMetrics
 from services.common.mongo import connect as mongo_client
 from services.gateway import (
     admin_api,
@@ -42,6 +43,7 @@ from services.gateway import (
     inputs_api,
     internal_api,
     library_api,
+    metrics_api,
     problems,
     saves_api,
     sdk,
@@ -275,6 +277,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for router in (*routers, internal_api.router, admin_api.router):
         app.include_router(router)
     app.include_router(sdk.router)
+    app.include_router(metrics_api.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -305,6 +308,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             response.status_code = 503
         return checks
 
+    # Outermost: every answer counts, the middlewares' own (413, CORS) included.
+    app.add_middleware(HttpMetrics)
     return app
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter
 
 from schemas import (
     CloudEvent,
@@ -61,6 +62,18 @@ TOPICS = tuple(
     dict.fromkeys(dlq_topic(m.topic) for m in (SessionRequested, ServerReady, NotebookSaved))
 )
 """The dead-letter topics this consumer reads."""
+
+OUTCOMES: dict[type[Any], str] = {
+    SessionFailed: "session_failed",
+    NotebookStoreFailed: "save_failed",
+}
+DEAD_LETTERS_READ = Counter(
+    "nbembed_dead_letters_read",
+    "Dead letters of the commands hosts wait on, read by the gateway, by dead-letter topic "
+    "and what became of them (session_failed, save_failed, or ignored: already final, or "
+    "the gateway's own).",
+    ["topic", "outcome"],
+)
 
 
 def reason_for(letter: DeadLetter) -> str:
@@ -108,7 +121,7 @@ class DeadLetters:
             raw.topic, raw.partition, raw.offset, raw.key, msg.body, dict(msg.headers)
         )
         try:
-            await self.handle(letter)
+            event = await self.handle(letter)
         except Exception as exc:
             log.warning(
                 "dead letter not handled yet, retrying",
@@ -116,6 +129,8 @@ class DeadLetters:
             )
             await asyncio.sleep(self._retry_seconds)
             raise  # NACK: the offset stays, the dead letter comes back
+        outcome = "ignored" if event is None else OUTCOMES[type(event.data)]
+        DEAD_LETTERS_READ.labels(letter.topic, outcome).inc()
 
     async def handle(self, letter: DeadLetter) -> CloudEvent[Any] | None:
         """Publish the failure ``letter`` means, if any; returns the event published."""

@@ -37,6 +37,13 @@ class GatewaySettings(ServiceSettings):
         description="The operator credential for the admin API (/admin/v1) and "
         "python -m nbembed.admin. Unset: the admin API answers 401 to everyone.",
     )
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="The credential Prometheus shows to read /metrics (Bearer). The gateway's "
+        "port is reachable by hosts and users' servers, and its metrics name tenants, so they "
+        "are not public. Unset: /metrics answers 401 to everyone.",
+    )
     group_id: str = "nbembed-gateway"
     saves_group_id: str = Field(
         default="nbembed-gateway-saves",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from prometheus_client import Counter, Histogram
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -41,6 +42,31 @@ SESSION_FINAL = {"ready", "failed", "ended"}
 
 SaveStatus = Literal["pending", "stored", "failed"]
 SAVE_STATUSES: tuple[SaveStatus, ...] = ("pending", "stored", "failed")
+
+# Observed where a status moves: the store's atomic update tells exactly one
+# replica that it moved it, so summing over replicas counts each move once.
+SESSION_TRANSITIONS = Counter(
+    "nbembed_session_transitions",
+    "Sessions that entered each status, by tenant (rate: sessions per status per second; "
+    "requested minus ready, failed and ended: sessions under way).",
+    ["tenant", "status"],
+)
+TIME_TO_NOTEBOOK = Histogram(
+    "nbembed_time_to_notebook_seconds",
+    "From a session's request (POST /v1/sessions) to its status ready, by tenant.",
+    ["tenant"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 30, 60, 120),
+)
+SAVE_TO_DURABLE = Histogram(
+    "nbembed_save_to_durable_seconds",
+    "From a save's request (the SDK's or the server's report) to its revision stored, by tenant.",
+    ["tenant"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def _seconds_since(then: datetime) -> float:
+    return max(0.0, (datetime.now(UTC) - then).total_seconds())
 
 
 class ChangeNotifier:
@@ -120,10 +146,14 @@ class _ForwardOnly:
             else {"$max": {"status_rank": rank, "updated_at": datetime.now(UTC)}},
             return_document=ReturnDocument.BEFORE,
         )
-        moved = before is not None and before["status_rank"] < rank
-        if moved:
-            self.changes.notify(doc_id)
-        return moved
+        if before is None or before["status_rank"] >= rank:
+            return False
+        self.changes.notify(doc_id)
+        self._moved(before, status)
+        return True
+
+    def _moved(self, before: Document, status: str) -> None:
+        """``before`` has just moved to ``status``, by this replica: record it in metrics."""
 
     async def wait_for_change(
         self, tenant_id: str, doc_id: str, known_status: str, timeout: float
@@ -201,7 +231,15 @@ class SessionStore(_ForwardOnly):
         )
         if before is not None:
             self.changes.notify(session_id)
+            self._moved(before, "ended")
         return before
+
+    def _moved(self, before: Document, status: str) -> None:
+        SESSION_TRANSITIONS.labels(before["tenant_id"], status).inc()
+        if status == "ready":
+            TIME_TO_NOTEBOOK.labels(before["tenant_id"]).observe(
+                _seconds_since(before["created_at"])
+            )
 
     async def open_of_user(self, hub_user: str) -> list[Document]:
         """The hub user's sessions that have not ended (a scan of one user's: few)."""
@@ -215,12 +253,14 @@ class SessionStore(_ForwardOnly):
         Returns (session, created).
         """
         try:
-            return await self._insert(session), True
+            created = await self._insert(session)
         except DuplicateKeyError:
             existing = await self.get(session["tenant_id"], session["_id"])
             if existing is None:
                 raise
             return existing, False
+        SESSION_TRANSITIONS.labels(created["tenant_id"], created["status"]).inc()
+        return created, True
 
 
 class SaveStore(_ForwardOnly):
@@ -250,6 +290,10 @@ class SaveStore(_ForwardOnly):
         )
         if before is not None:
             self.changes.notify(save["_id"])
+            if status == "stored" and before["status_rank"] == 0:
+                SAVE_TO_DURABLE.labels(before["tenant_id"]).observe(
+                    _seconds_since(before["created_at"])
+                )
 
 
 class NotebookView:

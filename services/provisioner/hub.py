@@ -11,11 +11,24 @@ from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 import httpx
+from prometheus_client import Counter, Histogram
 
 from schemas.profiles import Profile, server_options_of
 from schemas.server_token import server_scope
 
 log = logging.getLogger(__name__)
+
+HUB_BUSY = Counter(
+    "nbembed_hub_busy",
+    "The hub's 429 answers to a server start (over its concurrent_spawn_limit); each is "
+    "waited out (Retry-After) and asked again.",
+)
+SPAWN_SECONDS = Histogram(
+    "nbembed_hub_spawn_seconds",
+    "From the server start the hub accepted (201/202) to the server ready; waits on 429s "
+    "are not counted (nbembed_hub_busy_total counts them).",
+    buckets=(0.5, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 60, 120),
+)
 
 
 class HubError(Exception):
@@ -132,11 +145,13 @@ class HubClient:
         options = {"restricted": restricted, "instance": uuid.uuid4().hex}
         body = {"user_options": {**options, **(profile.user_options() if profile else {})}}
         while True:
+            asked = loop.time()  # a 201 comes once the server is ready: time from the ask
             response = await self._request("POST", f"/users/{quote(name)}/server", json=body)
             if response.status_code == 400 and "pending stop" in response.text:
                 await self.wait_stopped(name, timeout=max(1.0, deadline - loop.time()))
                 continue
             if response.status_code == 429:
+                HUB_BUSY.inc()
                 wait = float(response.headers.get("Retry-After", "5"))
                 wait = min(wait, max(0.0, busy_until - loop.time()))
                 if wait <= 0:
@@ -158,6 +173,8 @@ class HubClient:
         server = await self.ready_server(name)
         if server is None:
             raise HubError(f"server for {name} is not running", 409)
+        if response.status_code != 400:  # 400: started by an earlier request, not timed here
+            SPAWN_SECONDS.observe(loop.time() - asked)
         return server
 
     async def _follow_progress(self, name: str, *, timeout: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from services.provisioner.hub import HubClient, HubError
 
@@ -35,9 +36,17 @@ def _busy_hub(refusals: int) -> tuple[HubClient, list[str]]:
 
 async def test_waiting_out_a_busy_hub_does_not_use_up_the_spawn_deadline() -> None:
     hub, calls = _busy_hub(refusals=6)  # 6 x 0.05 s of 429s, beyond the 0.1 s deadline
+    busy, spawns = _sample("nbembed_hub_busy_total"), _sample("nbembed_hub_spawn_seconds_count")
     server = await hub.ensure_server("u", deadline_seconds=0.1, busy_seconds=30)
     assert server.path == "/user/u/"
     assert sum(1 for call in calls if call.startswith("POST")) == 7
+    # The metrics an operator watches: six 429s, one spawn timed.
+    assert _sample("nbembed_hub_busy_total") == busy + 6
+    assert _sample("nbembed_hub_spawn_seconds_count") == spawns + 1
+
+
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 async def test_a_hub_busy_for_longer_than_the_busy_bound_fails_with_a_reason() -> None:
