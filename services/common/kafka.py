@@ -25,6 +25,7 @@ from faststream.kafka.publisher import DefaultPublisher
 from faststream.security import SASLScram512
 
 from schemas import CloudEvent, EventData, dlq_topic
+from services.common import tracing
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     broker failover and is never duplicated by the producer's own retries;
     ``linger_ms=0`` keeps the hot path free of batching delays. With a Kafka
     username the broker logs in as that service (SASL/SCRAM-SHA-512) and Kafka's
-    ACLs bound what it may read and write.
+    ACLs bound what it may read and write. With tracing on, FastStream's
+    telemetry middleware traces every publish and consume (`tracing`).
     """
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
@@ -54,6 +56,7 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         linger_ms=0,
         logger=logging.getLogger(f"{client_id}.kafka"),
+        middlewares=tracing.broker_middlewares(),
     )
 
 
@@ -88,7 +91,17 @@ def publishes(broker: KafkaBroker, service: str, *data_models: type[EventData]) 
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
-    """Publish ``event`` on its payload's topic, keyed for ordering, in binary mode."""
+    """Publish ``event`` on its payload's topic, keyed for ordering, in binary mode.
+
+    The event carries the current trace context unless it has its own (an
+    outbox republish); the publish runs in that context.
+    """
+    event = tracing.stamp(event)
+    with tracing.resumed(event):
+        await _publish(broker, event)
+
+
+async def _publish(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
     topic = event.data.topic
     publisher = _PUBLISHERS.get(broker, {}).get(topic)
     if publisher is None:  # not declared with `publishes`: missing from the AsyncAPI
