@@ -137,7 +137,7 @@ class StackSettings(BaseSettings):
         ge=0,
         le=1,
         description="Share of new traces the services record, as JSON lines in "
-        "<state_dir>/traces (README \"Tracing\"). 0: only requests whose caller sends a "
+        '<state_dir>/traces (README "Tracing"). 0: only requests whose caller sends a '
         "sampled W3C traceparent (the tracing tests' way), so the suite pays next to nothing.",
     )
     otlp_endpoint: str | None = Field(

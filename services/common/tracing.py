@@ -25,7 +25,6 @@ its spans into someone else's trace.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -137,7 +136,7 @@ class JsonLinesExporter:
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        lines = "".join(json.dumps(json.loads(span.to_json(indent=None))) + "\n" for span in spans)
+        lines = "".join(span.to_json(indent=None) + "\n" for span in spans)
         with self._lock:
             self._file.write(lines)
             self._file.flush()
@@ -257,7 +256,11 @@ def instrument_app(app: FastAPI, *, untrusted: Callable[[Scope], bool]) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, server_request_hook=_link_untrusted
+        app,
+        tracer_provider=_provider,
+        server_request_hook=_link_untrusted,
+        excluded_urls="/healthz,/readyz",  # probes: a trace each, every few seconds
+        exclude_spans=["receive", "send"],  # one span per SSE chunk tells nothing
     )
     instrumented = app.build_middleware_stack
 
