@@ -25,6 +25,7 @@ its spans into someone else's trace.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -136,7 +137,7 @@ class JsonLinesExporter:
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        lines = "".join(span.to_json(indent=None) + "\n" for span in spans)
+        lines = "".join(json.dumps(_record(span), default=_jsonable) + "\n" for span in spans)
         with self._lock:
             self._file.write(lines)
             self._file.flush()
@@ -148,6 +149,38 @@ class JsonLinesExporter:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _record(span: ReadableSpan) -> dict[str, Any]:
+    """A span as the SDK's ``to_json`` shapes it (which fails on the bytes attributes
+    FastStream sets, such as the message key)."""
+    context, parent = span.get_span_context(), span.parent
+
+    def ids(of: trace.SpanContext) -> dict[str, str]:
+        return {
+            "trace_id": f"0x{trace.format_trace_id(of.trace_id)}",
+            "span_id": f"0x{trace.format_span_id(of.span_id)}",
+        }
+
+    return {
+        "name": span.name,
+        "context": ids(context) if context is not None else None,
+        "kind": str(span.kind),
+        "parent_id": ids(parent)["span_id"] if parent is not None else None,
+        "start_time": span.start_time,
+        "end_time": span.end_time,
+        "status": span.status.status_code.name,
+        "attributes": dict(span.attributes or {}),
+        "links": [
+            {"context": ids(link.context), "attributes": dict(link.attributes or {})}
+            for link in span.links
+        ],
+        "resource": {"attributes": dict(span.resource.attributes)},
+    }
+
+
+def _jsonable(value: object) -> object:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 # Kafka ---------------------------------------------------------------------------

@@ -6,7 +6,9 @@ span exporter; the real-stack counterpart is tests/stack/test_tracing.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from schemas import CloudEvent, ServerReady, hub_username
 from services.common import tracing
 from services.common.kafka import EventConsumer, make_broker, publish_event, publishes
 from services.common.settings import ServiceSettings
+from services.common.tracing import JsonLinesExporter
 from services.gateway.outbox import event_entry, rebuild
 
 SETTINGS = ServiceSettings(dlq_after_attempts=1, retry_backoff_seconds=0.001)
@@ -222,6 +225,24 @@ async def test_untrusted_malformed_traceparent_is_neither_parent_nor_link(
         await client.get("/internal/save", headers={"traceparent": HOST_TRACEPARENT + "0" * 4000})
     [server] = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
     assert server.parent is None and not server.links
+
+
+def test_span_files_hold_one_json_line_per_span_whatever_the_attributes(tmp_path: Path) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(tmp_path / "s.jsonl")))
+    tracer = provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span("outer") as outer,
+        tracer.start_as_current_span("publish") as inner,
+    ):
+        inner.set_attribute("messaging.kafka.message.key", b"\xffkey")  # FastStream's kind
+    provider.shutdown()
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert (first["name"], second["name"]) == ("publish", "outer")
+    assert first["parent_id"] == second["context"]["span_id"]
+    assert first["context"]["trace_id"] == f"0x{outer.get_span_context().trace_id:032x}"
+    assert first["attributes"]["messaging.kafka.message.key"] == "\ufffdkey"
 
 
 def test_tracing_off_adds_nothing() -> None:
