@@ -45,7 +45,7 @@ def assert_one_connected_trace(
     assert [(service_of(r), r["name"]) for r in roots] == [("nbembed-gateway", request)]
     orphans = [s["name"] for s in spans if s not in roots and s["parent_id"] not in ids]
     assert not orphans, f"spans whose parent is in no service's trace: {orphans}"
-    assert {service_of(s) for s in spans} == services
+    assert services <= {service_of(s) for s in spans} <= SERVICES
 
 
 async def _traced(
@@ -114,8 +114,7 @@ async def test_a_save_is_one_trace_from_the_hosts_request_to_the_stored_status(
         ("nbembed-sync", "insert"),  # ... and stored as a revision (PyMongo)
         ("nbembed-gateway", f"{NotebookStored.topic} process"),  # the save's status
     )
-    # A save needs no provisioner span: sync's token request to it is traced as
-    # sync's HTTP client call (the provisioner's internal API is not instrumented).
+    # The provisioner appears only when sync asks it for a fresh server token.
     assert_one_connected_trace(
         host, spans, "POST /v1/sessions/{session_id}/saves", {"nbembed-gateway", "nbembed-sync"}
     )
