@@ -132,6 +132,17 @@ class StackSettings(BaseSettings):
     spawn_retry_after: tuple[int, int] = Field(
         default=(1, 3), description="Range of the Retry-After seconds the hub sends with 429."
     )
+    trace_sample_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of new traces the services record, as JSON lines in "
+        '<state_dir>/traces (README "Tracing"). 0: only requests whose caller sends a '
+        "sampled W3C traceparent (the tracing tests' way), so the suite pays next to nothing.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="Also export the services' spans to this OTLP/HTTP URL."
+    )
 
     @field_validator("origins_domain")
     @classmethod
@@ -191,6 +202,11 @@ class StackSettings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
+
+    @property
+    def traces_dir(self) -> Path:
+        """Spans the services recorded, one JSON line each, a file per process."""
+        return self.state_dir / "traces"
 
     @property
     def service_token_file(self) -> Path:

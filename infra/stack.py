@@ -220,6 +220,9 @@ def replica_programs(settings: StackSettings, tenants_file: Path) -> list[Progra
         "INTERNAL_TOKEN_FILE": str(settings.secrets_dir / "internal-token"),
         "KAFKA_BOOTSTRAP": settings.kafka_bootstrap_servers,
         "HUB_URL": settings.public_hub_url,
+        "TRACE_DIR": str(settings.traces_dir),
+        "TRACE_SAMPLE_RATIO": str(settings.trace_sample_ratio),
+        "OTLP_ENDPOINT": settings.otlp_endpoint or "",
     }
     result = []
     for index, service in enumerate(SERVICES):

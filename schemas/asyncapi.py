@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.envelope import SPEC_VERSION
+from schemas.envelope import MAX_TRACESTATE, SPEC_VERSION, TRACEPARENT_PATTERN
 
 CE_HEADERS: dict[str, Any] = {
     "type": "object",
@@ -26,6 +26,13 @@ CE_HEADERS: dict[str, Any] = {
         },
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_subject": {"type": "string"},
+        "ce_traceparent": {
+            "type": "string",
+            "pattern": TRACEPARENT_PATTERN,
+            "description": "CloudEvents distributed-tracing extension: the W3C trace context "
+            "of the work that produced the event (invalid values are ignored).",
+        },
+        "ce_tracestate": {"type": "string", "maxLength": MAX_TRACESTATE},
         "content-type": {"type": "string", "const": "application/json"},
     },
 }

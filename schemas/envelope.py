@@ -9,16 +9,44 @@ brokers, tools and the DLQ route or inspect events without parsing payloads.
 from __future__ import annotations
 
 import builtins
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 HEADER_PREFIX = "ce_"
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+"""W3C trace context version 00, the only one nbembed reads (a fixed 55 characters)."""
+MAX_TRACESTATE = 512
+"""W3C: vendors should propagate at least 512 characters; nbembed carries no more."""
+_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+_TRACESTATE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def valid_traceparent(value: object) -> str | None:
+    """``value`` if it is a W3C ``traceparent`` naming a real trace and span, else None.
+
+    All-zero ids are invalid per the spec; anything else malformed or oversized
+    is dropped, never repaired: trace context is a hint, not data.
+    """
+    if not isinstance(value, str) or not _TRACEPARENT.match(value):
+        return None
+    _, trace_id, span_id, _ = value.split("-")
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return value
+
+
+def valid_tracestate(value: object) -> str | None:
+    """``value`` if it is a bounded, printable-ASCII W3C ``tracestate``, else None."""
+    if not isinstance(value, str) or len(value) > MAX_TRACESTATE:
+        return None
+    return value if _TRACESTATE.match(value) else None
 
 
 class EventData(BaseModel):
@@ -55,7 +83,25 @@ class CloudEvent(BaseModel, Generic[DataT]):
     subject: str | None = Field(default=None, max_length=256)
     specversion: str = SPEC_VERSION
     datacontenttype: str = Field(default=CONTENT_TYPE, max_length=128)
+    # The CloudEvents distributed-tracing extension: the W3C trace context of the
+    # work that produced the event (``ce_traceparent`` / ``ce_tracestate`` on Kafka).
+    traceparent: str | None = Field(default=None, max_length=55)
+    tracestate: str | None = Field(default=None, max_length=MAX_TRACESTATE)
     data: DataT
+
+    @field_validator("traceparent")
+    @classmethod
+    def _traceparent(cls, value: str | None) -> str | None:
+        if value is not None and valid_traceparent(value) is None:
+            raise ValueError("not a W3C traceparent (version 00)")
+        return value
+
+    @field_validator("tracestate")
+    @classmethod
+    def _tracestate(cls, value: str | None) -> str | None:
+        if value is not None and valid_tracestate(value) is None:
+            raise ValueError("not a W3C tracestate")
+        return value
 
     @classmethod
     def wrap(cls, data: DataT, *, source: str, subject: str | None = None) -> CloudEvent[DataT]:
@@ -76,8 +122,10 @@ class CloudEvent(BaseModel, Generic[DataT]):
             f"{HEADER_PREFIX}time": self.time.isoformat(),
             "content-type": self.datacontenttype,
         }
-        if self.subject is not None:
-            headers[f"{HEADER_PREFIX}subject"] = self.subject
+        for name in ("subject", "traceparent", "tracestate"):
+            value = getattr(self, name)
+            if value is not None:
+                headers[f"{HEADER_PREFIX}{name}"] = value
         return headers
 
     def kafka_value(self) -> bytes:
@@ -91,6 +139,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
         """Rebuild an event from a Kafka message; raises ``ValueError`` if it is not one.
 
         Header values may arrive as ``bytes`` or ``str`` depending on the client.
+        Trace context that is not valid W3C is left out: the event itself still is one.
         """
 
         def header(name: str) -> str | None:
@@ -110,6 +159,8 @@ class CloudEvent(BaseModel, Generic[DataT]):
             "type": event_type,
             "time": header("time"),
             "subject": header("subject"),
+            "traceparent": valid_traceparent(header("traceparent")),
+            "tracestate": valid_tracestate(header("tracestate")),
             "data": data_model.model_validate_json(value),
         }
         return CloudEvent[data_model].model_validate(  # type: ignore[valid-type]

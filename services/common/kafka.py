@@ -26,6 +26,7 @@ from faststream.security import SASLScram512
 from prometheus_client import Counter
 
 from schemas import CloudEvent, EventData, dlq_topic
+from services.common import tracing
 from services.common.metrics import kafka_middleware
 from services.common.settings import ServiceSettings
 
@@ -53,7 +54,8 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     ``linger_ms=0`` keeps the hot path free of batching delays. With a Kafka
     username the broker logs in as that service (SASL/SCRAM-SHA-512) and Kafka's
     ACLs bound what it may read and write. FastStream's Prometheus middleware
-    counts and times every message consumed and published.
+    counts and times every message consumed and published; with tracing on, its
+    telemetry middleware traces every publish and consume (`tracing`).
     """
     return KafkaBroker(
         settings.kafka_bootstrap.split(","),
@@ -62,7 +64,8 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
-        middlewares=[kafka_middleware(client_id)],
+        # Tracing's first (its carrier must run outermost), then the metrics.
+        middlewares=(*tracing.broker_middlewares(), kafka_middleware(client_id)),
         logger=logging.getLogger(f"{client_id}.kafka"),
     )
 
@@ -98,7 +101,17 @@ def publishes(broker: KafkaBroker, service: str, *data_models: type[EventData]) 
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
-    """Publish ``event`` on its payload's topic, keyed for ordering, in binary mode."""
+    """Publish ``event`` on its payload's topic, keyed for ordering, in binary mode.
+
+    The event carries the current trace context unless it has its own (an
+    outbox republish); the publish runs in that context.
+    """
+    event = tracing.stamp(event)
+    with tracing.resumed(event):
+        await _publish(broker, event)
+
+
+async def _publish(broker: KafkaBroker, event: CloudEvent[DataT]) -> None:
     topic = event.data.topic
     publisher = _PUBLISHERS.get(broker, {}).get(topic)
     if publisher is None:  # not declared with `publishes`: missing from the AsyncAPI

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -104,6 +104,31 @@ class ServiceSettings(SecretFileSettings):
         "partition left out of the fetch in flight waits up to this long (500 ms by default: "
         "the warm sessions' 0.4-0.5 s outliers); lower costs idle fetches.",
     )
+
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry: the collector's OTLP/HTTP traces URL (e.g. "
+        "http://otel-collector:4318/v1/traces). Unset (and no trace_dir): tracing is off, "
+        "nothing is instrumented or exported.",
+    )
+    trace_dir: Path | None = Field(
+        default=None,
+        description="OpenTelemetry: also write every recorded span as one JSON line to "
+        "<trace_dir>/<service>-<pid>.jsonl (the local stack and its tests).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded; a trusted caller's sampled traceparent "
+        "and the events' trace context decide for the rest. 0: only traces a caller asks for.",
+    )
+
+    @field_validator("otlp_endpoint", "trace_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty value (the chart's default) means off, not the current folder."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _kafka_user_has_password(self) -> ServiceSettings:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from schemas import (
     AuditRecorded,
@@ -33,6 +33,7 @@ from schemas import (
     SessionRequested,
     StatusChanged,
 )
+from services.common import tracing
 from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.metrics import HttpMetrics
 from services.common.mongo import connect as mongo_client
@@ -54,7 +55,7 @@ from services.gateway.audit import AuditProjector
 from services.gateway.audit_store import AuditStore, AuditUsers
 from services.gateway.changes import ChangeFeed
 from services.gateway.dead_letters import DeadLetters
-from services.gateway.deps import Gateway
+from services.gateway.deps import SESSION_TOKEN_PREFIX, Gateway
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.library_api import end_sessions_of_deleted
 from services.gateway.outbox import BrokerUnavailable, Outbox
@@ -81,6 +82,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; connections open in its lifespan, not at import."""
     # The settings validator guarantees every secret is loaded.
     assert settings.internal_token is not None and settings.ticket_key is not None
+    tracing.setup(settings, "nbembed-gateway")
     broker = make_broker(settings, client_id="nbembed-gateway")
     publishes(
         broker,
@@ -308,9 +310,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             response.status_code = 503
         return checks
 
+    tracing.instrument_app(app, untrusted=_untrusted_caller)
     # Outermost: every answer counts, the middlewares' own (413, CORS) included.
     app.add_middleware(HttpMetrics)
     return app
+
+
+def _untrusted_caller(scope: Scope) -> bool:
+    """Users' servers (the internal API) and browsers (session tokens): their trace
+    context is linked, never a parent (see services.common.tracing)."""
+    if scope["path"].startswith(internal_api.router.prefix + "/"):
+        return True
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    _, _, credential = headers.get(b"authorization", b"").partition(b" ")
+    return credential.strip().startswith(SESSION_TOKEN_PREFIX.encode())
 
 
 class TenantOriginsCORS(CORSMiddleware):

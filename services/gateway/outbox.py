@@ -56,6 +56,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from schemas import ALL_EVENTS, CloudEvent, EventData
+from services.common import tracing
 from services.common.kafka import publish_event
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ class BrokerUnavailable(Exception):
 
 
 def event_entry(event: CloudEvent[Any]) -> Entries:
-    """An outbox entry that publishes ``event`` itself (same id, time and data)."""
+    """An outbox entry that publishes ``event`` itself (same id, time, data and trace).
+
+    The trace context is the request's: the relay's republish, whenever it
+    happens, stays in the trace of the request that recorded the event.
+    """
+    event = tracing.stamp(event)
     return {
         event.id: {
             "kind": "event",
@@ -95,12 +101,20 @@ def event_entry(event: CloudEvent[Any]) -> Entries:
             "source": event.source,
             "subject": event.subject,
             "data": event.data.model_dump(mode="json"),
+            **_trace_fields(event.traceparent, event.tracestate),
         }
     }
 
 
+def _trace_fields(traceparent: str | None, tracestate: str | None) -> Document:
+    fields = {"traceparent": traceparent, "tracestate": tracestate}
+    return {name: value for name, value in fields.items() if value}
+
+
 def state_entry(kind: str, **fields: Any) -> Entries:
     """An outbox entry whose event is computed when published (see the module's docstring)."""
+    trace = tracing.carrier()
+    fields |= _trace_fields(trace.get("traceparent"), trace.get("tracestate"))
     return {uuid.uuid4().hex: {"kind": kind, "seq": time.time_ns(), **fields}}
 
 
@@ -237,8 +251,10 @@ class Outbox:
 
     async def _event(self, entry_id: str, entry: Document) -> CloudEvent[Any]:
         if entry["kind"] == "event":
-            return rebuild(entry_id, entry)
-        return await self._renderers[entry["kind"]](entry_id, entry)
+            event = rebuild(entry_id, entry)
+        else:
+            event = await self._renderers[entry["kind"]](entry_id, entry)
+        return tracing.with_context(event, entry)  # the recording request's trace
 
     async def _settle(
         self, collection: str, record_id: str, entry_ids: Iterable[str], token: str

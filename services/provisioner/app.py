@@ -21,6 +21,7 @@ from schemas import (
     SessionFailed,
     SessionRequested,
 )
+from services.common import tracing
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker, publish_event, publishes
@@ -39,6 +40,7 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     the hub's notices of stopped servers)."""
     # The settings validator guarantees both.
     assert settings.hub_api_token is not None and settings.sync_token is not None
+    tracing.setup(settings, "nbembed-provisioner")
     broker = make_broker(settings, client_id="nbembed-provisioner")
     publishes(broker, "provisioner", ServerReady, SessionFailed, ServerStopped, ServerLost)
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())

@@ -19,6 +19,7 @@ from schemas import (
     SessionFailed,
     SessionReady,
 )
+from services.common import tracing
 from services.common.health import health_routes
 from services.common.internal import with_internal_api
 from services.common.kafka import EventConsumer, make_broker, publishes
@@ -36,6 +37,7 @@ def create_app(settings: SyncSettings) -> Starlette:
     """Build sync's HTTP server: /healthz, /readyz (Kafka) and /internal (the gateway's)."""
     # The settings validator guarantees both.
     assert settings.provisioner_token is not None and settings.internal_token is not None
+    tracing.setup(settings, "nbembed-sync")
     broker = make_broker(settings, client_id="nbembed-sync")
     publishes(broker, "sync", SessionReady, SessionFailed, NotebookStored, NotebookStoreFailed)
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
