@@ -20,6 +20,7 @@ from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem, errors
 from services.gateway.rate_limit import Verdict
 from services.gateway.saves_api import record_save
+from services.gateway.store import Document
 from services.gateway.tickets import TicketRefused
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -61,6 +62,15 @@ async def _server_user(request: Request, authorization: str) -> str:
     return hub_user
 
 
+async def _host_user(parts: Gateway, open_file: Document) -> str | None:
+    """The host user behind a server's save: the user of a session that has the file open."""
+    for session_id in open_file.get("sessions", {}):
+        session = await parts.sessions.get_any(session_id)
+        if session is not None:
+            return str(session["host_user_id"])
+    return None
+
+
 @router.post(
     "/server-saves",
     status_code=status.HTTP_202_ACCEPTED,
@@ -94,6 +104,7 @@ async def server_saved(
         hub_user=hub_user,
         path=body.path,
         origin="server",
+        author=await _host_user(parts, known),
     )
     # Recorded with its event, so the audit trail knows whose save it was.
     await record_save(parts, {"session_id": None}, CloudEvent.wrap(saved, source=SOURCE))
