@@ -151,18 +151,10 @@ def render_html(notebook: dict[str, Any], *, title: str, outputs: bool = True) -
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """nbdime's notebook-aware diff from ``before`` to ``after`` (its JSON diff format)."""
     import nbdime
+    from nbdime.diff_utils import to_clean_dicts
 
-    entries: list[dict[str, Any]] = _plain(nbdime.diff_notebooks(before, after))
+    entries: list[dict[str, Any]] = to_clean_dicts(nbdime.diff_notebooks(before, after))
     return entries
-
-
-def _plain(value: Any) -> Any:
-    """nbdime's diff entries as plain JSON values (it returns its own dict subclasses)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 class ViewCache:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import HostUserId, RevisionLabel
@@ -59,7 +60,9 @@ class NotebookDiff(BaseModel):
     from_: RevisionRef = Field(alias="from")
     to: RevisionRef
     format: Literal["nbdime"] = Field(
-        description="nbdime's JSON diff (applies with nbdime.patch to `from`'s content)."
+        description="nbdime's JSON diff format: "
+        "`nbdime.patch(from_content, nbdime.diff_utils.to_diffentry_dicts(diff))` "
+        "gives `to`'s content."
     )
     diff: list[DiffEntry]
 
@@ -109,7 +112,8 @@ async def _fetch(
 
 
 def _ref(stored: dict[str, Any]) -> RevisionRef:
-    return RevisionRef.model_validate({k: v for k, v in stored.items() if k != "content"})
+    fields = {k: v for k, v in stored.items() if k in RevisionRef.model_fields}
+    return RevisionRef.model_validate(fields)
 
 
 @router.get(
@@ -118,7 +122,7 @@ def _ref(stored: dict[str, Any]) -> RevisionRef:
     response_model_by_alias=True,
     responses=errors(503),
 )
-async def diff_revisions(
+async def diff_revisions(  # the diff goes out as nbdime made it (a null value is a value)
     notebook_id: str,
     tenant: TenantDep,
     parts: GatewayDep,
@@ -126,7 +130,7 @@ async def diff_revisions(
     to: Annotated[
         int | None, Query(ge=1, le=2**31, description="The newer revision (default: the latest).")
     ] = None,
-) -> NotebookDiff:
+) -> JSONResponse:
     """A notebook-aware diff (cells, sources, outputs, metadata) between two revisions.
 
     Bounded: two revisions whose stored JSON together exceeds
@@ -147,11 +151,11 @@ async def diff_revisions(
         raise Problem(422, "Invalid request", detail, kind="diff-too-large")
     async with RENDER_SLOTS:
         entries = await asyncio.to_thread(rendering.diff, before["content"], after["content"])
-    return NotebookDiff.model_validate(
+    return JSONResponse(
         {
             "notebook_id": notebook_id,
-            "from": _ref(before),
-            "to": _ref(after),
+            "from": _ref(before).model_dump(mode="json"),
+            "to": _ref(after).model_dump(mode="json"),
             "format": "nbdime",
             "diff": entries,
         }
