@@ -281,6 +281,10 @@ class NotebookSaved(_NotebookEvent):
     author: HostUserId | None = Field(
         default=None, description="The host user who caused the save (kept with the revision)."
     )
+    restricted: bool = Field(
+        default=False,
+        description="Saved from a restricted session: read-only views of it show no outputs.",
+    )
 
 
 class NotebookRenamed(_NotebookEvent):

@@ -60,6 +60,7 @@ class Notebook(NotebookSummary):
     label: str | None = None
     author: str | None = None
     restored_from: int | None = None
+    restricted: bool = False
     content: dict[str, Any]
 
 
@@ -71,6 +72,9 @@ class Revision(BaseModel):
     author: str | None = Field(default=None, description="The host user who caused it.")
     restored_from: int | None = Field(
         default=None, description="The revision whose content a restore copied."
+    )
+    restricted: bool = Field(
+        default=False, description="Saved in restricted-data mode (views show no outputs)."
     )
 
 
@@ -161,6 +165,7 @@ async def get_notebook(
         label=stored.get("label"),
         author=stored.get("author"),
         restored_from=stored.get("restored_from"),
+        restricted=bool(stored.get("restricted")),
         content=stored["content"],
     )
 

@@ -208,9 +208,10 @@ async def restore_revision(
     )
 
 
-def view_shows_outputs(tenant: Tenant) -> bool:
-    """Whether a view may show outputs: not for a restricted tenant (a view is an export)."""
-    return not tenant.restricted
+def view_shows_outputs(tenant: Tenant, stored: dict[str, Any]) -> bool:
+    """Whether a view may show outputs: not of a restricted tenant's notebook, nor of a
+    revision saved in a restricted session (a view is an export; the outputs are the data)."""
+    return not tenant.restricted and not stored.get("restricted")
 
 
 @router.get(
@@ -237,12 +238,12 @@ async def view_revision(
     Nothing in it runs: outputs' scripts, event handlers, ``javascript:``
     links, iframes and widgets are removed, and the page is served with
     ``Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline';
-    img-src data:; sandbox``. For a restricted tenant the view shows cells
-    without their outputs.
+    img-src data:; sandbox``. For a restricted tenant, or a revision saved
+    in a restricted session, the view shows cells without their outputs.
     """
     summary = await _summary(parts, tenant.id, notebook_id)
     stored, _ = await _fetch(parts, tenant.id, notebook_id, revision)
-    outputs = view_shows_outputs(tenant)
+    outputs = view_shows_outputs(tenant, stored)
     key = (notebook_id, int(stored["revision"]), str(stored["sha256"]), outputs)
     page = parts.views.get(key)
     if page is None:

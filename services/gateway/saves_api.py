@@ -109,6 +109,7 @@ async def request_save(
         origin="host",
         label=body.label if body else None,
         author=(body.author if body else None) or session.get("host_user_id"),
+        restricted=bool(session.get("restricted")),
     )
     save = await record_save(
         parts,

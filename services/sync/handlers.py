@@ -253,7 +253,7 @@ class SyncHandlers:
         if content is None:
             return  # notebook.store_failed was published
         hops.lap("read_ms")
-        notes = revision_notes(label=saved.label, author=saved.author)
+        notes = revision_notes(label=saved.label, author=saved.author, restricted=saved.restricted)
         revision, digest, changed = await self._store.add_revision(record, content, notes)
         hops.lap("store_ms")
         await self._announce_stored(
@@ -329,7 +329,10 @@ class SyncHandlers:
             return None
         content = stored["content"]
         notes = revision_notes(
-            label=label or f"restored from revision {number}", author=author, restored_from=number
+            label=label or f"restored from revision {number}",
+            author=author,
+            restored_from=number,
+            restricted=bool(stored.get("restricted")),
         )
         revision, digest, changed = await self._store.add_revision(record, content, notes)
         await self._announce_stored(record, revision, digest, save_id=None, changed=changed)

@@ -32,22 +32,33 @@ def _log_entry(
 ) -> Document:
     """One line of a notebook's revision history (field order matters to ``$addToSet``).
 
-    ``notes`` (label, author, restored_from) appear only when given, in the
+    ``notes`` (label, author, restored_from, restricted) appear only when given, in the
     order `revision_notes` makes, so an entry rebuilt from the stored
     revision (``_adopt``) equals the one its writer logged.
     """
     return {"revision": revision, "sha256": digest, "created_at": created, **(notes or {})}
 
 
-NOTE_FIELDS = ("label", "author", "restored_from")
+NOTE_FIELDS = ("label", "author", "restored_from", "restricted")
 """What a revision may say about itself besides its content, in a fixed order."""
 
 
 def revision_notes(
-    label: str | None = None, author: str | None = None, restored_from: int | None = None
+    label: str | None = None,
+    author: str | None = None,
+    restored_from: int | None = None,
+    restricted: bool = False,
 ) -> Document:
-    """A revision's notes: who caused it and why, without the fields not given."""
-    given = {"label": label, "author": author, "restored_from": restored_from}
+    """A revision's notes: who caused it, why, and whether its data is restricted.
+
+    Fields not given are left out (``restricted`` only appears when true).
+    """
+    given = {
+        "label": label,
+        "author": author,
+        "restored_from": restored_from,
+        "restricted": True if restricted else None,
+    }
     return {key: given[key] for key in NOTE_FIELDS if given[key] is not None}
 
 

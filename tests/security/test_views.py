@@ -122,12 +122,16 @@ class Inventory(HTMLParser):
 
 
 async def plant(
-    gateway: httpx.AsyncClient, hub: httpx.AsyncClient, settings: StackSettings, tenant: str
+    gateway: httpx.AsyncClient,
+    hub: httpx.AsyncClient,
+    settings: StackSettings,
+    tenant: str,
+    **extra: Any,
 ) -> tuple[str, str]:
     """A user of ``tenant`` whose kernel saved the hostile notebook: (notebook id, hub user)."""
     user_id = f"views-{uuid.uuid4().hex[:10]}"
     hub_user = hub_username(tenant, user_id)
-    session = await open_session(gateway, user_id=user_id, notebook_name="Hostile")
+    session = await open_session(gateway, user_id=user_id, notebook_name="Hostile", **extra)
     assert session["status"] == "ready", session
     token = await user_server_token(hub, hub_user)
     code = f"NOTEBOOK = {json.dumps(HOSTILE_NOTEBOOK)!r}\nPATH = {session['path']!r}\n" + WRITE
@@ -210,6 +214,14 @@ async def test_no_tenant_views_diffs_or_restores_another_tenants_notebook(
             assert "marker" not in answer.text
 
 
+def assert_without_outputs(answer: httpx.Response) -> None:
+    assert answer.status_code == 200, answer.text
+    assert "marker-source" in answer.text and "marker-title" in answer.text
+    for output in ("marker-html", "marker-output", "marker-js-fallback", "marker-widget"):
+        assert output not in answer.text, output
+    assert "Outputs are not shown" in answer.text
+
+
 async def test_a_restricted_tenants_view_shows_no_outputs(
     hub: httpx.AsyncClient, stack_settings: StackSettings
 ) -> None:
@@ -222,11 +234,32 @@ async def test_a_restricted_tenants_view_shows_no_outputs(
     ) as vault:
         notebook_id, hub_user = await plant(vault, hub, stack_settings, tenant)
         try:
-            answer = await vault.get(f"/v1/notebooks/{notebook_id}/view")
+            assert_without_outputs(await vault.get(f"/v1/notebooks/{notebook_id}/view"))
         finally:
             await hub.delete(f"/users/{hub_user}/server")
-    assert answer.status_code == 200, answer.text
-    assert "marker-source" in answer.text and "marker-title" in answer.text
-    for output in ("marker-html", "marker-output", "marker-js-fallback", "marker-widget"):
-        assert output not in answer.text, output
-    assert "Outputs are not shown" in answer.text
+
+
+async def test_a_revision_saved_in_a_restricted_session_views_without_outputs(
+    gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
+) -> None:
+    """A session stricter than its (open) tenant: its revisions stay restricted, restored too."""
+    tenant = stack_settings.tenants[0]
+    notebook_id, hub_user = await plant(gateway, hub, stack_settings, tenant, restricted=True)
+    try:
+        latest = (await gateway.get(f"/v1/notebooks/{notebook_id}")).json()
+        assert latest["restricted"] is True
+        assert_without_outputs(await gateway.get(f"/v1/notebooks/{notebook_id}/view"))
+        # Back to the empty first revision, then forward again: the copy stays restricted.
+        for revision in (1, latest["revision"]):
+            restored = await gateway.post(
+                f"/v1/notebooks/{notebook_id}/revisions/{revision}/restore"
+            )
+            assert restored.status_code == 200 and restored.json()["changed"], restored.text
+        again = restored.json()["revision"]
+        assert again == latest["revision"] + 2
+        copy = (await gateway.get(f"/v1/notebooks/{notebook_id}?revision={again}")).json()
+        assert (copy["restricted"], copy["restored_from"]) == (True, latest["revision"])
+        view = await gateway.get(f"/v1/notebooks/{notebook_id}/view", params={"revision": again})
+        assert_without_outputs(view)
+    finally:
+        await hub.delete(f"/users/{hub_user}/server")
