@@ -151,9 +151,12 @@ def render_html(notebook: dict[str, Any], *, title: str, outputs: bool = True) -
 def diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """nbdime's notebook-aware diff from ``before`` to ``after`` (its JSON diff format)."""
     import nbdime
+    import nbformat
     from nbdime.diff_utils import to_clean_dicts
 
-    entries: list[dict[str, Any]] = to_clean_dicts(nbdime.diff_notebooks(before, after))
+    # nbdime reads outputs by attribute: it needs nbformat's nodes, not plain dicts.
+    a, b = nbformat.from_dict(before), nbformat.from_dict(after)
+    entries: list[dict[str, Any]] = to_clean_dicts(nbdime.diff_notebooks(a, b))
     return entries
 
 

@@ -87,6 +87,8 @@ def test_a_diff_applied_to_the_older_revision_gives_the_newer() -> None:
     before = notebook(v4.new_output("stream", name="stdout", text="1\n"))
     after = copy.deepcopy(before)
     after["cells"][1]["source"] = "print('changed')"
+    after["cells"][1]["outputs"][0]["text"] = "changed\n"
+    after["cells"][1]["outputs"].append(v4.new_output("display_data", data={"text/html": "<b>"}))
     after["cells"].append(v4.new_markdown_cell("new", id="new"))
     entries = rendering.diff(before, after)
     assert entries and entries[0]["key"] == "cells"
