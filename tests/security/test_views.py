@@ -81,17 +81,6 @@ HOSTILE_NOTEBOOK: dict[str, Any] = {
                         f"<script>{PWN}</script></svg>"
                     },
                 },
-                {
-                    "output_type": "display_data",
-                    "metadata": {},
-                    "data": {
-                        "application/vnd.jupyter.widget-view+json": {
-                            "model_id": "m",
-                            "version_major": 2,
-                        },
-                        "text/plain": "marker-widget",
-                    },
-                },
                 {"output_type": "stream", "name": "stdout", "text": "marker-output\n"},
             ],
         },
@@ -217,7 +206,7 @@ async def test_no_tenant_views_diffs_or_restores_another_tenants_notebook(
 def assert_without_outputs(answer: httpx.Response) -> None:
     assert answer.status_code == 200, answer.text
     assert "marker-source" in answer.text and "marker-title" in answer.text
-    for output in ("marker-html", "marker-output", "marker-js-fallback", "marker-widget"):
+    for output in ("marker-html", "marker-output", "marker-js-fallback"):
         assert output not in answer.text, output
     assert "Outputs are not shown" in answer.text
 

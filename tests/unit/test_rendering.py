@@ -61,12 +61,17 @@ def test_raw_html_in_markdown_is_sanitised_too() -> None:
     assert "Hi" in page and "onerror" not in page and "javascript:" not in page
 
 
-def test_images_stay_and_javascript_outputs_do_not() -> None:
+def test_images_stay_and_javascript_and_widget_outputs_do_not() -> None:
     png = v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="})
     js = v4.new_output("display_data", data={"application/javascript": "alert(7)"})
-    page = rendering.render_html(notebook(png, js), title="t")
+    view = {"model_id": "widget-model-id", "version_major": 2}
+    widget = v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": view})
+    doc = notebook(png, js, widget)
+    doc["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    page = rendering.render_html(doc, title="t")
     assert 'src="data:image/png;base64,iVBORw0KGgo="' in page
-    assert "alert(7)" not in page
+    assert "alert(7)" not in page and "widget-model-id" not in page
+    assert "<script" not in page
 
 
 def test_without_outputs_the_view_shows_cells_only() -> None:
