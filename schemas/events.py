@@ -43,6 +43,8 @@ HubUser = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 HostUserId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 NotebookPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+RevisionLabel = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""A host's words for a revision ("before the review", "restored from revision 3")."""
 InputName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$"),
@@ -308,6 +310,16 @@ class NotebookSaved(_NotebookEvent):
     path: NotebookPath
     origin: Literal["host", "server"] = Field(
         description="host: the host page's Save; server: a save Jupyter made itself."
+    )
+    label: RevisionLabel | None = Field(
+        default=None, description="Kept with the revision this save makes, if it makes one."
+    )
+    author: HostUserId | None = Field(
+        default=None, description="The host user who caused the save (kept with the revision)."
+    )
+    restricted: bool = Field(
+        default=False,
+        description="Saved from a restricted session: read-only views of it show no outputs.",
     )
 
 

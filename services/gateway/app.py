@@ -46,6 +46,8 @@ from services.gateway import (
     library_api,
     metrics_api,
     problems,
+    rendering,
+    revisions_api,
     saves_api,
     sdk,
     warm_api,
@@ -126,6 +128,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         audit_reports=RateLimiter(
             burst=settings.audit_report_burst, per_second=settings.audit_report_per_second
         ),
+        views=rendering.ViewCache(settings.view_cache_entries),
         outbox=Outbox(
             mongo,
             database,
@@ -189,9 +192,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await broker.start()
         await changes.started()  # ready only once no other replica's change can be missed
         relay = asyncio.ensure_future(parts.outbox.run_relay())
+        # nbconvert and its templates take seconds to load: loaded now, in the
+        # background, the first view is as fast as the next.
+        warming = asyncio.ensure_future(asyncio.to_thread(rendering.warm))
         try:
             yield
         finally:
+            warming.cancel()
             reloader.cancel()
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -274,6 +281,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         inputs_api.router,
         saves_api.router,
         library_api.router,
+        revisions_api.router,
         audit_api.router,
     )
     for router in (*routers, internal_api.router, admin_api.router):

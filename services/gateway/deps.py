@@ -15,6 +15,7 @@ from services.gateway.audit_store import AuditStore, AuditUsers
 from services.gateway.outbox import Outbox
 from services.gateway.problems import Problem
 from services.gateway.rate_limit import RateLimiter
+from services.gateway.rendering import ViewCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import (
     InputRecords,
@@ -51,6 +52,7 @@ class Gateway:
     audit: AuditStore
     audit_users: AuditUsers
     audit_reports: RateLimiter
+    views: ViewCache
     outbox: Outbox
 
 

@@ -20,6 +20,7 @@ from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem, errors
 from services.gateway.rate_limit import Verdict
 from services.gateway.saves_api import record_save
+from services.gateway.store import Document
 from services.gateway.tickets import TicketRefused
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -61,6 +62,18 @@ async def _server_user(request: Request, authorization: str) -> str:
     return hub_user
 
 
+async def _saved_by(parts: Gateway, open_file: Document) -> tuple[str | None, bool]:
+    """Who is behind a server's save (the host user of a session that has the file open),
+    and whether its data is restricted (any such session restricted: the server then is)."""
+    author, restricted = None, False
+    for session_id in open_file.get("sessions", {}):
+        session = await parts.sessions.get_any(session_id)
+        if session is not None:
+            author = author or str(session["host_user_id"])
+            restricted = restricted or bool(session.get("restricted"))
+    return author, restricted
+
+
 @router.post(
     "/server-saves",
     status_code=status.HTTP_202_ACCEPTED,
@@ -87,6 +100,7 @@ async def server_saved(
             "No open nbembed session has this file on your server; the save is not stored.",
             kind="file-not-open",
         )
+    author, restricted = await _saved_by(parts, known)
     saved = NotebookSaved(
         save_id=uuid.uuid4().hex,
         tenant_id=known["tenant_id"],
@@ -94,6 +108,8 @@ async def server_saved(
         hub_user=hub_user,
         path=body.path,
         origin="server",
+        author=author,
+        restricted=restricted,
     )
     # Recorded with its event, so the audit trail knows whose save it was.
     await record_save(parts, {"session_id": None}, CloudEvent.wrap(saved, source=SOURCE))

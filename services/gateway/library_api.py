@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import CloudEvent, NotebookDeleted, NotebookRenamed, hub_username
 from services.gateway.api import SOURCE, NotebookName, end, pending, record
@@ -57,6 +57,10 @@ class Notebook(NotebookSummary):
     """A stored notebook with the content of one revision."""
 
     revision: int
+    label: str | None = None
+    author: str | None = None
+    restored_from: int | None = None
+    restricted: bool = False
     content: dict[str, Any]
 
 
@@ -64,6 +68,14 @@ class Revision(BaseModel):
     revision: int
     sha256: str
     created_at: datetime
+    label: str | None = Field(default=None, description="The host's words for it, if any.")
+    author: str | None = Field(default=None, description="The host user who caused it.")
+    restored_from: int | None = Field(
+        default=None, description="The revision whose content a restore copied."
+    )
+    restricted: bool = Field(
+        default=False, description="Saved in restricted-data mode (views show no outputs)."
+    )
 
 
 class RevisionList(BaseModel):
@@ -150,6 +162,10 @@ async def get_notebook(
     return Notebook(
         **NotebookSummary.of(summary).model_dump(),
         revision=stored["revision"],
+        label=stored.get("label"),
+        author=stored.get("author"),
+        restored_from=stored.get("restored_from"),
+        restricted=bool(stored.get("restricted")),
         content=stored["content"],
     )
 

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import CloudEvent, NotebookSaved
+from schemas.events import HostUserId, RevisionLabel
 from services.gateway.api import SOURCE, Failure, record, session_not_found
 from services.gateway.deps import CallerDep, Gateway, GatewayDep, resolve_session_caller
 from services.gateway.outbox import event_entry
@@ -52,6 +53,19 @@ class SaveView(BaseModel):
         )
 
 
+class SaveRequest(BaseModel):
+    """What the revision a save makes says about itself (both optional)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    label: RevisionLabel | None = Field(
+        default=None, description="Kept with the new revision (none when nothing changed)."
+    )
+    author: HostUserId | None = Field(
+        default=None, description="The host user who caused the save; default: the session's."
+    )
+
+
 def _save_not_found(save_id: str) -> Problem:
     return Problem(404, "Not found", f"No save {save_id} for this caller.", kind="save-not-found")
 
@@ -63,7 +77,11 @@ def _save_not_found(save_id: str) -> Problem:
     responses=errors(409),
 )
 async def request_save(
-    session_id: str, caller: CallerDep, parts: GatewayDep, response: Response
+    session_id: str,
+    caller: CallerDep,
+    parts: GatewayDep,
+    response: Response,
+    body: SaveRequest | None = None,
 ) -> SaveView:
     """Store the session's notebook, as last saved in Jupyter, as a new revision.
 
@@ -89,6 +107,9 @@ async def request_save(
         hub_user=session["hub_user"],
         path=session["path"],
         origin="host",
+        label=body.label if body else None,
+        author=(body.author if body else None) or session.get("host_user_id"),
+        restricted=bool(session.get("restricted")),
     )
     save = await record_save(
         parts,

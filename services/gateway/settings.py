@@ -96,6 +96,21 @@ class GatewaySettings(ServiceSettings):
         le=11 * 2**20,
         description="Largest input file a host may upload (kept in one store document).",
     )
+    max_diff_bytes: int = Field(
+        default=4 * 2**20,
+        gt=0,
+        le=64 * 2**20,
+        description="Largest pair of revisions (their stored JSON together) a diff compares: "
+        "nbdime's work grows with the product of cell counts and line lengths, so a diff of "
+        "two notebooks near the 15 MiB revision limit is refused (422) rather than run.",
+    )
+    view_cache_entries: int = Field(
+        default=128,
+        ge=0,
+        le=10_000,
+        description="Rendered read-only views kept per replica (revisions never change, so a "
+        "view is rendered once per revision and mode).",
+    )
     audit_projector: bool = Field(
         default=True,
         description="Run the audit projector (group audit_group_id) in this process. Turn it "

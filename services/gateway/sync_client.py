@@ -48,6 +48,43 @@ class SyncClient:
         number = "latest" if revision is None else str(revision)
         return await self._get(f"/notebooks/{notebook_id}/revisions/{number}", tenant_id)
 
+    async def revision_sized(
+        self, tenant_id: str, notebook_id: str, revision: int | None
+    ) -> tuple[dict[str, Any], int] | None:
+        """One revision with content, and the size of its JSON as sync sent it."""
+        number = "latest" if revision is None else str(revision)
+        try:
+            response = await self._http.get(
+                f"/notebooks/{notebook_id}/revisions/{number}", params={"tenant_id": tenant_id}
+            )
+        except httpx.TransportError as exc:
+            raise SyncUnavailable(str(exc)) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise SyncUnavailable(f"sync answered {response.status_code}")
+        body: dict[str, Any] = response.json()
+        return body, len(response.content)
+
+    async def restore(
+        self, tenant_id: str, notebook_id: str, revision: int, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Have sync make ``revision`` the latest; None when it does not exist."""
+        try:
+            response = await self._http.post(
+                f"/notebooks/{notebook_id}/revisions/{revision}/restore",
+                params={"tenant_id": tenant_id},
+                json=body,
+            )
+        except httpx.TransportError as exc:
+            raise SyncUnavailable(str(exc)) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise SyncUnavailable(f"sync answered {response.status_code}")
+        restored: dict[str, Any] = response.json()
+        return restored
+
     async def put_input(
         self, tenant_id: str, input_id: str, name: str, content: bytes
     ) -> dict[str, Any]:

@@ -99,5 +99,6 @@ def create_app(settings: SyncSettings) -> Starlette:
         input_store,
         settings.internal_token.get_secret_value(),
         max_input_bytes=settings.max_input_bytes,
+        handlers=handlers,
     )
     return with_internal_api(app, internal)

@@ -28,7 +28,7 @@ from services.common.kafka import publish_event
 from services.sync import notebooks
 from services.sync.contents import ContentsClient, ContentsError, TooLarge, hub_user_of
 from services.sync.inputs import InputNotFound, InputPlacer
-from services.sync.store import NotebookStore
+from services.sync.store import NotebookStore, revision_notes
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,8 @@ class SyncHandlers:
         if content is None:
             return  # notebook.store_failed was published
         hops.lap("read_ms")
-        revision, digest, changed = await self._store.add_revision(record, content)
+        notes = revision_notes(label=saved.label, author=saved.author, restricted=saved.restricted)
+        revision, digest, changed = await self._store.add_revision(record, content, notes)
         hops.lap("store_ms")
         await self._announce_stored(
             record, revision, digest, save_id=saved.save_id, changed=changed
@@ -301,6 +302,70 @@ class SyncHandlers:
         except notebooks.InvalidNotebook as exc:
             await self._store_failed(saved, "notebook_invalid", f"not a valid notebook: {exc}")
             return None
+
+    async def restore(
+        self,
+        tenant_id: str,
+        notebook_id: str,
+        number: int,
+        *,
+        author: str | None,
+        label: str | None,
+        open_files: list[tuple[str, str]],
+    ) -> dict[str, Any] | None:
+        """Make revision ``number`` the latest again, also in the files of open sessions.
+
+        A new revision with that revision's content (labelled and attributed),
+        announced as stored like any other; then written over the notebook's
+        own file on each ``(hub_user, path)`` given (the gateway's open
+        sessions), only where that path is this notebook's file for that user.
+        A server that cannot be written is reported, not fatal: the revision is
+        durable, and the next session opens it. None when the notebook or the
+        revision does not exist for the tenant.
+        """
+        record = await self._store.get_notebook(tenant_id, notebook_id)
+        stored = await self._store.revision(tenant_id, notebook_id, number) if record else None
+        if record is None or stored is None:
+            return None
+        content = stored["content"]
+        notes = revision_notes(
+            label=label or f"restored from revision {number}",
+            author=author,
+            restored_from=number,
+            restricted=bool(stored.get("restricted")),
+        )
+        revision, digest, changed = await self._store.add_revision(record, content, notes)
+        await self._announce_stored(record, revision, digest, save_id=None, changed=changed)
+        written, failed = await self._write_open_files(notebook_id, content, open_files)
+        return {
+            "revision": revision,
+            "sha256": digest,
+            "changed": changed,
+            "written": written,
+            "not_written": failed,
+        }
+
+    async def _write_open_files(
+        self, notebook_id: str, content: dict[str, Any], open_files: list[tuple[str, str]]
+    ) -> tuple[list[str], list[str]]:
+        """Put ``content`` in the notebook's own file on each user's server given."""
+        normalised = notebooks.normalise(content)
+        written: list[str] = []
+        failed: list[str] = []
+        for hub_user, path in dict.fromkeys(open_files):
+            if await self._store.file_of(hub_user, notebook_id) != path:
+                continue  # only ever this notebook's own file
+            try:
+                await self._contents.put_notebook(f"/user/{hub_user}/", path, normalised)
+            except ContentsError as exc:
+                log.warning(
+                    "restored revision not written to an open file",
+                    extra={"notebook_id": notebook_id, "hub_user": hub_user, "error": str(exc)},
+                )
+                failed.append(hub_user)
+            else:
+                written.append(hub_user)
+        return written, failed
 
     async def on_notebook_renamed(self, event: CloudEvent[NotebookRenamed]) -> None:
         """Keep the stored record's name in step with the host's (idempotent).

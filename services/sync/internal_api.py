@@ -13,14 +13,39 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import InputFile
+from schemas.events import HostUserId, HubUser, NotebookPath, RevisionLabel
+from services.sync.handlers import SyncHandlers
 from services.sync.inputs import InputStore
-from services.sync.store import NotebookStore
+from services.sync.store import NOTE_FIELDS, NotebookStore
+
+
+class OpenFile(BaseModel):
+    """A notebook's file on a user's server that a session has open."""
+
+    hub_user: HubUser
+    path: NotebookPath
+
+
+class RestoreRequest(BaseModel):
+    """Who restores, why, and the files open sessions have (from the gateway)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: HostUserId | None = None
+    label: RevisionLabel | None = None
+    open_files: list[OpenFile] = Field(default_factory=list, max_length=1000)
 
 
 def create_internal_api(
-    store: NotebookStore, inputs: InputStore, token: str, *, max_input_bytes: int
+    store: NotebookStore,
+    inputs: InputStore,
+    token: str,
+    *,
+    max_input_bytes: int,
+    handlers: SyncHandlers,
 ) -> FastAPI:
     """The internal API, to mount under ``/internal`` of sync's HTTP server."""
 
@@ -66,8 +91,26 @@ def create_internal_api(
             "revision": stored["revision"],
             "sha256": stored["sha256"],
             "created_at": created.isoformat(),
+            **{key: stored[key] for key in NOTE_FIELDS if stored.get(key) is not None},
             "content": stored["content"],
         }
+
+    @api.post("/notebooks/{notebook_id}/revisions/{number}/restore")
+    async def restore(
+        notebook_id: str, number: str, body: RestoreRequest, tenant_id: Annotated[str, Query()]
+    ) -> dict[str, Any]:
+        """Make revision ``number`` the latest, also in the open sessions' files."""
+        restored = await handlers.restore(
+            tenant_id,
+            notebook_id,
+            _int(number),
+            author=body.author,
+            label=body.label,
+            open_files=[(f.hub_user, f.path) for f in body.open_files],
+        )
+        if restored is None:
+            raise HTTPException(404, f"no revision {number} of notebook {notebook_id}")
+        return restored
 
     @api.put("/inputs/{input_id}")
     async def put_input(

@@ -27,9 +27,39 @@ def _notebook_key(hub_user: str, notebook_id: str) -> str:
     return f"notebook/{hub_user}/{notebook_id}"
 
 
-def _log_entry(revision: int, digest: str, created: datetime) -> Document:
-    """One line of a notebook's revision history (field order matters to ``$addToSet``)."""
-    return {"revision": revision, "sha256": digest, "created_at": created}
+def _log_entry(
+    revision: int, digest: str, created: datetime, notes: Document | None = None
+) -> Document:
+    """One line of a notebook's revision history (field order matters to ``$addToSet``).
+
+    ``notes`` (label, author, restored_from, restricted) appear only when given, in the
+    order `revision_notes` makes, so an entry rebuilt from the stored
+    revision (``_adopt``) equals the one its writer logged.
+    """
+    return {"revision": revision, "sha256": digest, "created_at": created, **(notes or {})}
+
+
+NOTE_FIELDS = ("label", "author", "restored_from", "restricted")
+"""What a revision may say about itself besides its content, in a fixed order."""
+
+
+def revision_notes(
+    label: str | None = None,
+    author: str | None = None,
+    restored_from: int | None = None,
+    restricted: bool = False,
+) -> Document:
+    """A revision's notes: who caused it, why, and whether its data is restricted.
+
+    Fields not given are left out (``restricted`` only appears when true).
+    """
+    given = {
+        "label": label,
+        "author": author,
+        "restored_from": restored_from,
+        "restricted": True if restricted else None,
+    }
+    return {key: given[key] for key in NOTE_FIELDS if given[key] is not None}
 
 
 def content_sha256(notebook: dict[str, Any]) -> str:
@@ -92,9 +122,13 @@ class NotebookStore:
         )
 
     async def add_revision(
-        self, notebook: Document, content: dict[str, Any]
+        self, notebook: Document, content: dict[str, Any], notes: Document | None = None
     ) -> tuple[int, str, bool]:
         """Store ``content`` as the next revision unless it equals the latest.
+
+        ``notes`` (from `revision_notes`) are kept with a new revision and in
+        the history; content equal to the latest stores nothing, notes included
+        (the latest revision already says what that content is).
 
         Returns (revision, sha256, changed). Every access is by ``_id`` (FerretDB's
         SQLite backend scans the collection for anything else): the record keeps
@@ -135,13 +169,15 @@ class NotebookStore:
                         "sha256": digest,
                         "content": content,
                         "created_at": created,
+                        **(notes or {}),
                     }
                 )
             except DuplicateKeyError:
                 await self._adopt(notebook_id, revision)
                 await asyncio.sleep(0.01)
                 continue
-            await self._move_latest(notebook_id, revision, _log_entry(revision, digest, created))
+            entry = _log_entry(revision, digest, created, notes)
+            await self._move_latest(notebook_id, revision, entry)
             await self._apply_retention(notebook_id, revision)
             return revision, digest, True
 
@@ -154,12 +190,14 @@ class NotebookStore:
         the same entry, which ``$addToSet`` keeps once.
         """
         stored = await self._revisions.find_one(
-            {"_id": _revision_id(notebook_id, revision)}, {"sha256": 1, "created_at": 1}
+            {"_id": _revision_id(notebook_id, revision)},
+            {"sha256": 1, "created_at": 1, **dict.fromkeys(NOTE_FIELDS, 1)},
         )
         entry = None
         if stored is not None:
             created = stored["created_at"].replace(tzinfo=UTC)
-            entry = _log_entry(revision, stored["sha256"], created)
+            notes = {key: stored[key] for key in NOTE_FIELDS if stored.get(key) is not None}
+            entry = _log_entry(revision, stored["sha256"], created, notes)
         await self._move_latest(notebook_id, revision, entry)
 
     async def _move_latest(

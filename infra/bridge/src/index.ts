@@ -43,7 +43,7 @@ function watchSaves(panel: NotebookPanel, origins: readonly string[]): void {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'nbembed-bridge:plugin',
-  description: 'Save the embedded notebook from the host page (postMessage).',
+  description: 'Save or reload the embedded notebook from the host page (postMessage).',
   autoStart: true,
   requires: [INotebookTracker],
   activate: (app: JupyterFrontEnd, notebooks: INotebookTracker) => {
@@ -73,15 +73,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
         reply({ protocol: PROTOCOL, type: 'error', requestId: request.requestId, reason: 'no notebook is open' });
         return;
       }
-      panel.context
-        .save()
+      const context = panel.context;
+      // A reload reads the file again (context.revert): the document then knows
+      // the file's new timestamp, so the next save raises no "file changed on
+      // disk" dialog. Unsaved edits are dropped, as a restore means.
+      const done = request.type === 'reload' ? context.revert() : context.save();
+      done
         .then(() =>
           reply({
             protocol: PROTOCOL,
-            type: 'saved',
+            type: request.type === 'reload' ? 'reloaded' : 'saved',
             requestId: request.requestId,
-            path: panel.context.path,
-            lastModified: panel.context.contentsModel?.last_modified ?? ''
+            path: context.path,
+            lastModified: context.contentsModel?.last_modified ?? ''
           })
         )
         .catch((error: unknown) =>

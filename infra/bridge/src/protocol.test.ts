@@ -27,6 +27,16 @@ test('only exact allowed origins pass', () => {
   assert.equal(isAllowedOrigin('null', ['null']), false);
 });
 
+test('reload requests are validated like saves', () => {
+  assert.deepEqual(parseHostMessage({ protocol: PROTOCOL, type: 'reload', requestId: 'r-2' }), {
+    protocol: PROTOCOL,
+    type: 'reload',
+    requestId: 'r-2'
+  });
+  assert.equal(parseHostMessage({ protocol: PROTOCOL, type: 'reload' }), null);
+  assert.equal(parseHostMessage({ protocol: PROTOCOL, type: 'revert', requestId: 'a' }), null);
+});
+
 test('save requests are validated', () => {
   assert.deepEqual(parseHostMessage({ protocol: PROTOCOL, type: 'save', requestId: 'a-1' }), {
     protocol: PROTOCOL,

@@ -3,17 +3,24 @@
 
 export const PROTOCOL = 'nbembed.v1';
 
-/** What the host page may ask. */
-export interface SaveRequest {
+/**
+ * What the host page may ask: save the notebook, or reload it from its file
+ * (after the host restored a revision, which nbembed wrote into that file).
+ */
+export interface HostRequest {
   protocol: typeof PROTOCOL;
-  type: 'save';
+  type: 'save' | 'reload';
   requestId: string;
 }
+
+/** @deprecated the old name of HostRequest. */
+export type SaveRequest = HostRequest;
 
 /** What the bridge tells the host page. */
 export type BridgeMessage =
   | { protocol: typeof PROTOCOL; type: 'ready'; path: string }
   | { protocol: typeof PROTOCOL; type: 'saved'; requestId: string; path: string; lastModified: string }
+  | { protocol: typeof PROTOCOL; type: 'reloaded'; requestId: string; path: string; lastModified: string }
   | { protocol: typeof PROTOCOL; type: 'error'; requestId: string; reason: string }
   | { protocol: typeof PROTOCOL; type: 'user-saved'; path: string; lastModified: string };
 
@@ -39,16 +46,16 @@ export function isAllowedOrigin(origin: string, allowed: readonly string[]): boo
 const REQUEST_ID = /^[A-Za-z0-9-]{1,64}$/;
 
 /** A valid request from the host page, or null for anything else. */
-export function parseHostMessage(data: unknown): SaveRequest | null {
+export function parseHostMessage(data: unknown): HostRequest | null {
   if (typeof data !== 'object' || data === null) {
     return null;
   }
   const message = data as Record<string, unknown>;
-  if (message.protocol !== PROTOCOL || message.type !== 'save') {
+  if (message.protocol !== PROTOCOL || (message.type !== 'save' && message.type !== 'reload')) {
     return null;
   }
   if (typeof message.requestId !== 'string' || !REQUEST_ID.test(message.requestId)) {
     return null;
   }
-  return { protocol: PROTOCOL, type: 'save', requestId: message.requestId };
+  return { protocol: PROTOCOL, type: message.type, requestId: message.requestId };
 }

@@ -75,10 +75,17 @@ export declare class NbembedError extends Error {
     | "ended";
 }
 
+export interface Reloaded {
+  path: string;
+  lastModified: string;
+}
+
 export interface EmbedEventMap {
   ready: CustomEvent<{ path: string }>;
   saved: CustomEvent<{ path: string; lastModified: string; byUser?: boolean }>;
   stored: CustomEvent<Stored>;
+  /** Jupyter read the notebook's file again (after `reload()`). */
+  reloaded: CustomEvent<Reloaded>;
   error: CustomEvent<{ error: NbembedError }>;
   /** The session is over (its server stopped, the host ended it, its notebook deleted). */
   ended: CustomEvent<Ended>;
@@ -93,6 +100,11 @@ export declare class Embed extends EventTarget {
   readonly ended: Ended | null;
   /** Rejects with code "ended" once the session is over. */
   save(): Promise<Stored>;
+  /**
+   * Jupyter reads the notebook's file again (after a restore wrote it); unsaved
+   * edits are dropped and no "file changed on disk" dialog follows.
+   */
+  reload(): Promise<Reloaded>;
   destroy(): void;
   addEventListener<K extends keyof EmbedEventMap>(
     type: K,
@@ -104,3 +116,58 @@ export declare class Embed extends EventTarget {
 export declare function sandboxFor(restricted: boolean | undefined): string;
 
 export declare function mount(element: HTMLElement, options: MountOptions): Embed;
+
+export interface ViewOptions {
+  /** The page from GET /v1/notebooks/{id}/view, fetched by your backend. */
+  html?: string;
+  /** Or a URL of your backend that serves that page. */
+  src?: string;
+  title?: string;
+}
+
+/** The read-only view's sandbox: empty (no scripts, opaque origin). */
+export declare const VIEW_SANDBOX: "";
+
+export declare function mountView(
+  element: HTMLElement,
+  options: ViewOptions,
+): { iframe: HTMLIFrameElement; destroy(): void };
+
+export interface DiffEntry {
+  op: "add" | "remove" | "replace" | "patch" | "addrange" | "removerange";
+  key: number | string;
+  value?: unknown;
+  valuelist?: unknown[] | string;
+  length?: number;
+  diff?: DiffEntry[];
+}
+
+export interface RevisionRef {
+  revision: number;
+  sha256: string;
+  created_at: string;
+  label?: string | null;
+  author?: string | null;
+}
+
+export interface NotebookDiff {
+  notebook_id: string;
+  from: RevisionRef;
+  to: RevisionRef;
+  format: "nbdime";
+  diff: DiffEntry[];
+}
+
+export declare function fetchDiff(options: {
+  gatewayUrl: string;
+  notebookId: string;
+  from: number;
+  /** Default: the latest revision. */
+  to?: number;
+  /** The tenant's API key (backends only). */
+  token?: string;
+  fetch?: typeof fetch;
+}): Promise<NotebookDiff>;
+
+/** One line per changed cell, e.g. "cell 2: source, outputs changed". */
+export declare function describeDiff(diff: DiffEntry[]): string[];

@@ -11,6 +11,14 @@
 //   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
 //   embed.addEventListener("ended", (e) => reopen(e.detail.code));  // see below
 //   await embed.save();   // resolves once the revision is durable
+//   await embed.reload(); // after your backend restored a revision: Jupyter reads it
+//
+// Read-only views and diffs of stored revisions (no Jupyter server):
+//
+//   mountView(element, { html });   // the page your backend got from GET …/view
+//   mountView(element, { src });    // or a route of your backend that serves it
+//   const d = await fetchDiff({ gatewayUrl, notebookId, from: 3, to: 5, token });
+//   describeDiff(d.diff);           // ["cell 2: source, outputs changed", …]
 //
 // The SDK follows the session (a long-poll with the browser token) and emits
 // "ended" once it is over: its server was culled, stopped or crashed
@@ -105,6 +113,30 @@ export class Embed extends EventTarget {
     const stored = await this._store();
     this._emit("stored", stored);
     return stored;
+  }
+
+  /**
+   * Have Jupyter read the notebook's file again, e.g. after your backend restored
+   * a revision (POST /v1/notebooks/{id}/revisions/{n}/restore writes it into the
+   * open session's file). Unsaved edits in the page are dropped; no "file changed
+   * on disk" dialog follows. Resolves with { path, lastModified }.
+   */
+  async reload() {
+    if (this.ended) {
+      throw new NbembedError("ended", `the session ended: ${this.ended.reason}`);
+    }
+    const requestId = crypto.randomUUID();
+    const reloaded = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(requestId);
+        reject(new NbembedError("timeout", "Jupyter did not confirm the reload in time"));
+      }, this.options.saveTimeoutMs);
+      this._pending.set(requestId, { resolve, reject, timer });
+    });
+    this._post({ type: "reload", requestId });
+    const done = await reloaded;
+    this._emit("reloaded", done);
+    return done;
   }
 
   /** Remove the iframe and stop listening. */
@@ -214,12 +246,12 @@ export class Embed extends EventTarget {
     if (data.type === "ready") {
       this.ready = true;
       this._emit("ready", { path: data.path });
-    } else if (data.type === "saved" || data.type === "error") {
+    } else if (data.type === "saved" || data.type === "reloaded" || data.type === "error") {
       const pending = this._pending.get(data.requestId);
       if (!pending) return;
       this._pending.delete(data.requestId);
       clearTimeout(pending.timer);
-      if (data.type === "saved") {
+      if (data.type === "saved" || data.type === "reloaded") {
         pending.resolve({ path: data.path, lastModified: data.lastModified });
       } else {
         const error = new NbembedError("jupyter", data.reason || "Jupyter could not save");
@@ -235,4 +267,81 @@ export class Embed extends EventTarget {
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+// A view has no scripts of its own and needs none: an empty sandbox gives it an
+// opaque origin, no scripts, no forms, no popups, no top navigation.
+export const VIEW_SANDBOX = "";
+
+/**
+ * Show a stored revision read-only, in a sandboxed iframe (no allow-scripts).
+ * `html`: the page your backend got from GET /v1/notebooks/{id}/view (with the
+ * tenant's API key, which never reaches the browser); or `src`: a URL of your
+ * backend that serves that page (same-site, with your own authentication).
+ * @param {HTMLElement} element
+ * @param {import("./nbembed").ViewOptions} options
+ */
+export function mountView(element, options) {
+  if (!options || (!options.html && !options.src)) {
+    throw new NbembedError("bad-options", "html or src is required");
+  }
+  const iframe = document.createElement("iframe");
+  iframe.setAttribute("sandbox", VIEW_SANDBOX);
+  iframe.setAttribute("referrerpolicy", "no-referrer");
+  iframe.title = options.title || "Notebook (read-only)";
+  iframe.style.cssText = "width:100%;height:100%;border:0";
+  if (options.html) iframe.srcdoc = options.html;
+  else iframe.src = options.src;
+  element.replaceChildren(iframe);
+  return { iframe, destroy: () => iframe.remove() };
+}
+
+/**
+ * Fetch the diff between two revisions (GET /v1/notebooks/{id}/diff): nbdime's
+ * JSON diff with both revisions' numbers, labels and authors. `token` is the
+ * tenant's API key on your backend (Node 18+ has fetch); in a page, point
+ * `gatewayUrl` at a route of your backend that adds it, and leave `token` out.
+ */
+export async function fetchDiff({ gatewayUrl, notebookId, from, to, token, fetch: get = fetch }) {
+  const base = gatewayUrl.replace(/\/$/, "");
+  const query = new URLSearchParams({ from: String(from) });
+  if (to !== undefined && to !== null) query.set("to", String(to));
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const url = `${base}/v1/notebooks/${encodeURIComponent(notebookId)}/diff?${query}`;
+  const answer = await get(url, { headers, credentials: token ? "omit" : "include" });
+  if (!answer.ok) {
+    let detail = `${answer.status}`;
+    try {
+      detail = (await answer.json()).detail || detail;
+    } catch (_) {
+      /* not a problem document */
+    }
+    throw new NbembedError("gateway", `the gateway refused the diff: ${detail}`);
+  }
+  return answer.json();
+}
+
+/**
+ * One line per changed cell of a diff (cell numbers are positions in the older revision, from 1;
+ * an added cell is inserted before that position),
+ * for a list a host can show without rendering nbdime's format.
+ */
+export function describeDiff(diff) {
+  const lines = [];
+  for (const top of diff) {
+    if (top.key === "metadata") lines.push("notebook metadata changed");
+    if (top.key !== "cells" || top.op !== "patch") continue;
+    for (const entry of top.diff) {
+      const cell = Number(entry.key) + 1;
+      if (entry.op === "addrange") {
+        for (const added of entry.valuelist) lines.push(`cell ${cell}: added (${added.cell_type})`);
+      } else if (entry.op === "removerange") {
+        lines.push(entry.length === 1 ? `cell ${cell}: removed` : `cells ${cell}–${cell + entry.length - 1}: removed`);
+      } else if (entry.op === "patch") {
+        const parts = [...new Set(entry.diff.map((d) => d.key))].filter((k) => k !== "id");
+        if (parts.length) lines.push(`cell ${cell}: ${parts.join(", ")} changed`);
+      }
+    }
+  }
+  return lines;
 }
