@@ -237,6 +237,18 @@ def effective_mode(tenant: Tenant, asked: bool | None) -> bool:
     return tenant.restricted or asked is True
 
 
+def _profile_name(doc: Document, tenant: Tenant) -> str | None:
+    """The profile a recorded session was asked with, for comparing a retry with it.
+
+    A record written before sessions had profiles (an upgrade while a host
+    retries) was made with what is now the tenant's default.
+    """
+    if "profile" not in doc:
+        default = tenant.profile(None)
+        return default.name if default else None
+    return (doc["profile"] or {}).get("name")
+
+
 def resolve_profile(tenant: Tenant, name: str | None) -> Profile | None:
     """The tenant's profile ``name`` (its default when None); 422 when it has no such profile.
 
@@ -350,7 +362,7 @@ async def create_session(
         doc["notebook_id"],
         doc["notebook_name"],
         doc.get("restricted", False),
-        (doc.get("profile") or {}).get("name"),
+        _profile_name(doc, tenant),
     ) != (
         body.user_id,
         body.notebook_id,

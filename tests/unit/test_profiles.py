@@ -20,7 +20,7 @@ from nbembed.admin import _parser, _request
 from schemas import CloudEvent, Profile, ServerWarmRequested
 from schemas.profiles import server_options_of
 from services.gateway import app as gateway_app
-from services.gateway.api import resolve_profile
+from services.gateway.api import _profile_name, resolve_profile
 from services.gateway.problems import Problem
 from services.gateway.settings import GatewaySettings
 from services.gateway.tenants import Tenant, load_file
@@ -281,3 +281,12 @@ async def test_a_warm_up_starts_a_server_only_when_none_runs() -> None:
     running = _Hub(RUNNING_PYTHON)
     await _provisioner(running, []).on_server_warm_requested(_warm(DATA))
     assert running.calls == []  # a hint never restarts a running server
+
+
+def test_a_retry_compares_with_the_profile_its_session_was_recorded_with() -> None:
+    demo = tenant([PYTHON, DATA], default="data")
+    assert _profile_name({"profile": PYTHON.model_dump()}, demo) == "python"
+    assert _profile_name({"profile": None}, demo) is None
+    # Recorded before sessions had profiles: made with what is now the default.
+    assert _profile_name({}, demo) == "data"
+    assert _profile_name({}, tenant([])) is None
