@@ -25,15 +25,26 @@ class SyncClient:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def _get(self, path: str, tenant_id: str) -> dict[str, Any] | None:
+    async def _call(
+        self, method: str, path: str, tenant_id: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response | None:
+        """Sync's answer to one call for ``tenant_id``: None on 404, SyncUnavailable otherwise."""
         try:
-            response = await self._http.get(path, params={"tenant_id": tenant_id})
+            response = await self._http.request(
+                method, path, params={"tenant_id": tenant_id}, json=body
+            )
         except httpx.TransportError as exc:
             raise SyncUnavailable(str(exc)) from exc
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise SyncUnavailable(f"sync answered {response.status_code}")
+        return response
+
+    async def _get(self, path: str, tenant_id: str) -> dict[str, Any] | None:
+        response = await self._call("GET", path, tenant_id)
+        if response is None:
+            return None
         body: dict[str, Any] = response.json()
         return body
 
@@ -53,16 +64,10 @@ class SyncClient:
     ) -> tuple[dict[str, Any], int] | None:
         """One revision with content, and the size of its JSON as sync sent it."""
         number = "latest" if revision is None else str(revision)
-        try:
-            response = await self._http.get(
-                f"/notebooks/{notebook_id}/revisions/{number}", params={"tenant_id": tenant_id}
-            )
-        except httpx.TransportError as exc:
-            raise SyncUnavailable(str(exc)) from exc
-        if response.status_code == 404:
+        path = f"/notebooks/{notebook_id}/revisions/{number}"
+        response = await self._call("GET", path, tenant_id)
+        if response is None:
             return None
-        if response.status_code != 200:
-            raise SyncUnavailable(f"sync answered {response.status_code}")
         body: dict[str, Any] = response.json()
         return body, len(response.content)
 
@@ -70,18 +75,10 @@ class SyncClient:
         self, tenant_id: str, notebook_id: str, revision: int, body: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Have sync make ``revision`` the latest; None when it does not exist."""
-        try:
-            response = await self._http.post(
-                f"/notebooks/{notebook_id}/revisions/{revision}/restore",
-                params={"tenant_id": tenant_id},
-                json=body,
-            )
-        except httpx.TransportError as exc:
-            raise SyncUnavailable(str(exc)) from exc
-        if response.status_code == 404:
+        path = f"/notebooks/{notebook_id}/revisions/{revision}/restore"
+        response = await self._call("POST", path, tenant_id, body)
+        if response is None:
             return None
-        if response.status_code != 200:
-            raise SyncUnavailable(f"sync answered {response.status_code}")
         restored: dict[str, Any] = response.json()
         return restored
 
