@@ -9,7 +9,6 @@ seconds, ``NBEMBED_GATEWAY_TENANTS_REFRESH_SECONDS``).
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from schemas.naming import TENANT_ID_PATTERN
 from schemas.profiles import MAX_PROFILES, PROFILE_NAME_PATTERN, Profile
-from services.gateway.deps import Gateway, GatewayDep, bearer
+from services.gateway.deps import Gateway, GatewayDep, bearer, require_secret
 from services.gateway.problems import Problem, errors
 from services.gateway.tenants import Tenant, key_digest, new_api_key
 
@@ -29,14 +28,7 @@ async def operator(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """Let only the operator credential through; 401 for anything else."""
-    expected = parts.settings.admin_token
-    given = credentials.credentials if credentials else ""
-    if expected is None or not hmac.compare_digest(
-        given.encode(), expected.get_secret_value().encode()
-    ):
-        problem = Problem(401, "Unauthorized", "The operator credential is required.")
-        problem.headers["WWW-Authenticate"] = "Bearer"
-        raise problem
+    require_secret(credentials, parts.settings.admin_token, "operator")
 
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Depends(operator)])

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
 
 from services.gateway.audit_store import AuditStore, AuditUsers
 from services.gateway.outbox import Outbox
@@ -64,6 +65,22 @@ def gateway(request: Request) -> Gateway:
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 bearer = HTTPBearer(auto_error=False, description="The tenant's API key.")
+
+
+def require_secret(
+    credentials: HTTPAuthorizationCredentials | None, expected: SecretStr | None, what: str
+) -> None:
+    """401 unless the Bearer credential is ``expected`` (compared in constant time).
+
+    For the gateway's own credentials (operator, metrics): unset refuses everyone.
+    """
+    given = credentials.credentials if credentials else ""
+    if expected is None or not hmac.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    ):
+        problem = Problem(401, "Unauthorized", f"The {what} credential is required.")
+        problem.headers["WWW-Authenticate"] = "Bearer"
+        raise problem
 
 
 def _unauthorised(detail: str) -> Problem:

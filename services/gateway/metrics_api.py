@@ -12,15 +12,13 @@ hosts' API.
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from services.common.metrics import PATH, exposition
-from services.gateway.deps import GatewayDep, bearer
-from services.gateway.problems import Problem
+from services.gateway.deps import GatewayDep, bearer, require_secret
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,13 +29,6 @@ async def metrics(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Response:
     """This replica's metrics in Prometheus text format, for the metrics credential alone."""
-    expected = parts.settings.metrics_token
-    given = credentials.credentials if credentials else ""
-    if expected is None or not hmac.compare_digest(
-        given.encode(), expected.get_secret_value().encode()
-    ):
-        problem = Problem(401, "Unauthorized", "The metrics credential is required.")
-        problem.headers["WWW-Authenticate"] = "Bearer"
-        raise problem
+    require_secret(credentials, parts.settings.metrics_token, "metrics")
     body, content_type = exposition()
     return Response(body, media_type=content_type)
