@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +69,37 @@ def content_sha256(notebook: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def encode_content(notebook: dict[str, Any]) -> bytes:
+    """A notebook as stored in a revision: its JSON text, zlib-compressed.
+
+    Not a nested document, because notebooks carry keys a document may not:
+    MIME types with dots (ipywidgets' ``application/vnd.jupyter.widget-state+json``,
+    Plotly's ``application/vnd.plotly.v1+json``), which FerretDB refuses, and any
+    key a user's code writes into metadata, ``$`` included. Level 1: most of the
+    size win (outputs repeat a lot) for little CPU on the save path.
+    """
+    text = json.dumps(notebook, separators=(",", ":"), ensure_ascii=False)
+    return zlib.compress(text.encode(), 1)
+
+
+def decode_content(revision: Document) -> dict[str, Any]:
+    """The notebook of a stored revision (also one stored before content was encoded)."""
+    if "content_z" in revision:
+        decoded: dict[str, Any] = json.loads(zlib.decompress(revision["content_z"]))
+        return decoded
+    legacy: dict[str, Any] = revision["content"]
+    return legacy
+
+
+def _with_content(revision: Document | None) -> Document | None:
+    """A stored revision as readers use it: ``content`` is the notebook itself."""
+    if revision is None:
+        return None
+    revision["content"] = decode_content(revision)
+    revision.pop("content_z", None)
+    return revision
+
+
 class NotebookStore:
     """Stored notebooks, every lookup scoped by tenant."""
 
@@ -117,8 +149,10 @@ class NotebookStore:
         record = await self._notebooks.find_one({"_id": notebook_id})
         if record is None or not record.get("latest_revision"):
             return None
-        return await self._revisions.find_one(
-            {"_id": _revision_id(notebook_id, record["latest_revision"])}
+        return _with_content(
+            await self._revisions.find_one(
+                {"_id": _revision_id(notebook_id, record["latest_revision"])}
+            )
         )
 
     async def add_revision(
@@ -167,7 +201,7 @@ class NotebookStore:
                         "tenant_id": notebook["tenant_id"],
                         "revision": revision,
                         "sha256": digest,
-                        "content": content,
+                        "content_z": encode_content(content),
                         "created_at": created,
                         **(notes or {}),
                     }
@@ -225,7 +259,7 @@ class NotebookStore:
         found = await self._revisions.find_one({"_id": _revision_id(notebook_id, number)})
         if found is None or found["tenant_id"] != tenant_id:
             return None
-        return found
+        return _with_content(found)
 
     async def rename(self, tenant_id: str, notebook_id: str, name: str) -> bool:
         """Change the tenant's notebook's display name (its file keeps its path).

@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from infra import store
 from infra.settings import StackSettings
 from schemas import hub_username
+from services.sync.store import decode_content
 from tests.faults.helpers import STOPS
 from tests.stack.helpers import open_session
 
@@ -140,7 +141,7 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
         revisions = mongo[store.DATABASES["sync"]]["notebook_revisions"]
         ids = [s.session["notebook_id"] for s in savers]
         found = await revisions.find(
-            {"notebook_id": {"$in": ids}}, {"notebook_id": 1, "revision": 1, "content": 1}
+            {"notebook_id": {"$in": ids}}, {"notebook_id": 1, "revision": 1, "content_z": 1}
         ).to_list()
         records = mongo[store.DATABASES["sync"]]["notebooks"]
         logs = {
@@ -154,7 +155,7 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
                 (r for r in found if r["notebook_id"] == saver.session["notebook_id"]),
                 key=lambda r: r["revision"],
             )
-            markers = [m for r in mine if (m := marker_of(r["content"])) is not None]
+            markers = [m for r in mine if (m := marker_of(decode_content(r))) is not None]
             lost += len(set(saver.markers) - set(markers))
             duplicated += len(markers) - len(set(markers))
             # In the order saved, and every revision listed in the notebook's history.
@@ -164,7 +165,7 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
                 wrong.append(f"{saver.user_id}: history {logs[saver.session['notebook_id']]}")
         print(f"[faults] sync {how}: lost {lost}, duplicated {duplicated} of 500 revisions")
         assert (lost, duplicated, wrong) == (0, 0, [])
-        assert sum(1 for r in found if marker_of(r["content"])) == USERS * SAVES_EACH
+        assert sum(1 for r in found if marker_of(decode_content(r))) == USERS * SAVES_EACH
     finally:
         await contents.aclose()
         await asyncio.gather(

@@ -46,9 +46,16 @@ HOSTILE_HTML = (
 HOSTILE_NOTEBOOK: dict[str, Any] = {
     "nbformat": 4,
     "nbformat_minor": 5,
-    # No widget state: the store refuses its dotted MIME keys today (a known bug, in the
-    # CHANGELOG); the renderer dropping widgets is covered in tests/unit/test_rendering.py.
-    "metadata": {},
+    # Widget state is where nbconvert would load a widget manager's scripts from.
+    "metadata": {
+        "widgets": {
+            "application/vnd.jupyter.widget-state+json": {
+                "state": {"m": {"model_name": "HTMLModel", "state": {"value": HOSTILE_HTML}}},
+                "version_major": 2,
+                "version_minor": 0,
+            }
+        }
+    },
     "cells": [
         {
             "cell_type": "markdown",
@@ -79,6 +86,14 @@ HOSTILE_NOTEBOOK: dict[str, Any] = {
                     "data": {
                         "image/svg+xml": f'<svg xmlns="http://www.w3.org/2000/svg" onload="{PWN}">'
                         f"<script>{PWN}</script></svg>"
+                    },
+                },
+                {
+                    "output_type": "display_data",
+                    "metadata": {},
+                    "data": {
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "m"},
+                        "text/plain": "marker-widget-fallback",
                     },
                 },
                 {"output_type": "stream", "name": "stdout", "text": "marker-output\n"},
