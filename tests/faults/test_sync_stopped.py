@@ -1,4 +1,4 @@
-"""Sync killed (or restarted) in the middle of 500 saves: each stored once, none twice."""
+"""Sync killed in the middle of 500 saves (or restarted in the middle of 100): each stored once."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from tests.faults.helpers import STOPS
 from tests.stack.helpers import open_session
 
 USERS = 20
-SAVES_EACH = 25
-KILL_AFTER = 150
+SAVES_EACH = {"SIGKILL": 25, "SIGTERM": 5}
+"""Saves per user: the kill is the case the README promises for 500 saves; a graceful
+restart loses less by construction, and 100 saves show it (the suite's time matters)."""
+KILL_AFTER = 0.3
+"""The share of saves stored before sync is stopped: the stop lands mid-stream."""
 SAVE_BOUND = 120
 """A save pending this long is lost (a kill and a rebalance take well under a minute)."""
-"""Stored saves before sync is killed: the kill lands in the middle of the stream."""
 
 
 def notebook(marker: str) -> dict[str, Any]:
@@ -56,10 +58,10 @@ def marker_of(content: dict[str, Any]) -> str | None:
 class Saver:
     """One host user who edits its notebook and saves it, one save after the other."""
 
-    def __init__(self, run: str, index: int) -> None:
+    def __init__(self, run: str, index: int, saves: int) -> None:
         self.user_id = f"fault-sync-{run}-{index}"
         self.hub_user = hub_username("demo", self.user_id)
-        self.markers = [f"{run}-{index}-{i}-{uuid.uuid4().hex}" for i in range(SAVES_EACH)]
+        self.markers = [f"{run}-{index}-{i}-{uuid.uuid4().hex}" for i in range(saves)]
         self.session: dict[str, Any] = {}
 
 
@@ -84,7 +86,7 @@ async def save_until_final(
 
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
+async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once(
     how: str,
     gateway: httpx.AsyncClient,
     hub_token: str,
@@ -92,7 +94,10 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     run = uuid.uuid4().hex[:6]
-    savers = [Saver(run, i) for i in range(USERS)]
+    saves = SAVES_EACH[how]
+    total = USERS * saves
+    kill_after = int(total * KILL_AFTER)
+    savers = [Saver(run, i, saves) for i in range(USERS)]
     opened = await asyncio.gather(
         *(open_session(gateway, user_id=s.user_id, notebook_name="faults") for s in savers)
     )
@@ -120,7 +125,7 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
             outcomes.append(outcome)
             latencies.append(seconds)
             stored += 1
-            if stored == KILL_AFTER:
+            if stored == kill_after:
                 kill_now.set()
 
     async def kill_sync() -> float:
@@ -131,7 +136,7 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
         started = time.monotonic()
         *_, back_after = await asyncio.gather(*(save_all(s) for s in savers), kill_sync())
         print(
-            f"[faults] sync {how} after {KILL_AFTER} of {USERS * SAVES_EACH} saves: "
+            f"[faults] sync {how} after {kill_after} of {total} saves: "
             f"ready again after {back_after:.1f} s, longest save {max(latencies):.1f} s, "
             f"all saves done in {time.monotonic() - started:.1f} s"
         )
@@ -163,9 +168,9 @@ async def test_sync_killed_or_restarted_mid_500_saves_stores_each_exactly_once(
                 wrong.append(f"{saver.user_id}: revisions out of order")
             if logs[saver.session["notebook_id"]] != [r["revision"] for r in mine]:
                 wrong.append(f"{saver.user_id}: history {logs[saver.session['notebook_id']]}")
-        print(f"[faults] sync {how}: lost {lost}, duplicated {duplicated} of 500 revisions")
+        print(f"[faults] sync {how}: lost {lost}, duplicated {duplicated} of {total} revisions")
         assert (lost, duplicated, wrong) == (0, 0, [])
-        assert sum(1 for r in found if marker_of(decode_content(r))) == USERS * SAVES_EACH
+        assert sum(1 for r in found if marker_of(decode_content(r))) == total
     finally:
         await contents.aclose()
         await asyncio.gather(
