@@ -87,6 +87,15 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "nbembed_frames"}]
 
 
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Nothing to load: the work is in the start hook, which may await the gateway.
+
+    Jupyter Server calls the load hook first and, without one, logs a warning and a
+    traceback on every server start ("extension failed loading"), though it still
+    runs the start hook.
+    """
+
+
 async def _start_jupyter_server_extension(serverapp: Any) -> None:
     """Fail closed, ask once before serving, then keep asking in the background."""
     gateway = os.environ.get("NBEMBED_GATEWAY_URL", "")
