@@ -9,7 +9,7 @@ service token is read from a file only the stack user can read.
 import os
 from pathlib import Path
 
-from infra.hub import server_mode, server_stops
+from infra.hub import hub_frames, server_mode, server_stops
 from infra.settings import HubSettings
 from schemas.naming import user_domain
 
@@ -121,10 +121,13 @@ c.JupyterHub.load_roles = [
     },
 ]
 
-# Only the allowed host pages may frame the hub and the servers (both send
-# frame-ancestors 'none' by default).
+# Hub pages: framed by the hub itself only, except the pages about one user, which
+# that user's tenant's pages may frame too (hub_frames.py; JupyterHub's default is
+# frame-ancestors 'none'). Servers narrow theirs the same way (nbembed_frames.py).
 c.JupyterHub.tornado_settings = {
-    "headers": {"Content-Security-Policy": hub.frame_ancestors()},
+    "headers": {"Content-Security-Policy": hub_frames.HUB_DEFAULT},
+    # Tornado's own list, which this replaces, is empty (no compress_response).
+    "transforms": [hub_frames.TenantFrameAncestors],
     # Every cookie Secure when they carry the __Host- prefix (per-user origins). The
     # servers get this as JUPYTERHUB_COOKIE_OPTIONS: JupyterHub 6.1.1 marks their
     # OAuth state cookie (__Host-jupyterhub-user-<name>-oauth-state) Secure only

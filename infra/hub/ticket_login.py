@@ -23,9 +23,9 @@ only the two of them read. Traps avoided:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from jupyterhub.auth import Authenticator
@@ -34,6 +34,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Bool, Unicode
 
+from infra.hub.hub_frames import FRAMERS, frame_ancestors
 from schemas.login_ticket import (
     MAX_TICKET_LENGTH,
     QUERY_PARAMETER,
@@ -42,9 +43,7 @@ from schemas.login_ticket import (
     Redemption,
     is_own_page,
 )
-
-ORIGIN = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+")
-"""What may go into a CSP source list: an origin, nothing that could end or extend the policy."""
+from schemas.naming import tenant_of
 
 PAGE = """<!doctype html><title>{title}</title>
 <p>{text}</p>"""
@@ -61,12 +60,6 @@ NOT_IN_FRAME = PAGE.format(
 UNAVAILABLE = PAGE.format(
     title="Try again", text="Logging in is not possible right now. Try again in a moment."
 )
-
-
-def frame_ancestors(origins: list[str]) -> str:
-    """A CSP naming ``origins`` as the only framers (besides the hub itself)."""
-    safe = [o for o in origins if ORIGIN.fullmatch(o)]
-    return " ".join(["frame-ancestors", "'self'", *safe])
 
 
 class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
@@ -98,6 +91,8 @@ class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
         # Only the pages of this user's tenant may frame what follows, as the
         # tenant's origins are now (an operator may change them at any time).
         self.set_header("Content-Security-Policy", frame_ancestors(redemption.frame_ancestors))
+        # The hub's pages about this user (after a cull, a spawn) get the same framers.
+        FRAMERS.remember(tenant_of(redemption.hub_user), redemption.frame_ancestors)
         # user.host is "" when all servers share the hub's origin, and the user's own
         # origin (scheme://<user>.<hub host>) with per-user origins.
         self.redirect(user.host + redemption.next_path)
@@ -133,6 +128,24 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client: httpx.AsyncClient | None = None
+        FRAMERS.connect(self.tenant_framers)
+
+    async def tenant_framers(self, tenant: str) -> list[str] | None:
+        """The origins allowed to frame the hub's pages about ``tenant``'s users, or
+        None when the gateway cannot say (the hub keeps what it knew)."""
+        path = f"/internal/tenants/{quote(tenant, safe='')}/frame-ancestors"
+        try:
+            response = await self._gateway().get(path)
+        except httpx.HTTPError as error:
+            self.log.warning("cannot ask the gateway for framers: %s", type(error).__name__)
+            return None
+        if response.status_code != 200:
+            self.log.warning("the gateway refused framers (%s)", response.status_code)
+            return None
+        origins = response.json().get("origins")
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            return None
+        return origins
 
     def navigation_allowed(self, headers: Any) -> bool:
         """Whether the browser's Fetch Metadata says: a frame, and not from another site.

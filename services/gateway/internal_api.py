@@ -193,13 +193,7 @@ async def redeem_ticket(
     403 for a ticket this gateway did not sign (or tampered with), 410 for one
     that expired, was used, or whose session has ended. The ticket is never logged.
     """
-    expected = parts.settings.hub_login_token
-    assert expected is not None  # the settings validator guarantees it
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.encode(), expected.get_secret_value().encode()
-    ):
-        raise Problem(401, "Unauthorized", "Only the hub's login handler redeems tickets.")
+    _require_hub(parts, authorization, "Only the hub's login handler redeems tickets.")
     try:
         redemption = await parts.tickets.redeem(body.ticket, parts.sessions)
     except TicketRefused as refused:
@@ -213,6 +207,17 @@ async def redeem_ticket(
         ) from None
     redemption.frame_ancestors = tenant_origins(parts, redemption.hub_user)
     return redemption
+
+
+def _require_hub(parts: Gateway, authorization: str, refusal: str) -> None:
+    """Refuse (401) anyone but the hub, which presents the login credential it shares with us."""
+    expected = parts.settings.hub_login_token
+    assert expected is not None  # the settings validator guarantees it
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.encode(), expected.get_secret_value().encode()
+    ):
+        raise Problem(401, "Unauthorized", refusal)
 
 
 class FrameAncestors(BaseModel):
@@ -239,3 +244,18 @@ async def frame_ancestors(
     """
     hub_user = await _server_user(request, authorization)
     return FrameAncestors(origins=tenant_origins(parts, hub_user))
+
+
+@router.get("/tenants/{tenant_id}/frame-ancestors", response_model=FrameAncestors)
+async def tenant_frame_ancestors(
+    tenant_id: str, parts: GatewayDep, authorization: Annotated[str, Header()] = ""
+) -> FrameAncestors:
+    """For the hub: which host pages may frame its pages about the tenant's users, now.
+
+    The hub keeps the answer for a few seconds (``infra/hub/hub_frames.py``), so an
+    operator's change of a tenant's origins reaches the hub's own pages as it reaches
+    the servers. An unknown or disabled tenant has none.
+    """
+    _require_hub(parts, authorization, "Only the hub asks for a tenant's framers.")
+    tenant = parts.tenants.get(tenant_id)
+    return FrameAncestors(origins=sorted(tenant.allowed_origins) if tenant else [])

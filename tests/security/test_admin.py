@@ -5,7 +5,8 @@ secrets; (b) call the admin API with what a kernel holds (its server's hub
 token, as `Bearer` and as `token`) or with nothing, to create a tenant of its
 own, list tenants, rotate the demo tenant's key (locking the host out) or
 re-point its origins to a page of the attacker's; (c) learn another tenant's
-origins from the frame-ancestors endpoint. Each test fails if the attack works.
+origins from the frame-ancestors endpoints (its server's, and the hub's per
+tenant). Each test fails if the attack works.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ for label, auth in (("no credential", ""), ("Bearer server token", "Bearer " + t
                             {{"grace_seconds": 0}}, auth),
         "re-point demo": call("PUT", "/admin/v1/tenants/demo/origins",
                               {{"allowed_origins": ["https://attacker.example"]}}, auth),
+        "demo's framers (hub only)": call("GET", "/internal/tenants/demo/frame-ancestors",
+                                          None, auth),
     }}
 with urllib.request.urlopen(urllib.request.Request(gateway + "/internal/frame-ancestors",
         headers={{"Authorization": "token " + token}}), timeout=10) as answer:

@@ -190,6 +190,13 @@ async def server_csp(stack_settings: StackSettings, hub_token: str, hub_user: st
     return framers
 
 
+async def hub_page_csp(stack_settings: StackSettings, page: str) -> str:
+    """The CSP of a hub page as a browser without a login gets it (a redirect to login)."""
+    async with httpx.AsyncClient() as browser:
+        answer = await browser.get(f"{stack_settings.public_hub_url}/hub/{page}")
+    return answer.headers["content-security-policy"]
+
+
 async def test_a_running_servers_framers_follow_its_tenants_origins(
     stack_settings: StackSettings, hub: httpx.AsyncClient, hub_token: str
 ) -> None:
@@ -215,6 +222,18 @@ async def test_a_running_servers_framers_follow_its_tenants_origins(
                 return csp == "frame-ancestors 'self' https://two.example.test"
 
             await eventually(moved)  # the running server, no restart
+
+            # The hub's pages about dora (after a cull, a spawn) follow too; the hub's
+            # other pages no host may frame.
+            async def hub_pages_moved() -> bool:
+                return await hub_page_csp(stack_settings, f"spawn-pending/{hub_user}") == (
+                    "frame-ancestors 'self' https://two.example.test"
+                )
+
+            await eventually(hub_pages_moved)
+            for page in ("home", "token", f"spawn-pending/{hub_username('demo', 'x')}"):
+                assert "two.example.test" not in await hub_page_csp(stack_settings, page)
+            assert await hub_page_csp(stack_settings, "token") == "frame-ancestors 'self'"
 
             # The login answer carries the tenant's framers too.
             fresh = (await http.get(f"/v1/sessions/{session['id']}")).json()

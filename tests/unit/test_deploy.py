@@ -246,6 +246,7 @@ def test_z2jh_values_configure_the_ticket_login_csp_and_user_egress() -> None:
         assert hub["loadRoles"][name]["scopes"] == local_roles[name]["scopes"], name
         assert hub["loadRoles"][name].get("services") == local_roles[name].get("services")
     assert "frame-ancestors" in hub["extraConfig"]["nbembed-csp"]
+    assert "hub_frames.TenantFrameAncestors" in hub["extraConfig"]["nbembed-csp"]
     compile(hub["extraConfig"]["nbembed-csp"], "nbembed-csp", "exec")
     singleuser = z2jh["singleuser"]
     assert singleuser["extraEnv"]["NBEMBED_GATEWAY_URL"] == "http://nbembed-gateway:8080"

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "hub" / "
 
 import nbembed_frames
 
-from infra.hub.ticket_login import frame_ancestors
+from infra.hub.hub_frames import frame_ancestors
 
 
 def test_the_tenants_origins_become_the_csp_and_the_bridges_list() -> None:
