@@ -191,7 +191,7 @@ async def test_a_revision_whose_writer_died_before_recording_it_stays_in_the_his
     notebook record not moved on); the next save must list that revision in
     the history the host reads, and store its own after it.
     """
-    saver = Saver(uuid.uuid4().hex[:6], 0)
+    saver = Saver(uuid.uuid4().hex[:6], 0, saves=2)
     saver.session = await open_session(gateway, user_id=saver.user_id, notebook_name="died")
     assert saver.session["status"] == "ready", saver.session
     notebook_id = saver.session["notebook_id"]
