@@ -47,7 +47,7 @@ ENTRYPOINT ["python", "-m"]
 CMD ["services.gateway"]
 
 # JupyterHub for Zero to JupyterHub: the z2jh hub image plus nbembed's ticket login
-# (infra/hub/ticket_login.py and the schemas it reads). Installed without
+# (infra/hub/ticket_login.py, hub_frames.py and the schemas they read). Installed without
 # dependencies so the hub's own JupyterHub and KubeSpawner stay as z2jh ships them;
 # the ticket login needs only httpx and pydantic besides JupyterHub. The z2jh image's
 # Python may be newer than pyproject.toml's 3.11 pin; the ticket login and the
@@ -58,5 +58,5 @@ COPY --from=build /src /tmp/nbembed-src
 RUN python3 -m pip install --no-cache-dir --no-compile httpx==0.28.1 pydantic==2.14.3 \
  && python3 -m pip install --no-cache-dir --no-compile --no-deps --ignore-requires-python /tmp/nbembed-src \
  && rm -rf /tmp/nbembed-src \
- && python3 -c "import infra.hub.ticket_login, infra.hub.server_stops"
+ && python3 -c "import infra.hub.ticket_login, infra.hub.server_stops, infra.hub.hub_frames"
 USER 1000:1000
