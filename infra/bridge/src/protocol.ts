@@ -101,12 +101,13 @@ export function kernelStatus(display: string, hasKernel: boolean): KernelStatus 
 }
 
 /**
- * Whether the user can type and run now: a connected kernel (idle, or busy
- * with queued work) or none that will come (dead). `starting` waits, up to
- * READY_KERNEL_BOUND_MS.
+ * Whether to say `ready` now: the kernel is connected and idle (its first
+ * status after connecting is busy, answering the page's kernel_info request;
+ * then it is idle and code typed runs at once), or no kernel will come (dead).
+ * `starting` and that first `busy` wait, up to READY_KERNEL_BOUND_MS.
  */
 export function kernelSettled(status: KernelStatus): boolean {
-  return status !== 'starting';
+  return status === 'idle' || status === 'dead';
 }
 
 /**
