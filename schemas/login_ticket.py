@@ -44,6 +44,11 @@ class Redemption(BaseModel):
     """The origins of the user's tenant: the only pages that may frame this login's answer."""
 
 
+REFUSAL_CODES = ("ticket-expired", "ticket-used", "ended")
+"""Why a ticket with a valid signature was refused: the code the hub's refusal page
+posts to the host page (the SDK's ``error`` event), in the gateway's 410 answer."""
+
+
 def is_own_page(hub_user: str, next_path: str) -> bool:
     """Whether ``next_path`` is a page on ``hub_user``'s own server and nowhere else.
 

@@ -7,7 +7,13 @@ service token is read from a file only the stack user can read.
 
 # ruff: noqa: F821  (``c`` is injected by JupyterHub's config loader)
 import os
+import sys
 from pathlib import Path
+
+# ``jupyterhub -f`` runs this file as config, not as a module of the repository: put the
+# repository it lives in first on the path, so the hub runs this checkout's code (its
+# login handler, settings), not that of the checkout the environment was installed from.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from infra.hub import hub_frames, server_mode, server_stops
 from infra.settings import HubSettings

@@ -23,6 +23,8 @@ only the two of them read. Traps avoided:
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +36,12 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Bool, Unicode
 
-from infra.hub.hub_frames import FRAMERS, frame_ancestors
+from infra.hub.hub_frames import FRAMERS, ORIGIN, frame_ancestors
 from schemas.login_ticket import (
     MAX_TICKET_LENGTH,
     QUERY_PARAMETER,
     REDEEM_PATH,
+    REFUSAL_CODES,
     RedeemRequest,
     Redemption,
     is_own_page,
@@ -62,6 +65,39 @@ UNAVAILABLE = PAGE.format(
 )
 
 
+PROTOCOL = "nbembed.v1"
+"""The host SDK's postMessage protocol (infra/bridge/src/protocol.ts)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A ticket the gateway signed but refused now: why, and its tenant's origins."""
+
+    code: str
+    origins: tuple[str, ...]
+
+
+def refused_page(refusal: Refusal | None) -> str:
+    """The refusal page; for a ticket of ours, it tells the framing host page why.
+
+    The page posts ``{protocol, type: "refused", code}`` to each of the
+    tenant's origins (never "*": the browser delivers it only to a parent on
+    one of them), so the SDK reports the code at once instead of waiting for a
+    bridge that will never load. Nothing secret is in it: a fixed code.
+    """
+    if refusal is None or refusal.code not in REFUSAL_CODES:
+        return REFUSED
+    origins = [o for o in refusal.origins if ORIGIN.fullmatch(o)]
+    message = {"protocol": PROTOCOL, "type": "refused", "code": refusal.code}
+    # JSON inside <script>: "<" escaped, so no text can close the element.
+    data = json.dumps([message, origins]).replace("<", "\\u003c")
+    script = (
+        f"<script>const [m, origins] = {data};"
+        " for (const o of origins) window.parent.postMessage(m, o);</script>"
+    )
+    return REFUSED + "\n" + script
+
+
 class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
     """Redeem a login ticket and continue to the notebook it was issued for."""
 
@@ -78,8 +114,11 @@ class TicketLoginHandler(BaseHandler):  # type: ignore[misc]
             self.log.error("cannot redeem login tickets: %s", type(error).__name__)
             self._answer(503, UNAVAILABLE)
             return
-        if redemption is None:
-            self._answer(403, REFUSED)
+        if not isinstance(redemption, Redemption):
+            if redemption is not None:  # ours, spent: only its tenant's pages may frame why
+                policy = frame_ancestors(list(redemption.origins))
+                self.set_header("Content-Security-Policy", policy)
+            self._answer(403, refused_page(redemption))
             return
         current = await self.get_current_user()
         if current is not None and current.name != redemption.hub_user:
@@ -169,8 +208,9 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
             )
         return self._client
 
-    async def redeem(self, ticket: str) -> Redemption | None:
-        """Whom ``ticket`` logs in and where to, now used; None if the gateway refuses it.
+    async def redeem(self, ticket: str) -> Redemption | Refusal | None:
+        """Whom ``ticket`` logs in and where to, now used; a `Refusal` for a ticket the
+        gateway signed but refuses now (expired, used, session ended); None otherwise.
 
         Raises ``httpx.HTTPError`` when the gateway cannot answer.
         """
@@ -181,7 +221,7 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
         )
         if response.status_code in (403, 410, 422):
             self.log.warning("refused a login ticket (gateway answered %s)", response.status_code)
-            return None
+            return _refusal(response) if response.status_code == 410 else None
         response.raise_for_status()
         redemption = Redemption.model_validate_json(response.content)
         if not is_own_page(redemption.hub_user, redemption.next_path):
@@ -198,3 +238,16 @@ class TicketAuthenticator(Authenticator):  # type: ignore[misc]
     async def authenticate(self, handler: Any, data: Any) -> None:
         # No form and no other way in: logins happen only in TicketLoginHandler.
         return None
+
+
+def _refusal(response: httpx.Response) -> Refusal | None:
+    """The code and origins of the gateway's 410, if it has them in the expected shapes."""
+    try:
+        problem = response.json()
+    except ValueError:
+        return None
+    code = problem.get("code") if isinstance(problem, dict) else None
+    origins = problem.get("frame_ancestors") if isinstance(problem, dict) else None
+    if code not in REFUSAL_CODES or not isinstance(origins, list):
+        return None
+    return Refusal(code, tuple(o for o in origins if isinstance(o, str) and ORIGIN.fullmatch(o)))

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 from schemas import AuditDetail, AuditRecorded, CloudEvent, NotebookSaved, ServerReportedKind
 from schemas.login_ticket import REDEEM_PATH, RedeemRequest, Redemption
@@ -19,7 +19,7 @@ from services.gateway.deps import Gateway, GatewayDep
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem, errors
 from services.gateway.rate_limit import Verdict
-from services.gateway.saves_api import record_save
+from services.gateway.saves_api import jupyter_save_id, record_save
 from services.gateway.store import Document
 from services.gateway.tickets import TicketRefused
 
@@ -36,6 +36,9 @@ class ServerSave(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    last_modified: AwareDatetime | None = None
+    """The file's timestamp after the save (the model Jupyter answered): names the save,
+    so the SDK finds it and a retried report is the same save. Older hooks send none."""
 
 
 class AuditReport(BaseModel):
@@ -102,7 +105,9 @@ async def server_saved(
         )
     author, restricted = await _saved_by(parts, known)
     saved = NotebookSaved(
-        save_id=uuid.uuid4().hex,
+        save_id=jupyter_save_id(hub_user, body.path, body.last_modified)
+        if body.last_modified
+        else uuid.uuid4().hex,
         tenant_id=known["tenant_id"],
         notebook_id=known["notebook_id"],
         hub_user=hub_user,
@@ -191,7 +196,9 @@ async def redeem_ticket(
     """Use a login ticket, for the hub's login handler only: whom to log in, and where to.
 
     403 for a ticket this gateway did not sign (or tampered with), 410 for one
-    that expired, was used, or whose session has ended. The ticket is never logged.
+    that expired, was used, or whose session has ended; a 410 says which in
+    ``code`` (``ticket-expired``, ``ticket-used``, ``ended``) with the tenant's
+    ``frame_ancestors``, for the hub's refusal page. The ticket is never logged.
     """
     _require_hub(parts, authorization, "Only the hub's login handler redeems tickets.")
     try:
@@ -199,11 +206,18 @@ async def redeem_ticket(
     except TicketRefused as refused:
         log.info("refused a login ticket: %s", refused.reason)
         kind = "ticket-invalid" if refused.status == 403 else "ticket-spent"
+        # A spent ticket was ours: the hub's refusal page tells its tenant's pages why.
+        spent = (
+            {"code": refused.code, "frame_ancestors": tenant_origins(parts, refused.hub_user)}
+            if refused.hub_user
+            else {}
+        )
         raise Problem(
             refused.status,
             "Ticket refused",
             f"The ticket was refused: {refused.reason}.",
             kind=kind,
+            **spent,
         ) from None
     redemption.frame_ancestors = tenant_origins(parts, redemption.hub_user)
     return redemption

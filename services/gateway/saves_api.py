@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pymongo.errors import DuplicateKeyError
 
 from schemas import CloudEvent, NotebookSaved
 from schemas.events import HostUserId, RevisionLabel
@@ -64,6 +67,30 @@ class SaveRequest(BaseModel):
     author: HostUserId | None = Field(
         default=None, description="The host user who caused the save; default: the session's."
     )
+    last_modified: AwareDatetime | None = Field(
+        default=None,
+        strict=False,  # an ISO 8601 string in JSON
+        description="The file's timestamp Jupyter answered to the save (the SDK sends it): the "
+        "save is then the same one the server's own report of it names, whichever comes "
+        "first, so one Jupyter save is one save here (label and author: the first's).",
+    )
+
+
+JUPYTER_SAVES = uuid.UUID("6f1d3c4e-58a2-4c1b-9d7e-2b8f0a4c9e11")
+"""Namespace of the ids of saves named by a file's timestamp."""
+
+
+def jupyter_save_id(hub_user: str, path: str, last_modified: datetime) -> str:
+    """The id of the save Jupyter made of ``path`` on ``hub_user``'s server at ``last_modified``.
+
+    Whoever reports it (the server's hook, the SDK) names the same save: one
+    Jupyter save is one save record and one revision decision, so ``changed``
+    says the truth for it, and a report's retry is the same save. Lookups are
+    by ``_id``, the only fast ones on FerretDB. Two saves of one file in the
+    same microsecond would be one (a file's timestamp has that resolution).
+    """
+    stamp = last_modified.astimezone(UTC).isoformat(timespec="microseconds")
+    return uuid.uuid5(JUPYTER_SAVES, f"{hub_user}\n{path}\n{stamp}").hex
 
 
 def _save_not_found(save_id: str) -> Problem:
@@ -86,8 +113,10 @@ async def request_save(
     """Store the session's notebook, as last saved in Jupyter, as a new revision.
 
     Callable with the tenant's API key or the session's browser token (the
-    SDK's ``save()`` does this once Jupyter has saved). Poll the returned link,
-    with ``wait``, until the status is ``stored`` or ``failed``.
+    SDK's ``save()`` does this once Jupyter has saved, with ``last_modified``).
+    Poll the returned link, with ``wait``, until the status is ``stored`` or
+    ``failed`` (a browser token polls ``GET /v1/sessions/{id}/saves`` with the
+    same ``last_modified``: the server may have reported that save first).
     """
     caller = await resolve_session_caller(parts, caller, session_id)
     session = await parts.sessions.get(caller.tenant_id, session_id)
@@ -100,8 +129,11 @@ async def request_save(
             f"Session {session_id} is {session['status']}; only a ready session can save.",
             kind="session-not-ready",
         )
+    stamp = body.last_modified if body else None
     saved = NotebookSaved(
-        save_id=uuid.uuid4().hex,
+        save_id=jupyter_save_id(session["hub_user"], session["path"], stamp)
+        if stamp
+        else uuid.uuid4().hex,
         tenant_id=caller.tenant_id,
         notebook_id=session["notebook_id"],
         hub_user=session["hub_user"],
@@ -126,9 +158,14 @@ async def record_save(
     """Record a pending save and the notebook.saved event that asks for it, then publish.
 
     The save and its event are one write: answered 202, the save reaches sync
-    (now, or through the relay after a crash or while Kafka is down).
+    (now, or through the relay after a crash or while Kafka is down). A save
+    recorded before under the same id (a Jupyter save reported by both the
+    server and the SDK, or a retry) is answered as it is, and nothing is added.
     """
     saved = event.data
+    existing = await parts.saves.get_any(saved.save_id)
+    if existing is not None:
+        return existing
     entries = event_entry(event)
     doc = {
         "_id": saved.save_id,
@@ -137,10 +174,16 @@ async def record_save(
         "hub_user": saved.hub_user,
         **fields,
     }
-    token, save = await record(
-        parts, SaveStore.COLLECTION, saved.save_id, lambda: parts.saves.create(doc, entries)
-    )
+    try:
+        token, save = await record(
+            parts, SaveStore.COLLECTION, saved.save_id, lambda: parts.saves.create(doc, entries)
+        )
+    except DuplicateKeyError:  # the other reporter won the race: its save is this one
+        raced = await parts.saves.get_any(saved.save_id)
+        assert raced is not None
+        return raced
     await parts.outbox.deliver(SaveStore.COLLECTION, saved.save_id, entries, token)
+    parts.saves.changes.notify(saved.save_id)  # wakes lookups waiting for it to exist
     return save
 
 
@@ -167,3 +210,62 @@ async def get_save(
             await parts.saves.wait_for_change(caller.tenant_id, save_id, "pending", timeout) or doc
         )
     return SaveView.of(doc)
+
+
+@router.get("/sessions/{session_id}/saves", response_model=SaveView, responses=errors(404))
+async def find_jupyter_save(
+    session_id: str,
+    caller: CallerDep,
+    parts: GatewayDep,
+    last_modified: Annotated[
+        AwareDatetime,
+        Query(description="The file's timestamp Jupyter answered to the save (ISO 8601)."),
+    ],
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            description="Long-poll: wait up to this many seconds for it to be reported "
+            "and then for its outcome.",
+        ),
+    ] = 0,
+) -> SaveView:
+    """The save of the session's notebook that Jupyter made at ``last_modified``, whatever
+    started it (Ctrl-S, autosave, the SDK): how the SDK learns the revision of a save made
+    inside Jupyter.
+
+    Callable with the tenant's API key or the session's browser token. Only the
+    session's own file is ever looked at (the save is named by the session's
+    user, path and the timestamp), so a browser token reads the saves of its own
+    session's notebook and nothing else. 404 when no such save was reported
+    (within ``wait``).
+    """
+    caller = await resolve_session_caller(parts, caller, session_id)
+    session = await parts.sessions.get(caller.tenant_id, session_id)
+    if session is None or not caller.may_use(session_id) or not session.get("path"):
+        raise session_not_found(session_id)
+    save_id = jupyter_save_id(session["hub_user"], session["path"], last_modified)
+    deadline = asyncio.get_running_loop().time() + min(wait, parts.settings.max_wait_seconds)
+    doc = await _reported(parts, save_id, deadline)
+    if (
+        doc is None
+        or doc["tenant_id"] != caller.tenant_id
+        or doc["notebook_id"] != session["notebook_id"]
+    ):
+        raise _save_not_found(save_id)
+    left = deadline - asyncio.get_running_loop().time()
+    if left > 0 and doc["status"] == "pending":
+        doc = await parts.saves.wait_for_change(caller.tenant_id, save_id, "pending", left) or doc
+    return SaveView.of(doc)
+
+
+async def _reported(parts: Gateway, save_id: str, deadline: float) -> Document | None:
+    """The save once some reporter recorded it, waiting until ``deadline`` (loop time)."""
+    with parts.saves.changes.subscribe(save_id) as changed:
+        doc = await parts.saves.get_any(save_id)
+        left = deadline - asyncio.get_running_loop().time()
+        if doc is not None or left <= 0:
+            return doc
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), left)
+    return await parts.saves.get_any(save_id)

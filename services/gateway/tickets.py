@@ -44,12 +44,20 @@ CLEANUP_AFTER = timedelta(minutes=5)
 
 
 class TicketRefused(Exception):
-    """A ticket that logs nobody in: ``status`` 403 (not ours, tampered) or 410 (spent)."""
+    """A ticket that logs nobody in: ``status`` 403 (not ours, tampered) or 410 (spent).
 
-    def __init__(self, status: int, reason: str) -> None:
+    A spent ticket was signed here, so its user is known (``hub_user``), and
+    ``code`` says why (one of ``REFUSAL_CODES``): the hub tells the host page.
+    """
+
+    def __init__(
+        self, status: int, reason: str, *, code: str | None = None, hub_user: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.code = code
+        self.hub_user = hub_user
 
 
 class Claims(BaseModel):
@@ -148,7 +156,7 @@ class Tickets:
         if claims is None or not is_own_page(claims.u, claims.p):
             raise TicketRefused(403, "not signed by this gateway")
         if claims.e <= time.time():
-            raise TicketRefused(410, "expired")
+            raise TicketRefused(410, "expired", code="ticket-expired", hub_user=claims.u)
         return claims
 
     async def redeem(self, ticket: str, sessions: SessionStore) -> Redemption:
@@ -156,7 +164,7 @@ class Tickets:
         claims = self.verify(ticket)
         session = await sessions.get_any(claims.s)
         if session is None or session["hub_user"] != claims.u or session["status"] != "ready":
-            raise TicketRefused(410, "its session has ended")
+            raise TicketRefused(410, "its session has ended", code="ended", hub_user=claims.u)
         now = datetime.now(UTC)
         try:
             await self._redeemed.insert_one(
@@ -168,7 +176,9 @@ class Tickets:
                 }
             )
         except DuplicateKeyError:
-            raise TicketRefused(410, "already used") from None
+            raise TicketRefused(
+                410, "already used", code="ticket-used", hub_user=claims.u
+            ) from None
         await self._cleanup(now)
         return Redemption(hub_user=claims.u, next_path=claims.p, session_id=claims.s)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from infra.hub.ticket_login import TicketAuthenticator
+from infra.hub.ticket_login import REFUSED, Refusal, TicketAuthenticator, refused_page
 from schemas.login_ticket import is_own_page
 from services.gateway.tickets import Claims, TicketRefused, Tickets, _b64, _unb64
 
@@ -144,3 +144,35 @@ def test_the_login_ends_on_the_users_own_origin_with_per_user_origins() -> None:
     assert url.startswith(f"{hub}/hub/")  # the login itself is the hub's
     assert per_user.notebook_origin(USER) == f"https://{USER}.jupyter.example.com"
     assert tickets().notebook_origin(USER) == "http://hub"  # one origin for all
+
+
+def test_an_expired_ticket_names_its_user_and_code_for_the_refusal_page() -> None:
+    issuer = tickets(ttl=-1)
+    with pytest.raises(TicketRefused) as refused:
+        issuer.verify(issuer.mint(USER, PAGE, "s1"))
+    assert (refused.value.code, refused.value.hub_user) == ("ticket-expired", USER)
+
+
+def test_a_forged_ticket_names_nobody() -> None:
+    with pytest.raises(TicketRefused) as refused:
+        tickets().verify(tickets(key=b"x" * 32).mint(USER, PAGE, "s1"))
+    assert (refused.value.code, refused.value.hub_user) == (None, None)
+
+
+def test_the_refusal_page_tells_only_the_tenants_origins_and_only_a_known_code() -> None:
+    page = refused_page(
+        Refusal(
+            "ticket-used", ("http://127.0.0.1:8090", "javascript:alert(1)", "http://a</script>")
+        )
+    )
+    script = page[page.index("<script>") + len("<script>") : page.index("</script>")]
+    data = json.loads(script[script.index("= ") + 2 : script.index(";")])
+    assert data == [
+        {"protocol": "nbembed.v1", "type": "refused", "code": "ticket-used"},
+        ["http://127.0.0.1:8090"],
+    ]
+    assert page.count("<script>") == 1 and "</script>" not in script
+    assert "*" not in script
+    # A code it does not know, or no refusal of ours: the plain page, no script.
+    assert refused_page(Refusal("owned", ("http://127.0.0.1:8090",))) == REFUSED
+    assert refused_page(None) == REFUSED

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -26,8 +27,14 @@ def report_save(model: dict[str, Any], os_path: str, contents_manager: Any, **_:
     token = os.environ.get("JUPYTERHUB_API_TOKEN")
     if model.get("type") != "notebook" or not gateway or not token:
         return
+    report = {"path": model["path"]}
+    # The timestamp Jupyter answers to the save names it: the host page's SDK hears
+    # the same one from the bridge and asks the gateway for this save's revision.
+    modified = model.get("last_modified")
+    if isinstance(modified, datetime):
+        report["last_modified"] = modified.isoformat()
     threading.Thread(
-        target=_send, args=(gateway, token, model["path"]), name="nbembed-save", daemon=True
+        target=_send, args=(gateway, token, report), name="nbembed-save", daemon=True
     ).start()
 
 
@@ -49,13 +56,14 @@ def _http() -> httpx.Client:
         return _client
 
 
-def _send(gateway: str, token: str, path: str, attempts: int = 5) -> None:
+def _send(gateway: str, token: str, report: dict[str, str], attempts: int = 5) -> None:
+    path = report["path"]
     delay = 0.5
     for _ in range(attempts):
         try:
             response = _http().post(
                 f"{gateway.rstrip('/')}/internal/server-saves",
-                json={"path": path},
+                json=report,
                 headers={"Authorization": f"token {token}"},
             )
             if response.status_code < 500:

@@ -30,6 +30,13 @@ export interface MountOptions {
   /** How long to wait for the revision to be stored (default 60 000 ms). */
   storeTimeoutMs?: number;
   /**
+   * How long to wait for the notebook's bridge to say hello (default 30 000 ms).
+   * Without it by then the embed fails with code "frame-refused": the notebook's
+   * server refused to be framed by this page (its origin is not one of the
+   * tenant's allowed origins), or the notebook never loaded.
+   */
+  helloTimeoutMs?: number;
+  /**
    * Follow the session and emit "ended" when it is over (default true): one
    * long-poll of GET /v1/sessions/{id} at a time, with the browser token.
    */
@@ -60,20 +67,45 @@ export interface Ended {
 export interface Stored {
   saveId: string;
   revision: number;
-  /** false when the content equalled the latest revision (no new revision). */
+  /** true exactly when this save made a new revision (false: same content as the latest). */
   changed: boolean;
 }
 
+/** What `stored` carries: which save it was (the page's `save()`, or made inside Jupyter). */
+export interface StoredEvent extends Stored {
+  /** true for a save made inside Jupyter (Ctrl-S, autosave), false for `save()`'s. */
+  byUser: boolean;
+}
+
+/**
+ * Why the embed cannot work (its `failure`, and `error` events' code): then every
+ * `save()` and `reload()` rejects at once with it.
+ * - "frame-refused": no hello from the notebook within `helloTimeoutMs`;
+ * - "ticket-expired", "ticket-used": the hub refused the iframe URL's login ticket
+ *   (mount with a fresh `iframe_url`: read the session again);
+ * - "ended": the session is over (see the `ended` event for why).
+ */
+export type FailureCode = "frame-refused" | "ticket-expired" | "ticket-used" | "ended";
+
 export declare class NbembedError extends Error {
   readonly code:
+    | FailureCode
     | "bad-options"
     | "timeout"
     | "jupyter"
     | "store"
     | "gateway"
-    | "destroyed"
-    | "ended";
+    | "destroyed";
 }
+
+/**
+ * The kernel as the user can use it: "starting" (starting, restarting, not yet
+ * connected), "idle" and "busy" (connected: code runs, or queues), "dead" (no
+ * kernel runs the notebook: it died, was shut down, or none was chosen).
+ */
+export type KernelStatus = "starting" | "idle" | "busy" | "dead";
+
+export declare const KERNEL_STATUSES: readonly KernelStatus[];
 
 export interface Reloaded {
   path: string;
@@ -81,12 +113,28 @@ export interface Reloaded {
 }
 
 export interface EmbedEventMap {
-  ready: CustomEvent<{ path: string }>;
-  saved: CustomEvent<{ path: string; lastModified: string; byUser?: boolean }>;
-  stored: CustomEvent<Stored>;
+  /**
+   * The user can type and run: the notebook is open and its kernel connected, or
+   * (after 20 s without a connected kernel) open with `kernel` as it is then.
+   * A `kernel` event with the same status follows at once.
+   */
+  ready: CustomEvent<{ path: string; kernel: KernelStatus }>;
+  /** The kernel's status, at `ready` and at every change after it. */
+  kernel: CustomEvent<{ status: KernelStatus }>;
+  /** The notebook has (true) or no longer has (false) changes Jupyter has not saved. */
+  dirty: CustomEvent<{ dirty: boolean }>;
+  /** Jupyter saved, once per save: `byUser` true for Ctrl-S and autosave, false for `save()`. */
+  saved: CustomEvent<{ path: string; lastModified: string; byUser: boolean }>;
+  /** That save's revision is durable (every save, whatever started it). */
+  stored: CustomEvent<StoredEvent>;
   /** Jupyter read the notebook's file again (after `reload()`). */
   reloaded: CustomEvent<Reloaded>;
-  error: CustomEvent<{ error: NbembedError }>;
+  /**
+   * Something failed that no promise reports: the embed's failure (a FailureCode;
+   * `save()` then rejects at once), a save Jupyter refused ("jupyter"), or the
+   * storing of a save made inside Jupyter ("store", "timeout", "gateway").
+   */
+  error: CustomEvent<{ code: NbembedError["code"]; error: NbembedError }>;
   /** The session is over (its server stopped, the host ended it, its notebook deleted). */
   ended: CustomEvent<Ended>;
 }
@@ -94,11 +142,17 @@ export interface EmbedEventMap {
 export declare class Embed extends EventTarget {
   readonly iframe: HTMLIFrameElement;
   readonly ready: boolean;
+  /** The kernel's status once the notebook is ready, else null. */
+  readonly kernel: KernelStatus | null;
+  /** Whether the notebook has changes Jupyter has not saved. */
+  readonly dirty: boolean;
+  /** Null while the embed works; then the error every save() and reload() rejects with. */
+  readonly failure: NbembedError | null;
   /** Whether the iframe was mounted restricted (no `allow-downloads`). */
   readonly restricted: boolean;
   /** Null while the session is open; then why it ended. */
   readonly ended: Ended | null;
-  /** Rejects with code "ended" once the session is over. */
+  /** Rejects at once with the embed's failure (code "ended", "frame-refused", …). */
   save(): Promise<Stored>;
   /**
    * Jupyter reads the notebook's file again (after a restore wrote it); unsaved

@@ -8,7 +8,11 @@
 //     restricted,                           // the session's `restricted` field
 //     notebookOrigin,                       // the ready session's notebook_origin
 //   });
-//   embed.addEventListener("stored", (e) => console.log(e.detail.revision));
+//   embed.addEventListener("ready", (e) => enableRun());       // the user can type and run
+//   embed.addEventListener("kernel", (e) => show(e.detail.status)); // starting|idle|busy|dead
+//   embed.addEventListener("dirty", (e) => markUnsaved(e.detail.dirty));
+//   embed.addEventListener("stored", (e) => console.log(e.detail.revision, e.detail.changed));
+//   embed.addEventListener("error", (e) => console.warn(e.detail.code)); // see the README
 //   embed.addEventListener("ended", (e) => reopen(e.detail.code));  // see below
 //   await embed.save();   // resolves once the revision is durable
 //   await embed.reload(); // after your backend restored a revision: Jupyter reads it
@@ -60,21 +64,42 @@ export function mount(element, options) {
   return new Embed(element, options);
 }
 
+/** The kernel statuses the bridge reports (see the README's events). */
+export const KERNEL_STATUSES = ["starting", "idle", "busy", "dead"];
+
+/** Why the hub refused the iframe's login ticket (its refusal page tells the SDK). */
+const REFUSAL_CODES = ["ticket-expired", "ticket-used", "ended"];
+
 export class Embed extends EventTarget {
   constructor(element, options) {
     super();
     for (const name of ["gatewayUrl", "sessionId", "iframeUrl", "browserToken"]) {
       if (!options || !options[name]) throw new NbembedError("bad-options", `${name} is required`);
     }
-    this.options = { saveTimeoutMs: 30000, storeTimeoutMs: 60000, ...options };
+    this.options = { saveTimeoutMs: 30000, storeTimeoutMs: 60000, helloTimeoutMs: 30000, ...options };
     // The notebook's own origin: the user's origin when each user's server has
     // one (the iframe URL is the hub's, which redirects there), else the hub's.
     this.notebookOrigin = options.notebookOrigin || new URL(options.iframeUrl).origin;
+    // The hub's login page, which tells why it refused a ticket, is on the iframe URL's origin.
+    this._loginOrigin = new URL(options.iframeUrl).origin;
     this.ready = false;
+    /** The kernel's status once the bridge said (see KERNEL_STATUSES), else null. */
+    this.kernel = null;
+    /** Whether the notebook has changes Jupyter has not saved. */
+    this.dirty = false;
     /** Set once the session is over: { status, code, reason }. */
     this.ended = null;
+    /** Set once the embed cannot work (frame refused, ticket refused, session over). */
+    this.failure = null;
     this._pending = new Map();
     this._following = new AbortController();
+    // Aborts the gateway calls of saves in flight when the embed fails or is destroyed.
+    this._stopping = new AbortController();
+    this._hello = new Promise((resolve, reject) => {
+      this._helloed = resolve;
+      this._refused = reject;
+    });
+    this._hello.catch(() => {}); // a failure is reported as an event; nobody need await this
     this.iframe = document.createElement("iframe");
     this.iframe.src = options.iframeUrl;
     this.iframe.title = options.title || "Jupyter notebook";
@@ -85,6 +110,16 @@ export class Embed extends EventTarget {
     this.iframe.style.cssText = "width:100%;height:100%;border:0";
     this._onMessage = (event) => this._receive(event);
     window.addEventListener("message", this._onMessage);
+    // No hello from the bridge in time: the notebook's server refused to be framed
+    // by this page (its origin is not one of the tenant's), or it never loaded.
+    this._helloTimer = setTimeout(
+      () =>
+        this._fail(
+          "frame-refused",
+          "the notebook did not answer: is this page's origin one of the tenant's allowed origins?",
+        ),
+      this.options.helloTimeoutMs,
+    );
     element.replaceChildren(this.iframe);
     if (this.options.followSession !== false) this._follow();
   }
@@ -92,26 +127,15 @@ export class Embed extends EventTarget {
   /**
    * Save the notebook as the user sees it and store it as a revision.
    * Resolves with { saveId, revision, changed } once the revision is durable;
-   * rejects with an NbembedError (code "timeout", "jupyter", "store", "gateway").
+   * rejects with an NbembedError: at once with the embed's failure code
+   * ("ended", "frame-refused", "ticket-expired", "ticket-used") when it cannot
+   * work, else "timeout", "jupyter", "store" or "gateway".
    */
   async save() {
-    if (this.ended) {
-      throw new NbembedError("ended", `the session ended: ${this.ended.reason}`);
-    }
-    const requestId = crypto.randomUUID();
-    const saved = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(requestId);
-        // Jupyter can stall a save behind an "overwrite?" dialog (file changed on disk).
-        reject(new NbembedError("timeout", "Jupyter did not confirm the save in time"));
-      }, this.options.saveTimeoutMs);
-      this._pending.set(requestId, { resolve, reject, timer });
-    });
-    this._post({ type: "save", requestId });
-    const jupyter = await saved;
-    this._emit("saved", jupyter);
-    const stored = await this._store();
-    this._emit("stored", stored);
+    const jupyter = await this._ask("save", "save");
+    this._emit("saved", { ...jupyter, byUser: false });
+    const stored = await this._store(jupyter.lastModified);
+    this._emit("stored", { ...stored, byUser: false });
     return stored;
   }
 
@@ -122,19 +146,7 @@ export class Embed extends EventTarget {
    * on disk" dialog follows. Resolves with { path, lastModified }.
    */
   async reload() {
-    if (this.ended) {
-      throw new NbembedError("ended", `the session ended: ${this.ended.reason}`);
-    }
-    const requestId = crypto.randomUUID();
-    const reloaded = new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(requestId);
-        reject(new NbembedError("timeout", "Jupyter did not confirm the reload in time"));
-      }, this.options.saveTimeoutMs);
-      this._pending.set(requestId, { resolve, reject, timer });
-    });
-    this._post({ type: "reload", requestId });
-    const done = await reloaded;
+    const done = await this._ask("reload", "reload");
     this._emit("reloaded", done);
     return done;
   }
@@ -142,13 +154,30 @@ export class Embed extends EventTarget {
   /** Remove the iframe and stop listening. */
   destroy() {
     this._following.abort();
+    this._stopping.abort();
+    clearTimeout(this._helloTimer);
     window.removeEventListener("message", this._onMessage);
-    for (const { reject, timer } of this._pending.values()) {
-      clearTimeout(timer);
-      reject(new NbembedError("destroyed", "the embed was destroyed"));
-    }
-    this._pending.clear();
+    this._rejectPending(new NbembedError("destroyed", "the embed was destroyed"));
+    this._refused(new NbembedError("destroyed", "the embed was destroyed"));
     this.iframe.remove();
+  }
+
+  /** Ask the bridge (once it said hello) and wait for its answer; fails fast once failed. */
+  async _ask(type, what) {
+    if (this.failure) throw this.failure;
+    await this._hello; // rejects with the failure if the frame is refused meanwhile
+    if (this.failure) throw this.failure;
+    const requestId = crypto.randomUUID();
+    const answered = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(requestId);
+        // Jupyter can stall a save behind an "overwrite?" dialog (file changed on disk).
+        reject(new NbembedError("timeout", `Jupyter did not confirm the ${what} in time`));
+      }, this.options.saveTimeoutMs);
+      this._pending.set(requestId, { resolve, reject, timer });
+    });
+    this._post({ type, requestId });
+    return answered;
   }
 
   /**
@@ -192,37 +221,106 @@ export class Embed extends EventTarget {
   }
 
   _end(detail) {
+    if (this.ended) return;
     this.ended = detail;
-    for (const { reject, timer } of this._pending.values()) {
-      clearTimeout(timer);
-      reject(new NbembedError("ended", `the session ended: ${detail.reason}`));
-    }
-    this._pending.clear();
     this._emit("ended", detail);
+    this._fail("ended", `the session ended: ${detail.reason}`);
   }
 
-  async _store() {
+  /** The embed cannot work any more: reject what waits, stop the gateway calls, tell the page. */
+  _fail(code, message) {
+    if (this.failure) return;
+    const error = new NbembedError(code, message);
+    this.failure = error;
+    clearTimeout(this._helloTimer);
+    this._refused(error);
+    this._rejectPending(error);
+    this._stopping.abort();
+    this._emit("error", { code, error });
+  }
+
+  _rejectPending(error) {
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(error);
+    }
+    this._pending.clear();
+  }
+
+  /** A gateway call of this embed's session, with its browser token; aborted when it fails. */
+  async _gateway(path, init = {}) {
     const base = this.options.gatewayUrl.replace(/\/$/, "");
-    const headers = { Authorization: `Bearer ${this.options.browserToken}` };
-    const created = await fetch(`${base}/v1/sessions/${this.options.sessionId}/saves`, {
+    const headers = { Authorization: `Bearer ${this.options.browserToken}`, ...(init.headers || {}) };
+    try {
+      return await fetch(`${base}${path}`, { ...init, headers, signal: this._stopping.signal });
+    } catch (error) {
+      if (this.failure) throw this.failure;
+      throw new NbembedError("gateway", `the gateway did not answer: ${error}`);
+    }
+  }
+
+  /**
+   * Store the save Jupyter just made (the page's): one save with the server's
+   * own report of it, named by the file's timestamp, so `changed` tells the truth.
+   */
+  async _store(lastModified) {
+    const session = `/v1/sessions/${this.options.sessionId}`;
+    const created = await this._gateway(`${session}/saves`, {
       method: "POST",
-      headers,
+      ...(lastModified
+        ? {
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ last_modified: lastModified }),
+          }
+        : {}),
     });
     if (created.status !== 202) throw await this._problem(created);
     const save = await created.json();
+    if (lastModified) return this._outcome(lastModified, save);
     const deadline = Date.now() + this.options.storeTimeoutMs;
     let current = save;
     while (current.status === "pending") {
       if (Date.now() > deadline) throw new NbembedError("timeout", "the save was not stored in time");
-      const polled = await fetch(`${base}/v1/saves/${save.id}?wait=25`, { headers });
+      const polled = await this._gateway(`/v1/saves/${save.id}?wait=25`);
       if (!polled.ok) throw await this._problem(polled);
       current = await polled.json();
     }
+    return this._result(current);
+  }
+
+  /**
+   * The outcome of the save Jupyter made at `lastModified` (GET /v1/sessions/{id}/saves):
+   * it appears once the server or the SDK reported it, then waits for its revision.
+   */
+  async _outcome(lastModified, current = null) {
+    const deadline = Date.now() + this.options.storeTimeoutMs;
+    const query = `last_modified=${encodeURIComponent(lastModified)}&wait=25`;
+    while (current === null || current.status === "pending") {
+      if (Date.now() > deadline) throw new NbembedError("timeout", "the save was not stored in time");
+      const polled = await this._gateway(`/v1/sessions/${this.options.sessionId}/saves?${query}`);
+      if (polled.ok) current = await polled.json();
+      else if (polled.status !== 404) throw await this._problem(polled);
+    }
+    return this._result(current);
+  }
+
+  _result(current) {
     if (current.status !== "stored") {
       const reason = current.failure ? current.failure.reason : "the save was not stored";
       throw new NbembedError("store", reason);
     }
     return { saveId: current.id, revision: current.revision, changed: current.changed };
+  }
+
+  /** A save made inside Jupyter (Ctrl-S, autosave): the server reported it; tell its revision. */
+  async _storedByUser(lastModified) {
+    try {
+      const stored = await this._outcome(lastModified);
+      this._emit("stored", { ...stored, byUser: true });
+    } catch (error) {
+      if (this.failure) return; // told once, as the embed's failure
+      this._emit("error", { code: error.code || "store", error });
+    }
   }
 
   async _problem(response) {
@@ -240,12 +338,35 @@ export class Embed extends EventTarget {
   }
 
   _receive(event) {
-    if (event.source !== this.iframe.contentWindow || event.origin !== this.notebookOrigin) return;
+    if (event.source !== this.iframe.contentWindow) return;
     const data = event.data;
     if (!data || data.protocol !== PROTOCOL || typeof data.type !== "string") return;
-    if (data.type === "ready") {
+    if (data.type === "refused") {
+      // The hub's login page (the iframe URL's origin): the ticket was refused.
+      if (event.origin !== this._loginOrigin || !REFUSAL_CODES.includes(data.code)) return;
+      this._fail(data.code, `the notebook's login was refused: ${data.code}`);
+      return;
+    }
+    if (event.origin !== this.notebookOrigin) return;
+    if (data.type === "hello") {
+      clearTimeout(this._helloTimer);
+      this._helloed();
+    } else if (data.type === "ready") {
+      if (typeof data.path !== "string" || !KERNEL_STATUSES.includes(data.kernel)) return;
+      clearTimeout(this._helloTimer); // a bridge that said ready said hello
+      this._helloed();
       this.ready = true;
-      this._emit("ready", { path: data.path });
+      this.kernel = data.kernel;
+      this._emit("ready", { path: data.path, kernel: data.kernel });
+      this._emit("kernel", { status: data.kernel });
+    } else if (data.type === "kernel") {
+      if (!KERNEL_STATUSES.includes(data.status)) return;
+      this.kernel = data.status;
+      this._emit("kernel", { status: data.status });
+    } else if (data.type === "dirty") {
+      if (typeof data.dirty !== "boolean") return;
+      this.dirty = data.dirty;
+      this._emit("dirty", { dirty: data.dirty });
     } else if (data.type === "saved" || data.type === "reloaded" || data.type === "error") {
       const pending = this._pending.get(data.requestId);
       if (!pending) return;
@@ -255,12 +376,14 @@ export class Embed extends EventTarget {
         pending.resolve({ path: data.path, lastModified: data.lastModified });
       } else {
         const error = new NbembedError("jupyter", data.reason || "Jupyter could not save");
-        this._emit("error", { error });
+        this._emit("error", { code: "jupyter", error });
         pending.reject(error);
       }
     } else if (data.type === "user-saved") {
       // A save made inside Jupyter (Ctrl-S, autosave); the server stores it itself.
+      if (typeof data.path !== "string" || typeof data.lastModified !== "string") return;
       this._emit("saved", { path: data.path, lastModified: data.lastModified, byUser: true });
+      if (data.lastModified) this._storedByUser(data.lastModified);
     }
   }
 
