@@ -70,7 +70,8 @@ class Kernel:
         self.token = token
         self.server = f"{self.hub_url}/user/{quote(hub_user)}"
         self.kernel_id = kernel_id
-        """Given: a running kernel (one sync started) to attach to rather than a new one."""
+        """Given: a running kernel (one sync started) to attach to, left running at the end."""
+        self._own = kernel_id is None
         self._ws: Any = None
 
     async def __aenter__(self) -> Kernel:
@@ -91,6 +92,8 @@ class Kernel:
     async def __aexit__(self, *exc: object) -> None:
         if self._ws is not None:
             self._ws.close()
+        if not self._own:
+            return
         async with httpx.AsyncClient(
             headers={"Authorization": f"token {self.token}"}, timeout=30
         ) as http:
