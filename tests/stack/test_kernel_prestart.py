@@ -48,8 +48,10 @@ async def test_a_ready_session_has_its_notebooks_kernel_running_once(
         )
         assert second["status"] == "ready", second
         assert second["path"] == first["path"]
-        sessions = await server_sessions(hub_url, hub_user, token)
-        assert for_path(sessions, first["path"]) == [session]
+        sessions = for_path(await server_sessions(hub_url, hub_user, token), first["path"])
+        assert [(s["id"], s["kernel"]["id"]) for s in sessions] == [
+            (session["id"], session["kernel"]["id"])
+        ]
         assert [k["id"] for k in await server_kernels(hub_url, hub_user, token)] == [
             session["kernel"]["id"]
         ]
