@@ -66,6 +66,8 @@ def create_app(settings: SyncSettings) -> Starlette:
         save_read_seconds=settings.save_read_seconds,
         placement_seconds=settings.placement_seconds,
         max_json_depth=settings.max_json_depth,
+        prestart_kernel=settings.prestart_kernel,
+        prestart_seconds=settings.prestart_seconds,
     )
     # Two groups, each reading one topic with its partitions handled in parallel:
     # placing notebooks for new sessions never waits behind storing saves.

@@ -1,4 +1,6 @@
-"""Sync's client for the single-user servers' contents API (through the hub's proxy).
+"""Sync's client for the single-user servers' REST API (through the hub's proxy).
+
+Files through the contents API, and the notebook's kernel through the sessions API.
 
 Every request carries a token of the user whose server it goes to (from
 `ServerTokens`), never a service credential: a server runs its user's code and
@@ -14,7 +16,7 @@ import binascii
 import json
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -34,6 +36,14 @@ class ContentsError(Exception):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class KernelSession(NamedTuple):
+    """A Jupyter server session: the notebook's kernel as the server records it."""
+
+    session_id: str
+    kernel_id: str
+    kernel_name: str
 
 
 class TooLarge(ContentsError):
@@ -175,6 +185,41 @@ class ContentsClient:
                 f"writing {path}: {response.status_code} {response.text[:500]}",
                 response.status_code,
             )
+
+    async def start_kernel_session(
+        self, server_path: str, path: str, kernel_name: str
+    ) -> KernelSession:
+        """Start the notebook's kernel on its server, as opening its page would (idempotent).
+
+        Jupyter Server's ``POST /api/sessions`` answers an existing session for
+        ``path`` instead of creating one, so a redelivery starts no second
+        kernel; JupyterLab 4 and Notebook 7, opening ``path``, list the
+        server's sessions and connect to the one for that path
+        (``SessionContext._initialize`` in @jupyterlab/apputils) rather than
+        start their own. The session is named like the page names it (the
+        file's name). The answer is the user's server's, so it is read
+        defensively: only the ids are kept.
+        """
+        hub_user = hub_user_of(server_path)
+        body = {
+            "path": path,
+            "type": "notebook",
+            "name": path.rsplit("/", 1)[-1],
+            "kernel": {"name": kernel_name},
+        }
+        response = await self._call("POST", hub_user, f"/user/{hub_user}/api/sessions", json=body)
+        if response.status_code not in (200, 201):
+            raise ContentsError(
+                f"starting the kernel of {path}: {response.status_code} {response.text[:200]}",
+                response.status_code,
+            )
+        try:
+            model = response.json()
+            return KernelSession(
+                str(model["id"]), str(model["kernel"]["id"]), str(model["kernel"]["name"])
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ContentsError(f"starting the kernel of {path}: unexpected answer", 502) from exc
 
     async def list_inputs(self, server_path: str) -> dict[str, str]:
         """The input files in place on the server: name → SHA-256 (nbembed's extension)."""

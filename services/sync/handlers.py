@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from faststream.kafka import KafkaBroker
+from prometheus_client import Counter
 
 from schemas import (
     CloudEvent,
@@ -31,6 +32,14 @@ from services.sync.inputs import InputNotFound, InputPlacer
 from services.sync.store import NotebookStore, revision_notes
 
 log = logging.getLogger(__name__)
+
+KERNEL_PRESTARTS = Counter(
+    "nbembed_kernel_prestarts",
+    "Kernels sync started for a session's notebook while placing it, by outcome "
+    "(started: the server answered with the notebook's session, new or reused; failed: the "
+    "page will start the kernel itself).",
+    ["outcome"],
+)
 
 SOURCE = "/nbembed/sync"
 # New notebook ids derive from the session that created them, so a redelivered
@@ -59,6 +68,8 @@ class SyncHandlers:
         save_read_seconds: float = 15,
         placement_seconds: float = 20,
         max_json_depth: int = notebooks.MAX_DEPTH,
+        prestart_kernel: bool = True,
+        prestart_seconds: float = 5,
     ) -> None:
         self._contents = contents
         self._store = store
@@ -72,6 +83,8 @@ class SyncHandlers:
         self._save_read_seconds = save_read_seconds
         self._placement_seconds = placement_seconds
         self._max_json_depth = max_json_depth
+        self._prestart_kernel = prestart_kernel
+        self._prestart_seconds = prestart_seconds
 
     def page_url(self, server_path: str, path: str) -> str:
         """The page that shows exactly this notebook (Notebook 7 or JupyterLab)."""
@@ -107,6 +120,9 @@ class SyncHandlers:
             return  # session.failed was published
         notebook_id, path, announcement, new = placed
         hops.lap("place_ms")
+        if self._prestart_kernel and ready.profile is not None:
+            await self._start_kernel(ready, path, ready.profile.kernel)
+            hops.lap("kernel_ms")
         session_ready = SessionReady(
             session_id=ready.session_id,
             tenant_id=ready.tenant_id,
@@ -130,6 +146,41 @@ class SyncHandlers:
             "session ready",
             extra={"session_id": ready.session_id, "notebook_id": notebook_id, **hops.laps},
         )
+
+    async def _start_kernel(self, ready: ServerReady, path: str, kernel_name: str) -> None:
+        """Start the notebook's kernel before session.ready, so the page connects to it.
+
+        Before, not beside, the ready event: the page lists the server's
+        sessions as it opens, and a request of ours still in flight then would
+        let it start a second kernel (Jupyter Server checks for a session of
+        the path and creates one without a lock). A kernel that does not start
+        fails nothing: the page starts one as it always did. Bounded in time,
+        like the placement, whatever the user's server does.
+        """
+        try:
+            async with asyncio.timeout(self._prestart_seconds):
+                started = await self._contents.start_kernel_session(
+                    ready.server_path, path, kernel_name
+                )
+        except (ContentsError, TimeoutError) as exc:
+            KERNEL_PRESTARTS.labels("failed").inc()
+            log.warning(
+                "kernel not started before the page; the page will start it",
+                extra={
+                    "session_id": ready.session_id,
+                    "kernel": kernel_name,
+                    "error": str(exc) or type(exc).__name__,
+                },
+            )
+            return
+        KERNEL_PRESTARTS.labels("started").inc()
+        if started.kernel_name != kernel_name:
+            # An earlier session of this notebook still runs its kernel: the page
+            # connects to that one too, as it would have without us.
+            log.info(
+                "notebook's running kernel reused",
+                extra={"session_id": ready.session_id, "kernel": started.kernel_name},
+            )
 
     async def _place(self, ready: ServerReady) -> tuple[str, str, Announcement | None, bool] | None:
         """The notebook (restored or created) and input files on the server.

@@ -81,6 +81,18 @@ class SyncSettings(ServiceSettings):
         "that does not answer by then fails the session (server_unavailable) instead of "
         "holding up the other sessions of its partition.",
     )
+    prestart_kernel: bool = Field(
+        default=True,
+        description="Start the notebook's kernel (the session profile's) on the user's server "
+        "while the notebook is placed, before the session is ready, so the page connects to a "
+        "running kernel; off: the page starts it as it loads (about a second later).",
+    )
+    prestart_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="Longest the kernel's start may hold up session.ready; past it, or on any "
+        "error, the session is ready anyway and the page starts the kernel.",
+    )
     max_json_depth: int = Field(
         default=100, ge=10, le=500, description="Deepest nesting accepted in a saved notebook."
     )

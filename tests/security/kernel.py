@@ -56,23 +56,34 @@ class Kernel:
     """One kernel on ``hub_user``'s server, driven with that user's own token."""
 
     def __init__(
-        self, hub_url: str, hub_user: str, token: str, kernel_name: str = "python3"
+        self,
+        hub_url: str,
+        hub_user: str,
+        token: str,
+        kernel_name: str = "python3",
+        *,
+        kernel_id: str | None = None,
     ) -> None:
         self.hub_url = hub_url.rstrip("/")
         self.kernel_name = kernel_name
         self.hub_user = hub_user
         self.token = token
         self.server = f"{self.hub_url}/user/{quote(hub_user)}"
-        self.kernel_id: str | None = None
+        self.kernel_id = kernel_id
+        """Given: a running kernel (one sync started) to attach to, left running at the end."""
+        self._own = kernel_id is None
         self._ws: Any = None
 
     async def __aenter__(self) -> Kernel:
-        async with httpx.AsyncClient(
-            headers={"Authorization": f"token {self.token}"}, timeout=60
-        ) as http:
-            started = await http.post(f"{self.server}/api/kernels", json={"name": self.kernel_name})
-            assert started.status_code == 201, started.text
-            self.kernel_id = started.json()["id"]
+        if self.kernel_id is None:
+            async with httpx.AsyncClient(
+                headers={"Authorization": f"token {self.token}"}, timeout=60
+            ) as http:
+                started = await http.post(
+                    f"{self.server}/api/kernels", json={"name": self.kernel_name}
+                )
+                assert started.status_code == 201, started.text
+                self.kernel_id = started.json()["id"]
         ws_url = self.server.replace("http", "ws", 1) + f"/api/kernels/{self.kernel_id}/channels"
         request = HTTPRequest(ws_url, headers={"Authorization": f"token {self.token}"})
         self._ws = await websocket_connect(request)
@@ -81,6 +92,8 @@ class Kernel:
     async def __aexit__(self, *exc: object) -> None:
         if self._ws is not None:
             self._ws.close()
+        if not self._own:
+            return
         async with httpx.AsyncClient(
             headers={"Authorization": f"token {self.token}"}, timeout=30
         ) as http:
