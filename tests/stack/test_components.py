@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from infra.settings import StackSettings
 from schemas import SessionRequested, all_topics, dlq_topic, hub_username
-from tests.stack.helpers import start_server_and_wait
+from tests.stack.helpers import eventually, start_server_and_wait
 
 
 async def test_mongodb_round_trip_and_unique_index(
@@ -122,12 +122,26 @@ async def test_single_user_server_spawns_and_its_contents_api_answers(
         await hub.delete(f"/users/{name}")
 
 
-async def test_hub_pages_may_be_framed_only_by_allowed_origins(
+async def test_hub_pages_may_be_framed_only_by_their_users_tenant(
     stack_settings: StackSettings,
 ) -> None:
+    """A page about a user: that user's tenant's origins; any other hub page: none."""
+    base = f"{stack_settings.public_hub_url}/hub"
+    user = hub_username(stack_settings.tenants[0], "framed")
     async with httpx.AsyncClient() as http:
-        page = await http.get(f"{stack_settings.public_hub_url}/hub/login")
-    csp = page.headers["Content-Security-Policy"]
-    assert csp.startswith("frame-ancestors 'self'")
+        login = await http.get(f"{base}/login")
+        assert login.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+
+        async def about_user() -> str:
+            page = await http.get(f"{base}/spawn-pending/{user}")
+            return str(page.headers["Content-Security-Policy"])
+
+        async def known() -> bool:
+            return await about_user() != "frame-ancestors 'self'"
+
+        # The hub asks the gateway for a tenant's origins the first time (fail closed).
+        await eventually(known)
+        csp = await about_user()
+    assert csp.startswith("frame-ancestors 'self' ")
     for origin in stack_settings.allowed_origins:
         assert origin in csp
