@@ -74,14 +74,24 @@ def _run_retrying(command: list[str], attempts: int, ok_codes: frozenset[int]) -
 
 
 def ensure_account(account: str, group: str, home: Path, comment: str, attempts: int = 6) -> None:
-    """Create ``group`` and ``account`` unless they exist (blocking; call in a thread)."""
+    """Create ``group`` and ``account`` unless they exist (blocking; call in a thread).
+
+    An account that exists with another home (made by a stack whose state folder
+    was elsewhere: another checkout on this machine) is moved to ``home``: the
+    server starts in the account's home as ``/etc/passwd`` says, and a stale one
+    leaves it in a folder it cannot write.
+    """
     # groupadd --force: success when the group exists already.
     _run_retrying(["groupadd", "--force", group], attempts, frozenset())
     try:
-        pwd.getpwnam(account)
-        return
+        existing = pwd.getpwnam(account)
     except KeyError:
-        pass
+        existing = None
+    if existing is not None:
+        if existing.pw_dir != str(home):
+            # 8: a process of the account still runs; usermod then leaves it as it was.
+            _run_retrying(["usermod", "--home", str(home), account], attempts, frozenset({8}))
+        return
     _run_retrying(
         [
             "useradd",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra import stack
+from infra.hub import local_users
 from infra.hub.local_users import MAX_ACCOUNT_LENGTH, account_name
 from infra.settings import StackSettings
 
@@ -68,3 +69,21 @@ def test_up_refuses_a_state_folder_the_accounts_cannot_reach(tmp_path: Path) -> 
         stack.check_homes_reachable(settings)
     # The simple spawner runs servers as the stack's account: nothing to check.
     stack.check_homes_reachable(settings.model_copy(update={"spawner_class": "simple"}))
+
+
+def test_an_account_with_a_stale_home_is_moved_to_this_stacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another checkout made the account: its home must become this stack's."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(local_users, "_run_retrying", lambda command, *_: ran.append(command))
+    entry = type("Entry", (), {"pw_dir": "/elsewhere/.run/homes/demo-x"})()
+    monkeypatch.setattr(local_users.pwd, "getpwnam", lambda name: entry)
+    home = tmp_path / "homes" / "demo-x"
+    local_users.ensure_account("nb-demo-x", "nbembed-users", home, "c")
+    assert ran[-1] == ["usermod", "--home", str(home), "nb-demo-x"]
+
+    ran.clear()
+    entry.pw_dir = str(home)  # type: ignore[attr-defined]
+    local_users.ensure_account("nb-demo-x", "nbembed-users", home, "c")
+    assert [command[0] for command in ran] == ["groupadd"]  # nothing else to change
