@@ -33,7 +33,7 @@ from services.gateway.deps import (
     resolve_session_caller,
     session_token_digest,
 )
-from services.gateway.outbox import Entries, event_entry
+from services.gateway.outbox import Entries, Hold, event_entry
 from services.gateway.problems import Problem, errors
 from services.gateway.store import SESSION_FINAL, Document, SessionStatus, SessionStore
 from services.gateway.tenants import Tenant
@@ -54,21 +54,25 @@ T = TypeVar("T")
 
 
 async def record(
-    parts: Gateway, collection: str, record_id: str, write: Callable[[], Awaitable[T]]
-) -> tuple[str, T]:
-    """Write a record with its outbox entries, and its relay marker beside it.
+    parts: Gateway,
+    collection: str,
+    record_id: str,
+    entries: Entries,
+    write: Callable[[], Awaitable[T]],
+) -> tuple[Hold, T]:
+    """Write a record with its outbox ``entries``, and its relay marker beside it.
 
     Refused (503, nothing written) while Kafka is known to be down. Returns the
-    marker's token and what ``write`` returned; then `Outbox.deliver` the entries.
+    marker's hold and what ``write`` returned; then `Outbox.deliver` the entries.
     """
     parts.outbox.kafka.check()
-    token, written = await asyncio.gather(parts.outbox.hold(collection, record_id), write())
-    return token, written
+    hold, written = await asyncio.gather(parts.outbox.hold(collection, record_id, entries), write())
+    return hold, written
 
 
-def pending(before: Document | None, new: Entries) -> Entries:
-    """The entries a write left in its record: any still pending from before, then ``new``."""
-    return {**((before or {}).get("outbox") or {}), **new}
+def pending(hold: Hold, before: Document | None, new: Entries) -> Entries:
+    """What a write must publish: entries of earlier writes still owed, then ``new``."""
+    return {**hold.pick((before or {}).get("outbox") or {}), **new}
 
 
 class SessionCreate(BaseModel):
@@ -337,10 +341,11 @@ async def create_session(
         profile=profile,
     )
     entries = event_entry(CloudEvent.wrap(requested, source=SOURCE, subject=session_id))
-    token, (doc, created) = await record(
+    hold, (doc, created) = await record(
         parts,
         SessionStore.COLLECTION,
         session_id,
+        entries,
         lambda: parts.sessions.create(
             {
                 "_id": session_id,
@@ -376,14 +381,16 @@ async def create_session(
             "This Idempotency-Key was already used for a different request.",
             kind="idempotency-key-reused",
         )
-    # A retry finds what the first attempt left pending (it crashed, or Kafka
-    # failed it) and completes it: the same events, with the same ids.
-    left: Entries = doc.get("outbox") or {}
+    # A retry completes what the first attempt may have left owed (it crashed, or
+    # Kafka failed it): what its marker lists, or everything while the session has
+    # not moved (that marker may never have been written). Same events, same ids.
+    owed: Entries = doc.get("outbox") or {}
+    left = entries if created else owed if doc["status"] == "requested" else hold.pick(owed)
     if left:
         # Before the request travels: every later fact about this hub user (its
         # server's reports included) can then be attributed to the host's user.
         await parts.audit_users.remember(hub_user, tenant.id, body.user_id)
-    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, left, token)
+    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, left, hold)
     response.headers["Location"] = f"/v1/sessions/{doc['_id']}"
     view = await SessionView.of(doc, parts)
     if created:
@@ -513,13 +520,17 @@ async def end(parts: Gateway, doc: Document, *, reason: str, code: EndCode) -> N
         # The user's inputs/ folder loses this session's files (those no other open
         # session has); with no session left the server stops and sync skips it.
         entries |= inputs_entry(doc["tenant_id"], doc["hub_user"])
-    token, before = await record(
+    hold, before = await record(
         parts,
         SessionStore.COLLECTION,
         doc["_id"],
+        entries,
         lambda: parts.sessions.end(doc["_id"], reason, code, entries),
     )
-    if before is None:  # ended before: its events are the first end's
-        await parts.outbox.flush(SessionStore.COLLECTION, doc["_id"], token)
+    if before is None:  # ended before: its events are the first end's, if still owed
+        owed = hold.pick(doc.get("outbox") or {})
+        await parts.outbox.deliver(SessionStore.COLLECTION, doc["_id"], owed, hold)
         return
-    await parts.outbox.deliver(SessionStore.COLLECTION, doc["_id"], pending(before, entries), token)
+    await parts.outbox.deliver(
+        SessionStore.COLLECTION, doc["_id"], pending(hold, before, entries), hold
+    )

@@ -215,13 +215,14 @@ async def _change(
         session, kind, item
     )
     session_id = session["_id"]
-    token, _ = await record(
+    hold, _ = await record(
         parts,
         SessionStore.COLLECTION,
         session_id,
+        entries,
         lambda: parts.sessions.set_inputs(session_id, inputs, entries),
     )
-    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, entries, token)
+    await parts.outbox.deliver(SessionStore.COLLECTION, session_id, entries, hold)
 
 
 def _audit_entry(session: Document, kind: AuditKind, item: InputFile | None) -> Entries:

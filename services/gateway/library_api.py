@@ -192,13 +192,14 @@ async def rename_notebook(
     renamed = NotebookRenamed(tenant_id=tenant.id, notebook_id=notebook_id, name=body.name)
     entries = event_entry(CloudEvent.wrap(renamed, source=SOURCE))
     key = NotebookView.key(tenant.id, notebook_id)
-    token, before = await record(
+    hold, before = await record(
         parts,
         NotebookView.COLLECTION,
         key,
+        entries,
         lambda: parts.notebooks.rename(tenant.id, notebook_id, body.name, entries),
     )
-    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(before, entries), token)
+    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(hold, before, entries), hold)
     return NotebookSummary.of(await _summary(parts, tenant.id, notebook_id))
 
 
@@ -209,14 +210,15 @@ async def delete_notebook(notebook_id: str, tenant: TenantDep, parts: GatewayDep
     deleted = NotebookDeleted(tenant_id=tenant.id, notebook_id=notebook_id)
     entries = event_entry(CloudEvent.wrap(deleted, source=SOURCE))
     key = NotebookView.key(tenant.id, notebook_id)
-    token, before = await record(
+    hold, before = await record(
         parts,
         NotebookView.COLLECTION,
         key,
+        entries,
         lambda: parts.notebooks.delete(tenant.id, notebook_id, entries),
     )
     await end_sessions_of_deleted(parts, {"tenant_id": tenant.id, "notebook_id": notebook_id})
-    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(before, entries), token)
+    await parts.outbox.deliver(NotebookView.COLLECTION, key, pending(hold, before, entries), hold)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -5,25 +5,33 @@ back, so publishing before the record exists means a consumer may act on a
 session or save the gateway then fails to record (the store is down), and the
 host never learns its id. The store has no multi-document transactions
 (FerretDB 1.24), but a single document is written atomically: each record
-(session, save, notebook) therefore carries its pending events in an
-``outbox`` field, set in the same write that creates or changes the record.
-Once that write is durable the events *will* be published, whatever happens
-to this process or to Kafka, so the gateway may answer 202.
+(session, save, notebook) therefore carries its events in an ``outbox``
+field, set in the same write that creates or changes the record. Once that
+write is durable the events *will* be published, whatever happens to this
+process or to Kafka, so the gateway may answer 202.
 
-Publishing then happens at once, in the request, bounded in time. After it,
-the entries are cleared (``$unset`` by entry id). When the publish fails or
-the process dies first, the entries stay; a retried request with the same
-``Idempotency-Key`` finds them and publishes them, and so does the relay.
+Publishing then happens at once, in the request, bounded in time. When the
+publish fails or the process dies first, the events are still owed; a retried
+request with the same ``Idempotency-Key`` publishes them, and so does the relay.
 
-How the relay finds pending records cheaply: lookups by ``_id`` are the only
-fast ones, so every write that adds outbox entries also upserts a small marker
-(``gateway_outbox``, ``_id`` = collection/record id, with a fresh token) and
-the publish that clears the record deletes the marker *with that token* (a
-newer write's marker survives). The marker collection holds only records in
-flight, so the relay reads all of it every second or so. Markers are written
-beside the record (concurrently); a marker without a pending record is simply
-deleted, and a record whose marker write failed was answered with an error
-(retried with its key, it completes).
+What is still owed is said by a small marker beside the record
+(``gateway_outbox``, ``_id`` = collection/record id), never by rewriting the
+record: every write that adds outbox entries also adds their ids to the
+marker (with a fresh token), and a delivery that published them deletes the
+marker *with that token* (a newer write's marker survives). The record keeps
+its entries as the record of what it published. Why not clear them from the
+record: FerretDB 1.x applies an update by reading the document, changing it
+and writing the whole document back, with nothing stopping a second writer in
+between, so a clearing write racing the projection's status change undid it
+(a save stored by sync stayed ``pending`` for ever). After its creation a
+record is written only by the projection and by the host's own later requests
+(an end, a rename), never by its own delivery.
+
+The marker collection holds only records in flight, so the relay reads all of
+it every second or so and republishes the entries each marker lists. Markers
+are written beside the record (concurrently); a marker listing nothing its
+record holds is simply deleted, and a record whose marker write failed was
+answered with an error (retried with its key, it completes).
 
 Every entry keeps its CloudEvent id and time, so a republished event is the
 same event: consumers are idempotent, and the audit trail keys records by
@@ -47,7 +55,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,7 +75,7 @@ Entries = dict[str, Document]
 """Outbox entries of one record, by entry id (the id of the event they publish)."""
 
 FIELD = "outbox"
-"""The record field holding its pending entries."""
+"""The record field holding its entries (published or not: the marker says which)."""
 MARKERS = "gateway_outbox"
 """The collection of markers: one per record with pending entries."""
 EVENT_MODELS: dict[str, type[EventData]] = {model.event_type: model for model in ALL_EVENTS}
@@ -75,6 +84,22 @@ Renderer = Callable[[str, Document], Awaitable[CloudEvent[Any]]]
 """Builds the event of a state entry (kind other than ``event``) when it is published."""
 Hook = Callable[[Document], Awaitable[None]]
 """Work the relay finishes for a record before republishing its entries."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A record's relay marker as one write left it: its token, and what it listed before."""
+
+    token: str
+    listed: frozenset[str] | None
+    """Ids of entries the marker listed before this write (maybe still unpublished); None
+    for a marker of an older version, which listed nothing: all the record's entries."""
+
+    def pick(self, entries: Entries) -> Entries:
+        """Those of a record's ``entries`` that earlier writes may not have published."""
+        if self.listed is None:
+            return dict(entries)
+        return {entry_id: e for entry_id, e in entries.items() if entry_id in self.listed}
 
 
 class BrokerUnavailable(Exception):
@@ -208,10 +233,15 @@ class Outbox:
         """Run ``hook`` on a record of ``collection`` before the relay republishes its entries."""
         self._hooks[collection] = hook
 
-    async def hold(self, collection: str, record_id: str) -> str:
-        """Mark a record as having pending entries; returns the marker's token."""
+    async def hold(self, collection: str, record_id: str, entries: Entries) -> Hold:
+        """Mark ``entries`` of a record as owed; the marker's token and what it listed before."""
+        listing: Document = (
+            {"$addToSet": {"entries": {"$each": list(entries)}}}
+            if entries
+            else {"$setOnInsert": {"entries": []}}
+        )
         token = uuid.uuid4().hex
-        await self._markers.update_one(
+        before = await self._markers.find_one_and_update(
             {"_id": f"{collection}/{record_id}"},
             {
                 "$set": {
@@ -219,18 +249,20 @@ class Outbox:
                     "record_id": record_id,
                     "token": token,
                     "at": datetime.now(UTC),
-                }
+                },
+                **listing,
             },
             upsert=True,
+            return_document=ReturnDocument.BEFORE,
         )
-        return token
+        return Hold(token, _listed(before))
 
-    async def deliver(self, collection: str, record_id: str, entries: Entries, token: str) -> bool:
-        """Publish ``entries`` in order, each bounded in time; then clear them (in the background).
+    async def deliver(self, collection: str, record_id: str, entries: Entries, hold: Hold) -> bool:
+        """Publish ``entries`` in order, each bounded in time; then release the marker.
 
-        True when all were published now. On a failure the entries stay in the
-        record (the relay publishes them once Kafka answers) and new writes are
-        refused until then; the caller's request already stands.
+        True when all were published now. On a failure the marker stays (the
+        relay publishes them once Kafka answers) and new writes are refused
+        until then; the caller's request already stands.
         """
         for entry_id, entry in ordered(entries):
             event = await self._event(entry_id, entry)  # a store error propagates
@@ -246,7 +278,7 @@ class Outbox:
                 return False
         if entries:
             self.kafka.answered()
-        self._spawn(self._settle(collection, record_id, list(entries), token))
+        self._spawn(self._release(collection, record_id, hold.token))
         return True
 
     async def _event(self, entry_id: str, entry: Document) -> CloudEvent[Any]:
@@ -256,19 +288,8 @@ class Outbox:
             event = await self._renderers[entry["kind"]](entry_id, entry)
         return tracing.with_context(event, entry)  # the recording request's trace
 
-    async def _settle(
-        self, collection: str, record_id: str, entry_ids: Iterable[str], token: str
-    ) -> None:
-        """Clear published entries, then the record's marker unless a newer write holds it."""
-        unset = {f"{FIELD}.{entry_id}": "" for entry_id in entry_ids}
-        if unset:
-            after = await self._db[collection].find_one_and_update(
-                {"_id": record_id},
-                {"$unset": unset},
-                return_document=ReturnDocument.AFTER,  # FerretDB 1.x has no projection here
-            )
-            if after is not None and after.get(FIELD):
-                return  # entries of another write remain: its marker stays
+    async def _release(self, collection: str, record_id: str, token: str) -> None:
+        """Delete the record's marker unless a newer write holds it (its token differs)."""
         await self._markers.delete_one({"_id": f"{collection}/{record_id}", "token": token})
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -298,18 +319,17 @@ class Outbox:
         return True
 
     async def _relay(self, marker: Document) -> bool:
-        return await self.flush(marker["collection"], marker["record_id"], marker["token"])
-
-    async def flush(self, collection: str, record_id: str, token: str) -> bool:
-        """Publish whatever a record still has pending (a retried request, the relay)."""
+        """Publish what a marker lists that its record holds; release it either way."""
+        collection, record_id = marker["collection"], marker["record_id"]
+        hold = Hold(marker["token"], _listed(marker))
         record = await self._db[collection].find_one({"_id": record_id})
-        entries: Entries = (record or {}).get(FIELD) or {}
+        entries = hold.pick((record or {}).get(FIELD) or {})
         if record is not None and entries:
             if hook := self._hooks.get(collection):
                 await hook(record)
             log.info("publishing pending events", extra={"record": f"{collection}/{record_id}"})
-            return await self.deliver(collection, record_id, entries, token)
-        await self._settle(collection, record_id, (), token)
+            return await self.deliver(collection, record_id, entries, hold)
+        await self._release(collection, record_id, hold.token)
         return True
 
     async def run_relay(self) -> None:
@@ -337,3 +357,11 @@ class Outbox:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _listed(marker: Document | None) -> frozenset[str] | None:
+    """What a marker lists: nothing if there is none; None (everything) if it is an old one."""
+    if marker is None:
+        return frozenset()
+    listed = marker.get("entries")
+    return None if listed is None else frozenset(listed)

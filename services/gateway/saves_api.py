@@ -175,14 +175,18 @@ async def record_save(
         **fields,
     }
     try:
-        token, save = await record(
-            parts, SaveStore.COLLECTION, saved.save_id, lambda: parts.saves.create(doc, entries)
+        hold, save = await record(
+            parts,
+            SaveStore.COLLECTION,
+            saved.save_id,
+            entries,
+            lambda: parts.saves.create(doc, entries),
         )
     except DuplicateKeyError:  # the other reporter won the race: its save is this one
         raced = await parts.saves.get_any(saved.save_id)
         assert raced is not None
         return raced
-    await parts.outbox.deliver(SaveStore.COLLECTION, saved.save_id, entries, token)
+    await parts.outbox.deliver(SaveStore.COLLECTION, saved.save_id, entries, hold)
     parts.saves.changes.notify(saved.save_id)  # wakes lookups waiting for it to exist
     return save
 

@@ -455,7 +455,8 @@ class WarmUps:
         """Record a warm-up of ``hub_user`` and its pending events; the record after it."""
         doc: Document | None = await self._warmups.find_one_and_update(
             {"_id": hub_user},
-            {"$set": {**fields, "requested_at": datetime.now(UTC), **as_fields(entries)}},
+            # Replaced, not added to: the latest warm-up's event is the one owed.
+            {"$set": {**fields, "requested_at": datetime.now(UTC), "outbox": entries}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )

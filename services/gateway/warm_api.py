@@ -84,16 +84,18 @@ async def warm_user(
         profile=profile,
     )
     entries = event_entry(CloudEvent.wrap(warm, source=SOURCE, subject=hub_user))
-    token, doc = await record(
+    hold, doc = await record(
         parts,
         WarmUps.COLLECTION,
         hub_user,
+        entries,
         lambda: parts.warmups.record(
             hub_user, {"tenant_id": tenant.id, "host_user_id": user_id}, entries
         ),
     )
     await parts.audit_users.remember(hub_user, tenant.id, user_id)
-    await parts.outbox.deliver(WarmUps.COLLECTION, hub_user, doc.get("outbox") or {}, token)
+    # A new warm-up replaces the record's entries: an older one still owed asks the same.
+    await parts.outbox.deliver(WarmUps.COLLECTION, hub_user, entries, hold)
     return WarmUpView(
         user_id=user_id,
         status="requested",

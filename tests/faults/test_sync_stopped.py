@@ -16,7 +16,7 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from services.sync.store import decode_content
 from tests.faults.helpers import STOPS
-from tests.stack.helpers import open_session
+from tests.stack.helpers import open_session, wait_for_final_status
 
 USERS = 20
 SAVES_EACH = {"SIGKILL": 25, "SIGTERM": 5}
@@ -26,6 +26,8 @@ KILL_AFTER = 0.3
 """The share of saves stored before sync is stopped: the stop lands mid-stream."""
 SAVE_BOUND = 120
 """A save pending this long is lost (a kill and a rebalance take well under a minute)."""
+OPEN_BOUND = 240
+"""20 new users on a stack just started (accounts made, servers spawned past the limit)."""
 
 
 def notebook(marker: str) -> dict[str, Any]:
@@ -66,7 +68,7 @@ class Saver:
 
 
 async def save_until_final(
-    gateway: httpx.AsyncClient, session_id: str
+    gateway: httpx.AsyncClient, session_id: str, where: Diagnosis | None = None
 ) -> tuple[dict[str, Any], float]:
     started = time.monotonic()
     created = await gateway.post(f"/v1/sessions/{session_id}/saves")
@@ -81,10 +83,43 @@ async def save_until_final(
                 if body["status"] != "pending":
                     return body, time.monotonic() - started
     except TimeoutError:
-        raise AssertionError(f"save {save_id} still pending after {SAVE_BOUND} s") from None
+        found = await where.of(save_id) if where else ""
+        raise AssertionError(f"save {save_id} still pending after {SAVE_BOUND} s{found}") from None
 
 
-@pytest.mark.timeout(420)
+class Diagnosis:
+    """Where a stalled save stopped: its record and outbox, and what the services logged."""
+
+    def __init__(self, settings: StackSettings, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
+        self.settings = settings
+        self.gateway_db = mongo[store.DATABASES["gateway"]]
+
+    async def of(self, save_id: str) -> str:
+        save = await self.gateway_db["saves"].find_one({"_id": save_id}) or {}
+        marker = await self.gateway_db["gateway_outbox"].find_one({"_id": f"saves/{save_id}"})
+        lines = [
+            f"{log.name}: {line.strip()[:400]}"
+            for log in sorted(self.settings.logs_dir.glob("*.log"))
+            for line in log.read_text(errors="replace").splitlines()
+            if save_id in line
+        ]
+        return (
+            f"; record: status_rank={save.get('status_rank')} "
+            f"outbox={sorted(save.get('outbox') or {})} marker={marker is not None}; "
+            f"logged: {lines[-12:]}"
+        )
+
+
+async def open_one(gateway: httpx.AsyncClient, saver: Saver) -> dict[str, Any]:
+    """The saver's session, ready; 20 new users past the hub's spawn limit take a while."""
+    created = await gateway.post(
+        "/v1/sessions", json={"user_id": saver.user_id, "notebook_name": "faults"}
+    )
+    assert created.status_code == 202, created.text
+    return await wait_for_final_status(gateway, created.json()["id"], timeout=OPEN_BOUND)
+
+
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once(
     how: str,
@@ -98,9 +133,7 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
     total = USERS * saves
     kill_after = int(total * KILL_AFTER)
     savers = [Saver(run, i, saves) for i in range(USERS)]
-    opened = await asyncio.gather(
-        *(open_session(gateway, user_id=s.user_id, notebook_name="faults") for s in savers)
-    )
+    opened = await asyncio.gather(*(open_one(gateway, s) for s in savers))
     for saver, session in zip(savers, opened, strict=True):
         assert session["status"] == "ready", session
         saver.session = session
@@ -109,6 +142,7 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
     outcomes: list[dict[str, Any]] = []
     latencies: list[float] = []
     contents = httpx.AsyncClient(headers={"Authorization": f"token {hub_token}"}, timeout=60)
+    where = Diagnosis(stack_settings, mongo)
 
     async def save_all(saver: Saver) -> None:
         nonlocal stored
@@ -121,7 +155,7 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
                 url, json={"type": "notebook", "format": "json", "content": notebook(marker)}
             )
             assert put.status_code == 200, put.text
-            outcome, seconds = await save_until_final(gateway, saver.session["id"])
+            outcome, seconds = await save_until_final(gateway, saver.session["id"], where)
             outcomes.append(outcome)
             latencies.append(seconds)
             stored += 1

@@ -39,23 +39,35 @@ def assert_one_connected_trace(
     host: HostTrace, spans: list[Span], request: str, services: set[str]
 ) -> None:
     """Every span is in the host's trace and its parents chain up to the host's request."""
-    ids = {s["context"]["span_id"] for s in spans}
     assert all(s["context"]["trace_id"] == f"0x{host.trace_id}" for s in spans)
     roots = [s for s in spans if s["parent_id"] == f"0x{host.span_id}"]
     assert [(service_of(r), r["name"]) for r in roots] == [("nbembed-gateway", request)]
-    orphans = [s["name"] for s in spans if s not in roots and s["parent_id"] not in ids]
+    orphans = _orphans(host, spans)
     assert not orphans, f"spans whose parent is in no service's trace: {orphans}"
     assert services <= {service_of(s) for s in spans} <= SERVICES
+
+
+def _orphans(host: HostTrace, spans: list[Span]) -> list[str]:
+    """Names of spans whose parent is neither the host's request nor a recorded span."""
+    ids = {s["context"]["span_id"] for s in spans} | {f"0x{host.span_id}"}
+    return [s["name"] for s in spans if s["parent_id"] not in ids]
 
 
 async def _traced(
     settings: StackSettings, host: HostTrace, *expected: tuple[str, ...]
 ) -> list[Span]:
-    """The trace's spans once all ``expected`` (service, name, url) have been recorded."""
+    """The trace's spans once all ``expected`` (service, name, url) have been recorded.
+
+    A span is written when it ends, so a child is seen before its parent: the
+    trace is complete only once every recorded parent has ended too (a consumer
+    still handling its message has already written its store call).
+    """
+
+    seen: list[Span] = []
 
     async def complete() -> bool:
-        spans = host.spans(settings)
-        return all(_has(spans, *wanted) for wanted in expected)
+        seen[:] = host.spans(settings)
+        return all(_has(seen, *wanted) for wanted in expected) and not _orphans(host, seen)
 
     try:
         await eventually(complete, timeout=60, interval=0.5)
@@ -63,8 +75,12 @@ async def _traced(
         spans = host.spans(settings)
         missing = [wanted for wanted in expected if not _has(spans, *wanted)]
         names = sorted({(service_of(s), s["name"]) for s in spans})
-        raise AssertionError(f"missing {missing}; recorded {names}") from None
-    return host.spans(settings)
+        orphans = _orphans(host, spans)
+        raise AssertionError(
+            f"missing {missing}; spans whose parent is in no service's trace: {orphans}; "
+            f"recorded {names}"
+        ) from None
+    return seen  # as checked: spans recorded later may still be unfinished children
 
 
 async def test_a_session_is_one_trace_from_the_hosts_request_to_the_gateways_projection(

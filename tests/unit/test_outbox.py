@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import ReturnDocument
 
 from infra import dlq
 from schemas import (
@@ -40,10 +41,11 @@ Doc = dict[str, Any]
 
 
 class FakeCollection:
-    """The few collection calls the outbox makes, on dicts."""
+    """The few collection calls the outbox makes, on dicts; counts the writes."""
 
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
+        self.writes = 0
 
     def _matches(self, doc: Doc, query: Doc) -> bool:
         return all(doc.get(k) == v for k, v in query.items())
@@ -52,23 +54,29 @@ class FakeCollection:
         doc = self.docs.get(query["_id"])
         return copy.deepcopy(doc) if doc is not None and self._matches(doc, query) else None
 
-    async def update_one(self, query: Doc, update: Doc, upsert: bool = False) -> None:
+    async def find_one_and_update(
+        self,
+        query: Doc,
+        update: Doc,
+        upsert: bool = False,
+        return_document: ReturnDocument = ReturnDocument.BEFORE,
+    ) -> Doc | None:
+        self.writes += 1
         doc = self.docs.get(query["_id"])
-        if doc is None and upsert:
-            doc = self.docs[query["_id"]] = {"_id": query["_id"]}
-        if doc is not None:
-            doc.update(copy.deepcopy(update.get("$set", {})))
-
-    async def find_one_and_update(self, query: Doc, update: Doc, **_: Any) -> Doc | None:
-        doc = self.docs.get(query["_id"])
+        before = copy.deepcopy(doc)
         if doc is None:
-            return None
-        for path in update.get("$unset", {}):
-            field, key = path.split(".", 1)
-            doc.get(field, {}).pop(key, None)
-        return copy.deepcopy(doc)
+            if not upsert:
+                return None
+            doc = self.docs[query["_id"]] = {"_id": query["_id"]}
+            doc.update(copy.deepcopy(update.get("$setOnInsert", {})))
+        doc.update(copy.deepcopy(update.get("$set", {})))
+        for field, spec in update.get("$addToSet", {}).items():
+            values = doc.setdefault(field, [])
+            values.extend(v for v in spec["$each"] if v not in values)
+        return before if return_document is ReturnDocument.BEFORE else copy.deepcopy(doc)
 
     async def delete_one(self, query: Doc) -> None:
+        self.writes += 1
         doc = self.docs.get(query["_id"])
         if doc is not None and self._matches(doc, query):
             del self.docs[query["_id"]]
@@ -144,33 +152,80 @@ def test_entries_are_published_in_the_order_they_were_written() -> None:
     assert [i for i, _ in ordered({**second, **first})] == [*first, *second]
 
 
-async def test_delivered_entries_are_cleared_with_their_marker(
+def _record(database: FakeDatabase, entries: Doc) -> None:
+    """A session record as the gateway writes it: its events in its outbox."""
+    database["sessions"].docs["s1"] = {"_id": "s1", "outbox": copy.deepcopy(entries)}
+
+
+async def test_delivered_entries_release_their_marker_and_never_rewrite_the_record(
+    parts: tuple[Outbox, FakeDatabase, FakeBroker],
+) -> None:
+    """FerretDB 1.x rewrites a whole document per update: an outbox write racing the
+    projection's status change could undo it, so the outbox never writes a record."""
+    outbox, database, broker = parts
+    entries = event_entry(_requested()) | event_entry(_ended())
+    _record(database, entries)
+    hold = await outbox.hold("sessions", "s1", entries)
+
+    assert await outbox.deliver("sessions", "s1", entries, hold)
+    await outbox.aclose()  # lets the release finish
+    assert await outbox.relay_once(everything=True)
+
+    assert broker.ids() == list(entries)  # same ids, same order, once
+    assert database[MARKERS].docs == {}
+    assert database["sessions"].writes == 0
+    assert database["sessions"].docs["s1"]["outbox"] == entries  # what it published
+
+
+async def test_a_newer_writes_marker_survives_an_older_delivery_and_the_relay_sends_its_events(
+    parts: tuple[Outbox, FakeDatabase, FakeBroker],
+) -> None:
+    outbox, database, broker = parts
+    first, second = event_entry(_requested()), event_entry(_ended())
+    _record(database, first | second)
+    older = await outbox.hold("sessions", "s1", first)
+    newer = await outbox.hold("sessions", "s1", second)
+    assert newer.pick(first | second) == first  # the newer write learns what may be owed
+
+    assert await outbox.deliver("sessions", "s1", first, older)
+    await outbox.aclose()
+    assert "sessions/s1" in database[MARKERS].docs  # the newer write holds it
+    assert await outbox.relay_once(everything=True)
+    await outbox.aclose()
+    assert set(second) <= set(broker.ids()[1:])
+    assert database[MARKERS].docs == {}
+
+
+async def test_the_relay_sends_only_what_the_marker_lists(
+    parts: tuple[Outbox, FakeDatabase, FakeBroker],
+) -> None:
+    """A record's events published long ago are never sent again with a new write's."""
+    outbox, database, broker = parts
+    published, owed = event_entry(_requested()), event_entry(_ended())
+    _record(database, published | owed)
+    await outbox.hold("sessions", "s1", owed)
+    assert await outbox.relay_once(everything=True)
+    await outbox.aclose()
+    assert broker.ids() == list(owed)
+
+
+async def test_a_marker_of_an_older_version_owes_every_entry_of_its_record(
     parts: tuple[Outbox, FakeDatabase, FakeBroker],
 ) -> None:
     outbox, database, broker = parts
     entries = event_entry(_requested()) | event_entry(_ended())
-    database["sessions"].docs["s1"] = {"_id": "s1", "outbox": copy.deepcopy(entries)}
-    token = await outbox.hold("sessions", "s1")
-
-    assert await outbox.deliver("sessions", "s1", entries, token)
-    await outbox.aclose()  # lets the clearing finish
-
-    assert broker.ids() == list(entries)  # same ids, same order
-    assert database["sessions"].docs["s1"]["outbox"] == {}
-    assert database[MARKERS].docs == {}
-
-
-async def test_a_marker_stays_while_another_writes_entries_remain(
-    parts: tuple[Outbox, FakeDatabase, FakeBroker],
-) -> None:
-    outbox, database, _ = parts
-    mine, theirs = event_entry(_ended()), event_entry(_requested())
-    database["sessions"].docs["s1"] = {"_id": "s1", "outbox": copy.deepcopy(mine | theirs)}
-    token = await outbox.hold("sessions", "s1")
-    assert await outbox.deliver("sessions", "s1", mine, token)
+    _record(database, entries)
+    database[MARKERS].docs["sessions/s1"] = {
+        "_id": "sessions/s1",
+        "collection": "sessions",
+        "record_id": "s1",
+        "token": "old",
+        "at": datetime.now(UTC) - timedelta(minutes=1),
+    }
+    assert await outbox.relay_once()
     await outbox.aclose()
-    assert list(database["sessions"].docs["s1"]["outbox"]) == list(theirs)
-    assert "sessions/s1" in database[MARKERS].docs  # the relay still finds theirs
+    assert broker.ids() == list(entries)
+    assert database[MARKERS].docs == {}
 
 
 async def test_while_kafka_is_down_entries_wait_new_writes_are_refused_and_the_relay_completes(
@@ -178,12 +233,12 @@ async def test_while_kafka_is_down_entries_wait_new_writes_are_refused_and_the_r
 ) -> None:
     outbox, database, broker = parts
     entries = event_entry(_requested())
-    database["sessions"].docs["s1"] = {"_id": "s1", "outbox": copy.deepcopy(entries)}
-    token = await outbox.hold("sessions", "s1")
+    _record(database, entries)
+    hold = await outbox.hold("sessions", "s1", entries)
     broker.down = True
 
-    assert not await outbox.deliver("sessions", "s1", entries, token)
-    assert database["sessions"].docs["s1"]["outbox"] == entries  # still promised
+    assert not await outbox.deliver("sessions", "s1", entries, hold)
+    assert "sessions/s1" in database[MARKERS].docs  # still promised
     with pytest.raises(BrokerUnavailable) as refused:
         outbox.kafka.check()
     assert refused.value.retry_after == 7
@@ -204,14 +259,15 @@ async def test_while_kafka_is_down_entries_wait_new_writes_are_refused_and_the_r
     await outbox.aclose()
     assert broker.ids() == list(entries)
     assert database[MARKERS].docs == {}
-    assert database["sessions"].docs["s1"]["outbox"] == {}
+    assert database["sessions"].writes == 0
 
 
 async def test_the_relay_clears_markers_of_records_with_nothing_pending(
     parts: tuple[Outbox, FakeDatabase, FakeBroker],
 ) -> None:
     outbox, database, broker = parts
-    await outbox.hold("sessions", "gone")  # the record's write failed after its marker
+    # The record's write failed after its marker.
+    await outbox.hold("sessions", "gone", event_entry(_requested("gone")))
     assert await outbox.relay_once(everything=True)
     assert database[MARKERS].docs == {} and broker.published == []
 
@@ -236,9 +292,10 @@ async def test_a_state_entry_is_computed_when_it_is_published(
 
     outbox.render("state", render)
     entries = state_entry("state", hub_user="demo-u")
-    database["sessions"].docs["s1"] = {"_id": "s1", "outbox": copy.deepcopy(entries)}
+    _record(database, entries)
     now["name"] = "new"
-    assert await outbox.deliver("sessions", "s1", entries, await outbox.hold("sessions", "s1"))
+    hold = await outbox.hold("sessions", "s1", entries)
+    assert await outbox.deliver("sessions", "s1", entries, hold)
     assert b'"reason":"new"' in broker.published[0][1]
     assert broker.ids() == list(entries)
 
