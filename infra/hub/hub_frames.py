@@ -23,7 +23,6 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 from tornado import httputil, web
 
@@ -33,7 +32,11 @@ CSP = "Content-Security-Policy"
 HUB_DEFAULT = "frame-ancestors 'self'"
 """The CSP of every hub page not about one user (the hub's ``tornado_settings``)."""
 
-USER_PAGE = re.compile(r"/hub/(?:user|spawn|spawn-pending)/(?P<user>[^/?#]+)")
+USER_PAGE = re.compile(r"/hub/(?:user|spawn|spawn-pending)/(?P<user>[a-z0-9-]+)(?:/.*)?")
+"""A whole request path about one user, named as hub users are (`schemas.hub_username`).
+Whole: a page that only *contains* such a path (``/hub/user-redirect/hub/user/<name>``,
+a 404 under ``/hub/token/…``, an encoded ``%2F..``) is not. (A hub served under a base
+URL other than ``/`` thus lets no host frame these pages.)"""
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+")
 """What may go into a CSP source list: an origin, nothing that could end or extend the policy."""
 
@@ -94,8 +97,8 @@ FRAMERS = TenantFramers()
 
 def user_of_page(path: str) -> str | None:
     """The hub user a hub page is about, or None for any other page."""
-    found = USER_PAGE.search(path)
-    return unquote(found["user"]) if found else None
+    found = USER_PAGE.fullmatch(path)
+    return found["user"] if found else None
 
 
 class TenantFrameAncestors(web.OutputTransform):

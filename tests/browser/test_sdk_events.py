@@ -6,21 +6,27 @@ dirty and a save clean; a Ctrl-S inside Jupyter is one ``saved`` and one
 ``stored`` with its revision (``changed`` true, then false for a save with
 nothing new); the page's ``save()`` likewise; ending the session is an
 ``ended`` and an ``error`` with code ``ended``, after which ``save()`` rejects
-with that code. Then two frames that never work: a used login ticket, and a
-page whose origin is not allowed; each gives ``error`` with its code.
+with that code. Then frames that never work: a used login ticket, an expired
+one, and a page whose origin is not allowed; each gives ``error`` with its code.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from playwright.async_api import FrameLocator, Page, expect
+from pymongo import AsyncMongoClient
 
 from infra.settings import StackSettings
 from schemas import hub_username
+from schemas.login_ticket import LOGIN_PATH, QUERY_PARAMETER
+from services.gateway.tickets import Claims, Tickets
 from tests.browser.test_demo_host import OPEN_TIMEOUT, demo_url
 from tests.stack.helpers import IN_A_FRAME, open_session, wait_for_final_status
 
@@ -195,6 +201,39 @@ async def test_a_used_ticket_is_an_error_with_its_code_and_save_refuses(
         assert await page.evaluate(SAVE) == {"code": "ticket-used"}
     finally:
         await hub.delete(f"/users/{hub_username(stack_settings.tenants[0], user)}/server")
+
+
+async def test_an_expired_ticket_is_an_error_with_its_code_and_save_refuses(
+    page: Page,
+    gateway: httpx.AsyncClient,
+    hub: httpx.AsyncClient,
+    stack_settings: StackSettings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """A page that mounts an iframe URL too late (a tab left open) hears why it is blank."""
+    user = f"expired-{uuid.uuid4().hex[:10]}"
+    hub_user = hub_username(stack_settings.tenants[0], user)
+    try:
+        session = await open_ready(gateway, user)
+        # The ticket the gateway would have issued for this session, a minute ago.
+        key = stack_settings.ticket_key_file.read_text().strip().encode()
+        tickets = Tickets(mongo, "unused", key=key, public_hub_url="", ttl_seconds=60)
+        claims = Claims(
+            u=hub_user,
+            p=f"/user/{hub_user}/notebooks/{session['path']}",
+            s=session["id"],
+            e=int(time.time() - 1),
+            n=secrets.token_urlsafe(16),
+        )
+        late = f"{stack_settings.public_hub_url}{LOGIN_PATH}?"
+        session["iframe_url"] = late + urlencode({QUERY_PARAMETER: tickets.sign(claims)})
+        await mount(page, stack_settings, session, session["browser_token"])
+        await wait_for(page, "e.type === 'error'", timeout=30_000)
+        errors = [e["code"] for e in await events(page) if e["type"] == "error"]
+        assert errors == ["ticket-expired"]
+        assert await page.evaluate(SAVE) == {"code": "ticket-expired"}
+    finally:
+        await hub.delete(f"/users/{hub_user}/server")
 
 
 async def test_a_page_on_an_origin_not_allowed_hears_frame_refused(

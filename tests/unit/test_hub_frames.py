@@ -42,7 +42,18 @@ async def test_every_other_hub_page_keeps_the_hub_default(
     framers = TenantFramers()
     framers.remember("acme", ["https://acme.example"])
     monkeypatch.setattr(hub_frames, "FRAMERS", framers)
-    for path in ("/hub/token", "/hub/home", "/hub/admin", "/hub/login", "/hub/api/users"):
+    for path in (
+        "/hub/token",
+        "/hub/home",
+        "/hub/admin",
+        "/hub/login",
+        "/hub/api/users",
+        # Pages that only contain a path about a user of a tenant with framers.
+        "/hub/user-redirect/hub/user/acme-abc",
+        "/hub/token/hub/spawn/acme-abc",
+        "/prefix/hub/spawn-pending/acme-abc",
+        "/hub/spawn-pending/acme-abc%2F..%2F..%2Ftoken",
+    ):
         assert csp_of(path) == HUB_DEFAULT, path
     # A handler's own CSP (the ticket login's) is left alone.
     own = "frame-ancestors 'self' https://acme.example"
