@@ -107,6 +107,11 @@ class HubClient:
             return True
         if response.status_code == 409:  # already exists: the idempotent case
             return False
+        if response.status_code == 404:
+            # JupyterHub never answers 404 to creating a user; its proxy does while a
+            # restarting hub has not routed /hub yet (seen: "[ConfigProxy] 404 POST
+            # /hub/api/users/…"). Unreachable (status 0), so it is retried.
+            raise HubError(f"hub unreachable: the proxy has no route to it yet (404, {name})")
         raise HubError(
             f"creating user {name}: {response.status_code} {response.text}", response.status_code
         )

@@ -54,3 +54,18 @@ async def test_a_hub_busy_for_longer_than_the_busy_bound_fails_with_a_reason() -
     with pytest.raises(HubError, match="hub busy") as raised:
         await hub.ensure_server("u", deadline_seconds=30, busy_seconds=0.2)
     assert raised.value.status == 429
+
+
+async def test_the_proxys_404_while_the_hub_restarts_counts_as_unreachable() -> None:
+    """A session requested then fails ``hub_unavailable`` or is retried, never ``spawn_failed``."""
+
+    def proxy_without_route(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="No route")
+
+    hub = HubClient("http://hub.invalid", "token")
+    hub._http = httpx.AsyncClient(
+        base_url="http://hub.invalid/hub/api", transport=httpx.MockTransport(proxy_without_route)
+    )
+    with pytest.raises(HubError, match="no route") as raised:
+        await hub.ensure_user("u")
+    assert raised.value.status == 0
