@@ -16,7 +16,7 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from services.sync.store import decode_content
 from tests.faults.helpers import STOPS
-from tests.stack.helpers import open_session, wait_for_final_status
+from tests.stack.helpers import open_session
 
 USERS = 20
 SAVES_EACH = {"SIGKILL": 25, "SIGTERM": 5}
@@ -110,15 +110,6 @@ class Diagnosis:
         )
 
 
-async def open_one(gateway: httpx.AsyncClient, saver: Saver) -> dict[str, Any]:
-    """The saver's session, ready; 20 new users past the hub's spawn limit take a while."""
-    created = await gateway.post(
-        "/v1/sessions", json={"user_id": saver.user_id, "notebook_name": "faults"}
-    )
-    assert created.status_code == 202, created.text
-    return await wait_for_final_status(gateway, created.json()["id"], timeout=OPEN_BOUND)
-
-
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once(
@@ -133,7 +124,12 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
     total = USERS * saves
     kill_after = int(total * KILL_AFTER)
     savers = [Saver(run, i, saves) for i in range(USERS)]
-    opened = await asyncio.gather(*(open_one(gateway, s) for s in savers))
+    opened = await asyncio.gather(
+        *(
+            open_session(gateway, timeout=OPEN_BOUND, user_id=s.user_id, notebook_name="faults")
+            for s in savers
+        )
+    )
     for saver, session in zip(savers, opened, strict=True):
         assert session["status"] == "ready", session
         saver.session = session

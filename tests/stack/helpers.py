@@ -41,11 +41,13 @@ async def wait_for_final_status(
             status = body["status"]
 
 
-async def open_session(gateway: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    """POST a session and wait until it is final."""
+async def open_session(
+    gateway: httpx.AsyncClient, *, timeout: float = 120, **body: Any
+) -> dict[str, Any]:
+    """POST a session and wait (up to ``timeout`` seconds) until it is final."""
     created = await gateway.post("/v1/sessions", json=body)
     assert created.status_code == 202, created.text
-    return await wait_for_final_status(gateway, created.json()["id"])
+    return await wait_for_final_status(gateway, created.json()["id"], timeout=timeout)
 
 
 async def start_server_and_wait(hub: httpx.AsyncClient, name: str, timeout: float = 90) -> None:

@@ -123,12 +123,6 @@ CROWD_BOUND = 300
 speed target: tests/bench/burst.py measures that)."""
 
 
-async def open_crowded(gateway: httpx.AsyncClient, user: str) -> dict[str, Any]:
-    created = await gateway.post("/v1/sessions", json={"user_id": user, "notebook_name": "crowd"})
-    assert created.status_code == 202, created.text
-    return await wait_for_final_status(gateway, created.json()["id"], timeout=CROWD_BOUND)
-
-
 @pytest.mark.timeout(CROWD_BOUND + 120)
 async def test_twenty_simultaneous_sessions_all_become_ready_past_the_spawn_limit(
     gateway: httpx.AsyncClient, hub: httpx.AsyncClient, stack_settings: StackSettings
@@ -138,7 +132,12 @@ async def test_twenty_simultaneous_sessions_all_become_ready_past_the_spawn_limi
     run = uuid.uuid4().hex[:8]
     users = [f"crowd-{run}-{i}" for i in range(20)]
     try:
-        sessions = await asyncio.gather(*(open_crowded(gateway, user) for user in users))
+        sessions = await asyncio.gather(
+            *(
+                open_session(gateway, timeout=CROWD_BOUND, user_id=user, notebook_name="crowd")
+                for user in users
+            )
+        )
         assert [s["status"] for s in sessions] == ["ready"] * 20, [
             s.get("failure") for s in sessions if s["status"] != "ready"
         ]
