@@ -36,6 +36,7 @@ from schemas import (
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionProvisioning,
     SessionReady,
     SessionRequested,
     StatusChanged,
@@ -103,13 +104,14 @@ ACCESS: dict[str, ServiceAccess] = {
             StatusChanged,
         ),
         consumes={
-            "nbembed-gateway": (ServerReady, SessionReady, SessionFailed, ServerLost),
+            "nbembed-gateway": (SessionProvisioning, SessionReady, SessionFailed, ServerLost),
             "nbembed-gateway-saves": (NotebookStored, NotebookStoreFailed),
             "nbembed-gateway-audit": (
                 ServerWarmRequested,
                 SessionRequested,
                 SessionEnded,
                 ServerStopped,
+                SessionProvisioning,
                 SessionReady,
                 SessionFailed,
                 ServerLost,
@@ -129,7 +131,7 @@ ACCESS: dict[str, ServiceAccess] = {
     # services/provisioner: handlers.py and app.py (the hub's notices) publish; app.py
     # consumes.
     "provisioner": ServiceAccess(
-        publishes=(ServerReady, SessionFailed, ServerStopped, ServerLost),
+        publishes=(ServerReady, SessionProvisioning, SessionFailed, ServerStopped, ServerLost),
         consumes={
             "nbembed-provisioner": (
                 ServerWarmRequested,

@@ -25,7 +25,10 @@ SESSIONS_TOPIC = "nbembed.sessions"
 """Commands to the provisioner: session.requested, session.ended, server.stopped,
 server.warm_requested."""
 SESSION_STATUS_TOPIC = "nbembed.session-status"
-"""Outcomes for the gateway: session.ready, session.failed, server.lost."""
+"""Outcomes for the gateway: session.provisioning, session.ready, session.failed,
+server.lost. One topic, keyed by hub user, so the gateway applies one session's
+outcomes one after another (FerretDB 1.x does not apply two updates of one
+document atomically against each other)."""
 NOTEBOOKS_TOPIC = "nbembed.notebooks"
 """Commands to sync about one notebook: notebook.saved, .renamed, .deleted."""
 NOTEBOOK_STATUS_TOPIC = "nbembed.notebook-status"
@@ -154,6 +157,17 @@ class ServerReady(_SessionEvent):
         if self.server_path != f"/user/{self.hub_user}/":
             raise ValueError("server_path must be the hub's path of hub_user's server")
         return self
+
+
+class SessionProvisioning(_SessionEvent):
+    """The user's server runs and the notebook is being put in place (the status for hosts).
+
+    Published by the provisioner beside ``server.ready`` (sync's command), on
+    the gateway's status topic, so the gateway never reads sync's commands.
+    """
+
+    event_type: ClassVar[str] = f"{TYPE_PREFIX}.session.provisioning.v1"
+    topic: ClassVar[str] = SESSION_STATUS_TOPIC
 
 
 class SessionReady(_SessionEvent):
@@ -457,6 +471,7 @@ ALL_EVENTS: tuple[type[EventData], ...] = (
     ServerWarmRequested,
     SessionRequested,
     ServerReady,
+    SessionProvisioning,
     SessionReady,
     SessionFailed,
     SessionEnded,

@@ -28,9 +28,13 @@ from prometheus_client import Counter
 from schemas import CloudEvent, EventData, dlq_topic
 from services.common import tracing
 from services.common.metrics import kafka_middleware
+from services.common.mongo import store_unavailable
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+STORE_WAIT_SECONDS = 1.0
+"""Between two tries of a handler that could not reach the store (see `EventConsumer`)."""
 
 DataT = TypeVar("DataT", bound=EventData)
 Handler = Callable[[CloudEvent[DataT]], Awaitable[None]]
@@ -250,13 +254,31 @@ class EventConsumer:
     async def _handle(
         self, msg: KafkaMessage, event: CloudEvent[Any], handler: Handler[Any]
     ) -> None:
+        """Run ``handler``; retry, wait out a store outage, or dead-letter.
+
+        While the store cannot be reached, the handler is tried again every
+        second without spending an attempt, for up to ``store_outage_seconds``:
+        the partition waits (every message on it needs the store) and readiness
+        is red meanwhile, but nothing acknowledged fails for an outage.
+        """
+        loop = asyncio.get_running_loop()
+        outage_ends = loop.time() + self._settings.store_outage_seconds
         delay = self._settings.retry_backoff_seconds
         attempts = self._settings.dlq_after_attempts
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
             try:
                 await handler(event)
                 return
             except Exception as exc:
+                if store_unavailable(exc) and loop.time() < outage_ends:
+                    log.warning(
+                        "store unavailable, waiting for it",
+                        extra={"event_id": event.id, "error": repr(exc)},
+                    )
+                    await asyncio.sleep(STORE_WAIT_SECONDS)
+                    continue
+                attempt += 1
                 if isinstance(exc, PermanentError) or attempt == attempts:
                     await self._dead_letter(msg, f"{type(exc).__name__}: {exc}", attempt)
                     return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure
 
 from services.common.settings import ServiceSettings
 
@@ -28,3 +29,12 @@ def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
         tz_aware=True,
         **credentials,
     )
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store could not be reached (down, restarting, unreachable).
+
+    PyMongo's connection errors (refused, closed, server selection timed out)
+    are all `ConnectionFailure`s; an error the store answered with is not.
+    """
+    return isinstance(exc, ConnectionFailure)

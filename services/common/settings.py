@@ -95,6 +95,16 @@ class ServiceSettings(SecretFileSettings):
     )
     dlq_after_attempts: int = Field(default=5, ge=1, description="Tries before dead-lettering.")
     retry_backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
+    store_outage_seconds: float = Field(
+        default=120,
+        ge=0,
+        le=240,
+        description="How long a handler that cannot reach the store waits for it, trying "
+        "again every second, before its failures count as retries: an outage is not the "
+        "message's fault, and dead-lettering every message in flight would fail sessions "
+        "and saves that work a minute later. Below Kafka's max.poll.interval.ms (300 s), so "
+        "a consumer waiting is never taken for a dead one.",
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=100,
         ge=1,

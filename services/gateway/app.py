@@ -25,10 +25,10 @@ from schemas import (
     NotebookStored,
     NotebookStoreFailed,
     ServerLost,
-    ServerReady,
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionProvisioning,
     SessionReady,
     SessionRequested,
     StatusChanged,
@@ -151,7 +151,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         parts.sessions, parts.saves, parts.notebooks, parts.open_files, end_session
     )
     consumer = EventConsumer(broker, group_id=settings.group_id, settings=settings)
-    consumer.on(ServerReady, projection.on_server_ready)
+    consumer.on(SessionProvisioning, projection.on_session_provisioning)
     consumer.on(SessionReady, projection.on_session_ready)
     consumer.on(SessionFailed, projection.on_session_failed)
     consumer.on(ServerLost, projection.on_server_lost)

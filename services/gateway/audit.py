@@ -43,6 +43,7 @@ from schemas import (
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionProvisioning,
     SessionReady,
     SessionRequested,
 )
@@ -122,6 +123,7 @@ class AuditProjector:
         """Register every handler on ``consumer`` (the audit consumer group)."""
         consumer.on(ServerWarmRequested, self.on_server_warm_requested)
         consumer.on(SessionRequested, self.on_session_requested)
+        consumer.on(SessionProvisioning, self.on_session_provisioning)
         consumer.on(SessionReady, self.on_session_ready)
         consumer.on(SessionFailed, self.on_session_failed)
         consumer.on(SessionEnded, self.on_session_ended)
@@ -166,6 +168,10 @@ class AuditProjector:
                 detail=input_detail(item),
                 origin=item.id,
             )
+
+    async def on_session_provisioning(self, event: CloudEvent[SessionProvisioning]) -> None:
+        """Nothing to record: a step on the way, with no access of its own; the session's
+        outcome (ready or failed) is recorded."""
 
     async def on_session_ready(self, event: CloudEvent[SessionReady]) -> None:
         data = event.data

@@ -12,8 +12,8 @@ from schemas import (
     NotebookStored,
     NotebookStoreFailed,
     ServerLost,
-    ServerReady,
     SessionFailed,
+    SessionProvisioning,
     SessionReady,
 )
 from services.gateway.store import Document, NotebookView, OpenFiles, SaveStore, SessionStore
@@ -25,7 +25,13 @@ EndSession = Callable[[Document, str, EndCode], Awaitable[None]]
 
 
 class Projection:
-    """Each handler is idempotent: the stores only move a status forward."""
+    """Each handler is idempotent: the stores only move a status forward.
+
+    A session's outcomes all come on one topic, keyed by its hub user, so one
+    consumer applies them one after another: FerretDB 1.x applies an update
+    by reading and writing back the whole document, and two handlers writing
+    the same session at once could undo each other.
+    """
 
     def __init__(
         self,
@@ -41,7 +47,7 @@ class Projection:
         self._open_files = open_files
         self._end_session = end_session
 
-    async def on_server_ready(self, event: CloudEvent[ServerReady]) -> None:
+    async def on_session_provisioning(self, event: CloudEvent[SessionProvisioning]) -> None:
         """The server runs; the notebook is being put in place."""
         await self._store.advance(event.data.session_id, "provisioning")
 

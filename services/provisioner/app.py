@@ -19,6 +19,7 @@ from schemas import (
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionProvisioning,
     SessionRequested,
 )
 from services.common import tracing
@@ -42,7 +43,15 @@ def create_app(settings: ProvisionerSettings) -> Starlette:
     assert settings.hub_api_token is not None and settings.sync_token is not None
     tracing.setup(settings, "nbembed-provisioner")
     broker = make_broker(settings, client_id="nbembed-provisioner")
-    publishes(broker, "provisioner", ServerReady, SessionFailed, ServerStopped, ServerLost)
+    publishes(
+        broker,
+        "provisioner",
+        ServerReady,
+        SessionProvisioning,
+        SessionFailed,
+        ServerStopped,
+        ServerLost,
+    )
     hub = HubClient(settings.hub_url, settings.hub_api_token.get_secret_value())
     mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
     sessions = OpenSessions(mongo, settings.mongodb_database)

@@ -17,6 +17,7 @@ from schemas import (
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionProvisioning,
     SessionRequested,
 )
 from schemas.naming import tenant_of
@@ -120,8 +121,19 @@ class ProvisionerHandlers:
             inputs=request.inputs,
             profile=request.profile,
         )
-        await publish_event(
-            self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
+        provisioning = SessionProvisioning(
+            session_id=request.session_id, tenant_id=request.tenant_id, hub_user=request.hub_user
+        )
+        # Sync's command and the host's status, side by side: their order does not
+        # matter (the gateway only moves a status forward).
+        await asyncio.gather(
+            publish_event(
+                self._broker, CloudEvent.wrap(ready, source=SOURCE, subject=request.session_id)
+            ),
+            publish_event(
+                self._broker,
+                CloudEvent.wrap(provisioning, source=SOURCE, subject=request.session_id),
+            ),
         )
         hops.lap("publish_ms")
         log.info(

@@ -267,15 +267,19 @@ class SyncHandlers:
                 }
             )
         path = existing["path"]
-        if path.rsplit("/", 1)[-1] not in names:
+        written = path.rsplit("/", 1)[-1] in names
+        # A redelivery after the file was written finds its first revision, unless
+        # the store failed while the file was written (both ran side by side):
+        # then both are written again. Nobody has edited the file: the session
+        # is not ready, so no page shows it yet.
+        latest = await self._store.latest_revision(notebook_id) if written else None
+        if latest is None:
             content = notebooks.new_notebook(ready.profile)
             (revision, digest, _), _ = await asyncio.gather(
                 self._store.add_revision(existing, content),
                 self._contents.put_notebook(ready.server_path, path, content),
             )
-        else:  # a redelivery after the file was written
-            latest = await self._store.latest_revision(notebook_id)
-            assert latest is not None
+        else:
             revision, digest = latest["revision"], latest["sha256"]
         # Announced after session.ready (off the critical path); the gateway's view
         # of notebooks is idempotent, so announcing again on a redelivery is harmless.

@@ -50,10 +50,15 @@ async def stopped(settings: StackSettings, *programs: str) -> AsyncIterator[floa
 
 
 async def wait_ready(settings: StackSettings, timeout: float = 120) -> None:
-    """Until every component of the stack answers again."""
-    async with asyncio.timeout(timeout):
-        while not all((await stack.check_all(settings)).values()):  # noqa: ASYNC110 - outside
-            await asyncio.sleep(0.5)
+    """Until every component of the stack answers again; fails naming those that do not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = await stack.check_all(settings)
+        silent = sorted(name for name, answered in answers.items() if not answered)
+        if not silent:
+            return
+        assert time.monotonic() < deadline, f"not answering after {timeout:.0f}s: {silent}"
+        await asyncio.sleep(0.5)
 
 
 @dataclass

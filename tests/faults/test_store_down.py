@@ -35,6 +35,15 @@ async def _ready(url: str) -> int:
         return (await client.get(url)).status_code
 
 
+async def _describe(gateway: httpx.AsyncClient, load: Load, ids: list[str]) -> list[object]:
+    """What the gateway says of each lost session or save: its status and reason."""
+    found = []
+    for key in ids:
+        kind = "sessions" if key in load.accepted_sessions else "saves"
+        found.append((await gateway.get(f"/v1/{kind}/{key}")).json())
+    return found
+
+
 @pytest.mark.timeout(400)
 async def test_store_stopped_turns_readiness_red_and_loses_nothing_acknowledged(
     running_stack: StackSettings, gateway: httpx.AsyncClient, hub: httpx.AsyncClient
@@ -75,7 +84,7 @@ async def test_store_stopped_turns_readiness_red_and_loses_nothing_acknowledged(
         for answer in load.refused:
             assert_problem_with_retry_after(answer)
         assert not load.other and not load.errors, (load.other, load.errors)
-        assert not lost, lost
+        assert not lost, await _describe(gateway, load, lost)
     finally:
         done.set()
         await forget_users(hub, warm)

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from infra import dlq, store
 from infra.settings import StackSettings
-from schemas import NotebookSaved, ServerReady, dlq_topic, hub_username
+from schemas import NotebookSaved, ServerReady, SessionReady, dlq_topic, hub_username
 from schemas.dead_letters import REPLAYED_FROM, DeadLetter
 from tests.stack.helpers import eventually
 from tests.stack.outbox_helpers import gateway_made_its_tables
@@ -47,8 +47,8 @@ async def test_poison_message_is_dead_lettered_with_its_reason(
                 assert headers["nbembed_dlq_source_topic"] == ServerReady.topic
                 assert record.key == b"poison"
                 groups.add(headers["nbembed_dlq_consumer_group"])
-                # Both consumers of server.ready dead-letter it, each once.
-                if groups == {"nbembed-sync", "nbembed-gateway"}:
+                # Sync alone reads its commands (the gateway reads session-status).
+                if groups == {"nbembed-sync"}:
                     break
     finally:
         await producer.stop()
@@ -122,25 +122,28 @@ async def test_a_dead_lettered_command_fails_its_session_and_its_save_with_a_rea
 async def test_dlq_list_shows_and_replay_republishes_each_dead_letter_once(
     kafka_options: dict[str, Any], stack_settings: StackSettings
 ) -> None:
+    # A status event: both of the gateway's groups (projection, audit trail) read it.
+    topic = SessionReady.topic
     marker = uuid.uuid4().hex
-    value, headers = _poison(ServerReady.event_type, session_id=marker)
+    value, headers = _poison(SessionReady.event_type, session_id=marker)
     producer = AIOKafkaProducer(**kafka_options)
     await producer.start()
     try:
-        await producer.send_and_wait(ServerReady.topic, value, key=marker.encode(), headers=headers)
+        await producer.send_and_wait(topic, value, key=marker.encode(), headers=headers)
     finally:
         await producer.stop()
 
     async def ours() -> list[tuple[DeadLetter, bool]]:
-        letters = await dlq.list_letters(kafka_options, "nbembed.servers")
+        letters = await dlq.list_letters(kafka_options, topic)
         return [(letter, done) for letter, done in letters if letter.key == marker.encode()]
 
-    await eventually(lambda: _at_least(ours, 2), timeout=60)  # sync's and the gateway's
+    await eventually(lambda: _at_least(ours, 2), timeout=60)
     listed = await ours()
-    assert {letter.consumer_group for letter, _ in listed} == {"nbembed-sync", "nbembed-gateway"}
+    groups = {letter.consumer_group for letter, _ in listed}
+    assert groups == {"nbembed-gateway", "nbembed-gateway-audit"}
     assert all(not done and letter.reason.startswith("invalid event") for letter, done in listed)
     first, _ = listed[0]
-    assert first.source[0] == ServerReady.topic and first.source[2] >= 0
+    assert first.source[0] == topic and first.source[2] >= 0
 
     # The command line shows them too.
     cli = await asyncio.create_subprocess_exec(
@@ -149,7 +152,7 @@ async def test_dlq_list_shows_and_replay_republishes_each_dead_letter_once(
         "infra",
         "dlq",
         "list",
-        "nbembed.servers",
+        topic,
         stdout=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(60):
@@ -158,11 +161,11 @@ async def test_dlq_list_shows_and_replay_republishes_each_dead_letter_once(
     shown = out.decode()
     assert f"key={marker}" in shown and "reason: invalid event" in shown
 
-    watcher = AIOKafkaConsumer(ServerReady.topic, **kafka_options, auto_offset_reset="latest")
+    watcher = AIOKafkaConsumer(topic, **kafka_options, auto_offset_reset="latest")
     await watcher.start()
     await watcher.seek_to_end()
     try:
-        replayed = await dlq.replay(kafka_options, "nbembed.servers.dlq")
+        replayed = await dlq.replay(kafka_options, dlq_topic(topic))
         mine = [letter for letter in replayed if letter.key == marker.encode()]
         assert len(mine) == 1  # two groups dead-lettered it; it goes back once
         async with asyncio.timeout(30):
@@ -171,12 +174,12 @@ async def test_dlq_list_shows_and_replay_republishes_each_dead_letter_once(
                     assert record.value == value
                     sent = {k: v.decode() for k, v in record.headers}
                     assert sent["ce_id"] == dict(headers)["ce_id"].decode()
-                    assert sent[REPLAYED_FROM].startswith("nbembed.servers.dlq:")
+                    assert sent[REPLAYED_FROM].startswith(dlq_topic(topic) + ":")
                     break
     finally:
         await watcher.stop()
     # Replaying again republishes none of the letters replayed already.
-    again = await dlq.replay(kafka_options, "nbembed.servers")
+    again = await dlq.replay(kafka_options, topic)
     replayed_positions = {(letter.partition, letter.offset) for letter in replayed}
     assert not replayed_positions & {(letter.partition, letter.offset) for letter in again}
     first_listed = {(letter.partition, letter.offset) for letter, _ in listed}

@@ -27,6 +27,7 @@ from schemas import (
     ServerWarmRequested,
     SessionEnded,
     SessionFailed,
+    SessionReady,
     SessionRequested,
     all_topics,
 )
@@ -89,6 +90,17 @@ def test_each_subscriber_and_publisher_names_its_event_types(doc: dict[str, Any]
     assert payload_models(doc, saves) == {"NotebookSaved", "NotebookRenamed", "NotebookDeleted"}
     ready = channel(doc, "send", ServerReady.topic, "provisioner")
     assert payload_models(doc, ready) == {ServerReady.__name__}
+    # The gateway hears a session's outcomes on one topic (one consumer, in order).
+    status = channel(doc, "receive", SessionReady.topic, "nbembed-gateway")
+    assert payload_models(doc, status) == {
+        "SessionProvisioning",
+        "SessionReady",
+        "SessionFailed",
+        "ServerLost",
+    }
+    assert "SessionProvisioning" in payload_models(
+        doc, channel(doc, "send", SessionReady.topic, "provisioner")
+    )
     commands = channel(doc, "send", SessionEnded.topic, "gateway")
     assert payload_models(doc, commands) == {
         ServerWarmRequested.__name__,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from schemas import CloudEvent, ServerReady, dlq_topic, hub_username
+from services.common import kafka as common_kafka
 from services.common.kafka import (
     EventConsumer,
     Handler,
@@ -45,8 +47,10 @@ class Recorder:
             self.dead.append((msg.body, dict(msg.headers)))
 
 
-def _consume_with(broker: KafkaBroker, handler: Handler[ServerReady]) -> None:
-    consumer = EventConsumer(broker, group_id="g", settings=SETTINGS)
+def _consume_with(
+    broker: KafkaBroker, handler: Handler[ServerReady], settings: ServiceSettings = SETTINGS
+) -> None:
+    consumer = EventConsumer(broker, group_id="g", settings=settings)
     consumer.on(ServerReady, handler)
     consumer.attach()
 
@@ -97,6 +101,46 @@ async def test_handler_failing_every_time_is_dead_lettered_with_the_reason(
         assert headers["nbembed_dlq_reason"] == "RuntimeError: boom"
         assert headers["nbembed_dlq_attempts"] == str(SETTINGS.dlq_after_attempts)
         assert headers["nbembed_dlq_consumer_group"] == "g"
+
+
+def _store_down_for(tries: int) -> tuple[list[int], Handler[ServerReady]]:
+    """A handler that cannot reach the store ``tries`` times, then succeeds."""
+    calls: list[int] = []
+
+    async def needs_the_store(event: CloudEvent[ServerReady]) -> None:
+        calls.append(1)
+        if len(calls) <= tries:
+            raise (AutoReconnect if len(calls) % 2 else ServerSelectionTimeoutError)("refused")
+
+    return calls, needs_the_store
+
+
+async def test_a_store_outage_spends_no_attempt_and_dead_letters_nothing(
+    broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common_kafka, "STORE_WAIT_SECONDS", 0.001)
+    tries = SETTINGS.dlq_after_attempts * 4  # far more failures than the retry budget
+    calls, handler = _store_down_for(tries)
+    _consume_with(broker, handler)
+    dead = Recorder(broker)
+    async with TestKafkaBroker(broker):
+        await publish_event(broker, _event())
+        assert len(calls) == tries + 1
+        assert dead.dead == []
+
+
+async def test_a_store_outage_longer_than_the_tolerance_counts_as_retries(
+    broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common_kafka, "STORE_WAIT_SECONDS", 0.001)
+    calls, handler = _store_down_for(1000)
+    _consume_with(broker, handler, SETTINGS.model_copy(update={"store_outage_seconds": 0}))
+    dead = Recorder(broker)
+    async with TestKafkaBroker(broker):
+        await publish_event(broker, _event())
+        assert len(calls) == SETTINGS.dlq_after_attempts
+        [(_, headers)] = dead.dead
+        assert headers["nbembed_dlq_reason"].startswith(("AutoReconnect", "ServerSelection"))
 
 
 async def test_permanent_errors_and_invalid_events_skip_the_retries(broker: KafkaBroker) -> None:
