@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar, Union
 from weakref import WeakKeyDictionary
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream import AckPolicy, BaseMiddleware, ContextRepo, StreamMessage
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
@@ -258,8 +258,10 @@ class EventConsumer:
 
         While the store cannot be reached, the handler is tried again every
         second without spending an attempt, for up to ``store_outage_seconds``:
-        the partition waits (every message on it needs the store) and readiness
-        is red meanwhile, but nothing acknowledged fails for an outage.
+        this consumer's partitions wait (their messages need the store too) and
+        readiness is red meanwhile, but nothing acknowledged fails for an
+        outage. If a rebalance moves the message's partition away meanwhile,
+        the message is left to its new owner, uncommitted here.
         """
         loop = asyncio.get_running_loop()
         outage_ends = loop.time() + self._settings.store_outage_seconds
@@ -272,6 +274,15 @@ class EventConsumer:
                 return
             except Exception as exc:
                 if store_unavailable(exc) and loop.time() < outage_ends:
+                    if not _still_assigned(msg):
+                        # A rebalance gave the partition to another member, which handles
+                        # this message from the last commit: two handlers of one
+                        # message would write the same documents at once.
+                        log.warning(
+                            "partition moved while waiting for the store; left to its owner",
+                            extra={"event_id": event.id},
+                        )
+                        return
                     log.warning(
                         "store unavailable, waiting for it",
                         extra={"event_id": event.id, "error": repr(exc)},
@@ -348,6 +359,19 @@ class _InvalidToDlq(BaseMiddleware):
             attempts=0,
         )
         return True
+
+
+def _still_assigned(msg: KafkaMessage) -> bool:
+    """Whether the consumer that fetched ``msg`` still holds its partition.
+
+    Returning from the handler without it commits nothing for that partition:
+    aiokafka commits the positions of the partitions it holds.
+    """
+    assignment = getattr(msg.consumer, "assignment", None)
+    raw = msg.raw_message
+    if assignment is None or isinstance(raw, tuple):  # FastStream's test broker; batches
+        return True
+    return TopicPartition(raw.topic, raw.partition) in assignment()
 
 
 def _parses_as(data_model: type[EventData]) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:

@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure
 
-from services.common.settings import ServiceSettings
+from services.common.settings import STORE_SELECTION_SECONDS, ServiceSettings
 
 
 def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
@@ -25,7 +25,7 @@ def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
         }
     return AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(),
-        serverSelectionTimeoutMS=5000,
+        serverSelectionTimeoutMS=int(STORE_SELECTION_SECONDS * 1000),
         tz_aware=True,
         **credentials,
     )

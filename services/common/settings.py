@@ -35,6 +35,12 @@ class SecretFileSettings(BaseSettings):
         return self
 
 
+KAFKA_MAX_POLL_INTERVAL_SECONDS = 300.0
+"""aiokafka's max.poll.interval.ms, which nbembed's consumers keep."""
+STORE_SELECTION_SECONDS = 5.0
+"""How long one try waits to reach the store (``serverSelectionTimeoutMS`` in mongo.py)."""
+
+
 class ServiceSettings(SecretFileSettings):
     """Connection settings common to all services.
 
@@ -98,12 +104,12 @@ class ServiceSettings(SecretFileSettings):
     store_outage_seconds: float = Field(
         default=120,
         ge=0,
-        le=240,
         description="How long a handler that cannot reach the store waits for it, trying "
         "again every second, before its failures count as retries: an outage is not the "
         "message's fault, and dead-lettering every message in flight would fail sessions "
-        "and saves that work a minute later. Below Kafka's max.poll.interval.ms (300 s), so "
-        "a consumer waiting is never taken for a dead one.",
+        "and saves that work a minute later. With the retries after it, it must stay below "
+        "Kafka's max.poll.interval.ms (300 s), so a consumer waiting is never taken for a "
+        "dead one (checked at start).",
     )
     kafka_fetch_max_wait_ms: int = Field(
         default=100,
@@ -139,6 +145,20 @@ class ServiceSettings(SecretFileSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """An empty value (the chart's default) means off, not the current folder."""
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _longest_handling_fits_the_poll_interval(self) -> ServiceSettings:
+        # A consumer that does not poll for max.poll.interval.ms leaves its group and
+        # its partitions go to another replica while it still handles the message.
+        backoff = self.retry_backoff_seconds * (2 ** (self.dlq_after_attempts - 1) - 1)
+        tries = STORE_SELECTION_SECONDS * self.dlq_after_attempts
+        longest = self.store_outage_seconds + backoff + tries
+        if longest >= KAFKA_MAX_POLL_INTERVAL_SECONDS:
+            raise ValueError(
+                f"store_outage_seconds plus the retries ({longest:.0f}s in all) must stay "
+                f"below Kafka's poll interval ({KAFKA_MAX_POLL_INTERVAL_SECONDS:.0f}s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _kafka_user_has_password(self) -> ServiceSettings:

@@ -6,6 +6,7 @@ The real-broker counterpart is tests/stack/test_dead_letters.py.
 from __future__ import annotations
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
@@ -141,6 +142,29 @@ async def test_a_store_outage_longer_than_the_tolerance_counts_as_retries(
         assert len(calls) == SETTINGS.dlq_after_attempts
         [(_, headers)] = dead.dead
         assert headers["nbembed_dlq_reason"].startswith(("AutoReconnect", "ServerSelection"))
+
+
+class MovedAway:
+    """What a handler sees of a consumer whose partition a rebalance gave to another."""
+
+    def __init__(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.raw_message = record
+        self.consumer = self
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(self.raw_message.topic, self.raw_message.partition + 1)}
+
+
+async def test_waiting_for_the_store_stops_when_the_partition_moves_away(
+    broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common_kafka, "STORE_WAIT_SECONDS", 0.001)
+    calls, handler = _store_down_for(1000)
+    consumer = EventConsumer(broker, group_id="g", settings=SETTINGS)
+    record = ConsumerRecord(ServerReady.topic, 3, 7, 0, 0, b"k", b"v", None, 1, 1, ())
+    # Left to the new owner: neither waited on nor dead-lettered (that would publish).
+    await consumer._handle(MovedAway(record), _event(), handler)  # type: ignore[arg-type]
+    assert len(calls) == 1
 
 
 async def test_permanent_errors_and_invalid_events_skip_the_retries(broker: KafkaBroker) -> None:
