@@ -6,9 +6,9 @@
 # JupyterHub's singleuser entry point, Jupyter Server, Notebook 7 and JupyterLab 4
 # at the versions pyproject.toml pins, nbembed's bridge labextension (built from
 # infra/bridge in the first stage), JupyterLab's embedded-mode overrides, and the
-# server-side pieces in infra/hub/singleuser_python (the save hook, the inputs
-# extension, the import-time stand-in) on PYTHONPATH. The hub's spawner args turn
-# them on (deploy/helm/values-z2jh.yaml). Runs as jovyan (uid 1000), as z2jh expects.
+# server-side pieces in infra/hub/singleuser_python (the launcher, the save hook,
+# the inputs extension, the import-time stand-in) on PYTHONPATH. The hub's spawner
+# args turn them on (deploy/helm/values-z2jh.yaml). Runs as jovyan (uid 1000), as z2jh expects.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -47,7 +47,8 @@ ENV PATH=/opt/jupyter/bin:$PATH \
 WORKDIR /home/jovyan
 USER 1000:1000
 EXPOSE 8888
-CMD ["jupyterhub-singleuser"]
+# jupyterhub-singleuser, started and stopped faster (nbembed_singleuser.py).
+CMD ["python", "-m", "nbembed_singleuser"]
 
 # JupyterHub for deploy/compose.yaml (one host, no Kubernetes): the local stack's
 # hub (infra/hub/jupyterhub_config.py, the ticket login, the local-users spawner)

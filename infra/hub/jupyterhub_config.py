@@ -151,9 +151,10 @@ SPAWNERS = {
 }
 c.JupyterHub.spawner_class = SPAWNERS.get(hub.spawner_class, hub.spawner_class)
 # The servers' interpreter is one every account may run (infra/singleuser.py).
-c.Spawner.cmd = [hub.singleuser_python, "-m", "jupyterhub.singleuser"]
-# singleuser_python/ holds the save hook and a stand-in for a module that costs
-# ~1 s of every server start (see their docstrings).
+# jupyterhub.singleuser, started and stopped faster (singleuser_python/nbembed_singleuser.py).
+c.Spawner.cmd = [hub.singleuser_python, "-m", "nbembed_singleuser"]
+# singleuser_python/ holds that launcher, the save hook and a stand-in for a module
+# that costs ~1 s of every server start (see their docstrings).
 c.Spawner.environment = {
     "PYTHONPATH": str(Path(__file__).parent / "singleuser_python"),
     # A user's ~/.local site-packages (and usercustomize) never load into the server.

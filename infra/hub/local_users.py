@@ -223,3 +223,17 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
         # internal_ssl is off on the local stack; nothing to hand over.
         return paths
+
+    async def wait_for_death(self, timeout: float = 10) -> bool:
+        """Check every ``death_interval`` (0.1 s) whether the server has exited.
+
+        The base class backs off exponentially, up to 5 s between checks, so a
+        server that exits after 1 s was noticed up to 4 s late, and every session
+        end waits for the hub to notice. A check of our own child is one waitpid.
+        """
+        deadline = time.monotonic() + timeout
+        while await self.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.death_interval)
+        return True

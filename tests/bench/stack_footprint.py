@@ -22,7 +22,7 @@ import psutil
 from infra import stack, supervisor
 from infra.settings import StackSettings
 from schemas import hub_username
-from tests.stack.helpers import start_server_and_wait
+from tests.stack.helpers import SERVER_MODULE, start_server_and_wait
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -55,7 +55,7 @@ async def single_user_server_rss(settings: StackSettings) -> float:
         rss = 0.0
         for proc in psutil.process_iter(["cmdline", "environ"]):
             env = proc.info["environ"] or {}
-            if env.get("JUPYTERHUB_USER") == name and "jupyterhub-singleuser" in " ".join(
+            if env.get("JUPYTERHUB_USER") == name and SERVER_MODULE in " ".join(
                 proc.info["cmdline"] or []
             ):
                 rss = tree_rss_mib(proc.pid)

@@ -25,7 +25,7 @@ from tests.security.kernel import (
     run_in_kernel,
     session_users,
 )
-from tests.stack.helpers import IN_A_FRAME, start_server_and_wait
+from tests.stack.helpers import IN_A_FRAME, SERVER_MODULE, start_server_and_wait
 
 pytestmark = pytest.mark.stack
 
@@ -146,7 +146,7 @@ def server_process(user: User) -> psutil.Process:
     """``user``'s single-user server (its working folder is the user's home)."""
     for proc in psutil.process_iter(["cmdline", "cwd"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "jupyterhub.singleuser" in cmdline and proc.info["cwd"] == str(user.home):
+        if SERVER_MODULE in cmdline and proc.info["cwd"] == str(user.home):
             return proc
     raise AssertionError(f"no server process for {user.hub_user}")
 

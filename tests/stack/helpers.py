@@ -12,6 +12,9 @@ import httpx
 from infra import stack
 from infra.settings import StackSettings
 
+# In the command line of every single-user server the hub starts (c.Spawner.cmd).
+SERVER_MODULE = "nbembed_singleuser"
+
 IN_A_FRAME = {
     "Sec-Fetch-Dest": "iframe",
     "Sec-Fetch-Site": "same-site",

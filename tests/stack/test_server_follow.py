@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from infra.settings import StackSettings
 from schemas import CloudEvent, ServerLost, ServerStopped, hub_username
-from tests.stack.helpers import eventually, open_session
+from tests.stack.helpers import SERVER_MODULE, eventually, open_session
 
 END_WITHIN = 30.0
 """Seconds from the server's stop to the session's end: the hub notices a dead process
@@ -158,10 +158,7 @@ def server_pid(hub_user: str) -> int:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (
-            b"jupyterhub.singleuser" in cmdline
-            and f"JUPYTERHUB_USER={hub_user}".encode() in environ
-        ):
+        if SERVER_MODULE.encode() in cmdline and f"JUPYTERHUB_USER={hub_user}".encode() in environ:
             return int(entry.name)
     raise AssertionError(f"no server process for {hub_user}")
 

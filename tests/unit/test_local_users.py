@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,26 @@ def test_an_account_with_a_stale_home_is_moved_to_this_stacks(
     entry.pw_dir = str(home)  # type: ignore[attr-defined]
     local_users.ensure_account("nb-demo-x", "nbembed-users", home, "c")
     assert [command[0] for command in ran] == ["groupadd"]  # nothing else to change
+
+
+def _child(seconds: float) -> subprocess.Popen[bytes]:
+    """A process of ours, as the spawner's own server process is (a Popen)."""
+    return subprocess.Popen(["sleep", str(seconds)])
+
+
+async def test_the_spawner_notices_an_exited_server_and_gives_up_at_its_timeout() -> None:
+    """``wait_for_death`` answers True once the process has exited, False at the timeout."""
+    spawner = local_users.LocalUserSpawner()
+    spawner.death_interval = 0.01
+    spawner.proc = _child(0.2)
+    spawner.pid = spawner.proc.pid
+    assert await spawner.wait_for_death(timeout=30)
+    assert spawner.proc.returncode == 0  # reaped
+
+    spawner.proc = _child(30)
+    spawner.pid = spawner.proc.pid
+    try:
+        assert not await spawner.wait_for_death(timeout=0.2)
+    finally:
+        spawner.proc.kill()
+        spawner.proc.wait()
