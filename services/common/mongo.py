@@ -7,7 +7,11 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure
 
-from services.common.settings import STORE_SELECTION_SECONDS, ServiceSettings
+from services.common.settings import (
+    STORE_ANSWER_SECONDS,
+    STORE_SELECTION_SECONDS,
+    ServiceSettings,
+)
 
 
 def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
@@ -26,6 +30,10 @@ def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(),
         serverSelectionTimeoutMS=int(STORE_SELECTION_SECONDS * 1000),
+        # A new connection's handshake, and the client's own health checks, with a hung
+        # store: 20 s by default, which a call could then take (sync's placement bound).
+        connectTimeoutMS=int(STORE_SELECTION_SECONDS * 1000),
+        socketTimeoutMS=int(STORE_ANSWER_SECONDS * 1000),
         tz_aware=True,
         **credentials,
     )
@@ -34,7 +42,8 @@ def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
 def store_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the store could not be reached (down, restarting, unreachable).
 
-    PyMongo's connection errors (refused, closed, server selection timed out)
-    are all `ConnectionFailure`s; an error the store answered with is not.
+    PyMongo's connection errors (refused, closed, server selection timed out, no
+    answer within ``STORE_ANSWER_SECONDS``: a hung store) are all
+    `ConnectionFailure`s; an error the store answered with is not.
     """
     return isinstance(exc, ConnectionFailure)

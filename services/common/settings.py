@@ -38,7 +38,16 @@ class SecretFileSettings(BaseSettings):
 KAFKA_MAX_POLL_INTERVAL_SECONDS = 300.0
 """aiokafka's max.poll.interval.ms, which nbembed's consumers keep."""
 STORE_SELECTION_SECONDS = 5.0
-"""How long one try waits to reach the store (``serverSelectionTimeoutMS`` in mongo.py)."""
+"""How long one try waits to reach the store: to select it, and for a new connection's
+handshake (``serverSelectionTimeoutMS``, ``connectTimeoutMS`` in mongo.py)."""
+STORE_ANSWER_SECONDS = 6.0
+"""How long one try waits for the store's answer (``socketTimeoutMS`` in mongo.py).
+
+With the selection time, and twice (PyMongo may retry a read or write once), it
+stays below sync's 20 s placement bound (checked at start): a store that accepts
+connections and never answers is then told as the store being unavailable, and
+waited out, not blamed on the user's server.
+"""
 
 
 class ServiceSettings(SecretFileSettings):
@@ -151,7 +160,7 @@ class ServiceSettings(SecretFileSettings):
         # A consumer that does not poll for max.poll.interval.ms leaves its group and
         # its partitions go to another replica while it still handles the message.
         backoff = self.retry_backoff_seconds * (2 ** (self.dlq_after_attempts - 1) - 1)
-        tries = STORE_SELECTION_SECONDS * self.dlq_after_attempts
+        tries = (STORE_SELECTION_SECONDS + 2 * STORE_ANSWER_SECONDS) * self.dlq_after_attempts
         longest = self.store_outage_seconds + backoff + tries
         if longest >= KAFKA_MAX_POLL_INTERVAL_SECONDS:
             raise ValueError(

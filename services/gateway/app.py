@@ -34,6 +34,7 @@ from schemas import (
     StatusChanged,
 )
 from services.common import tracing
+from services.common.health import PING_SECONDS
 from services.common.kafka import EventConsumer, make_broker, publishes
 from services.common.metrics import HttpMetrics
 from services.common.mongo import connect as mongo_client
@@ -311,7 +312,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def readyz(response: Response) -> dict[str, str]:
         """Readiness: Kafka and MongoDB both answer (503 otherwise)."""
         checks = {
-            "kafka": "ok" if await broker.ping(timeout=3.0) else "down",
+            "kafka": "ok" if await broker.ping(timeout=PING_SECONDS) else "down",
             "mongodb": "ok" if await parts.sessions.ping() else "down",
         }
         if "down" in checks.values():

@@ -26,6 +26,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from services.common.health import store_answers
 from services.gateway.outbox import Entries, as_fields
 
 Document = dict[str, Any]
@@ -188,12 +189,8 @@ class SessionStore(_ForwardOnly):
         self._client = client
 
     async def ping(self) -> bool:
-        """MongoDB answers."""
-        try:
-            await self._client.admin.command("ping")
-            return True
-        except Exception:
-            return False
+        """MongoDB answers within the probe's time (a hung store too is "down")."""
+        return await store_answers(self._client)
 
     async def open_on_notebook(self, tenant_id: str, notebook_id: str) -> list[Document]:
         """The tenant's sessions on a notebook that have not ended (a scan: rare calls)."""

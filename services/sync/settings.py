@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import STORE_ANSWER_SECONDS, STORE_SELECTION_SECONDS, ServiceSettings
 
 
 class SyncSettings(ServiceSettings):
@@ -79,7 +79,9 @@ class SyncSettings(ServiceSettings):
         gt=0,
         description="Longest putting a session's notebook on its server may take; a server "
         "that does not answer by then fails the session (server_unavailable) instead of "
-        "holding up the other sessions of its partition.",
+        "holding up the other sessions of its partition. Must outlast a store call that "
+        "gets no answer (checked at start), so a hung store is waited out, not blamed on "
+        "the server.",
     )
     prestart_kernel: bool = Field(
         default=True,
@@ -103,3 +105,16 @@ class SyncSettings(ServiceSettings):
     )
 
     required_secrets: ClassVar[tuple[str, ...]] = ("provisioner_token", "internal_token")
+
+    @model_validator(mode="after")
+    def _placement_outlasts_a_hung_store_call(self) -> SyncSettings:
+        # PyMongo gives up on a store that does not answer after STORE_ANSWER_SECONDS
+        # (it may try a read or write twice); that error waits out the outage. A
+        # placement bound below it would fail the session as its server's fault.
+        hung_store_call = STORE_SELECTION_SECONDS + 2 * STORE_ANSWER_SECONDS
+        if self.placement_seconds <= hung_store_call:
+            raise ValueError(
+                f"placement_seconds must exceed {hung_store_call:.0f}s, the longest a store "
+                "call takes to fail when the store does not answer"
+            )
+        return self

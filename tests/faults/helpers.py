@@ -24,8 +24,8 @@ from supervisor.xmlrpc import SupervisorTransport
 from infra import stack, supervisor
 from infra.settings import StackSettings
 
-FAULTABLE = ("gateway", "provisioner", "sync", "jupyterhub")
-"""The programs these tests may signal: the services (any replica) and the hub."""
+FAULTABLE = ("gateway", "provisioner", "sync", "jupyterhub", "ferretdb")
+"""The programs these tests may signal: the services (any replica), the hub, the store."""
 
 
 def _rpc(settings: StackSettings) -> Any:
