@@ -8,7 +8,8 @@ by default): a venv without packages whose ``.pth`` adds the project venv's
 site-packages, and whose ``share/jupyter`` and ``etc/jupyter`` are links to the
 project venv's (labextensions such as the nbembed bridge, JupyterLab's settings
 overrides, the server extensions' configuration). Servers start with
-``python -m jupyterhub.singleuser`` from it; kernels inherit its interpreter.
+``python -m nbembed_singleuser`` (``jupyterhub.singleuser``, started and stopped
+faster) from it; kernels inherit its interpreter.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         settings.mongodb_uri.get_secret_value(),
         serverSelectionTimeoutMS=int(STORE_SELECTION_SECONDS * 1000),
-        # A new connection's handshake, and the client's own health checks, with a hung
-        # store: 20 s by default, which a call could then take (sync's placement bound).
+        # TCP connects and the client's own checks of the store (20 s by default): a hung
+        # store is marked unknown within this, and calls then fail at once instead of
+        # queueing on it.
         connectTimeoutMS=int(STORE_SELECTION_SECONDS * 1000),
         socketTimeoutMS=int(STORE_ANSWER_SECONDS * 1000),
         tz_aware=True,

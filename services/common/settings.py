@@ -38,8 +38,8 @@ class SecretFileSettings(BaseSettings):
 KAFKA_MAX_POLL_INTERVAL_SECONDS = 300.0
 """aiokafka's max.poll.interval.ms, which nbembed's consumers keep."""
 STORE_SELECTION_SECONDS = 5.0
-"""How long one try waits to reach the store: to select it, and for a new connection's
-handshake (``serverSelectionTimeoutMS``, ``connectTimeoutMS`` in mongo.py)."""
+"""How long one try waits to reach the store: to select it, to connect, and for the
+client's own checks of it (``serverSelectionTimeoutMS``, ``connectTimeoutMS`` in mongo.py)."""
 STORE_ANSWER_SECONDS = 6.0
 """How long one try waits for the store's answer (``socketTimeoutMS`` in mongo.py).
 

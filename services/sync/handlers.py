@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
+from pymongo.errors import AutoReconnect
 
 from schemas import (
     CloudEvent,
@@ -102,7 +103,8 @@ class SyncHandlers:
         time: a server that accepts connections but does not answer (hung,
         overloaded) fails its session with ``server_unavailable`` after
         ``placement_seconds`` instead of holding up, through retries, every
-        other session whose events share its partition.
+        other session whose events share its partition. Unless the store is what
+        does not answer: that is an outage, which the consumer waits out.
         """
         ready = event.data
         hops = Hops(event.time)
@@ -110,6 +112,9 @@ class SyncHandlers:
             async with asyncio.timeout(self._placement_seconds):
                 placed = await self._place(ready)
         except TimeoutError:
+            if not await self._store.answers():
+                # The store, not the server, held it up: waited out as an outage.
+                raise AutoReconnect("the store did not answer during a placement") from None
             reason = (
                 f"the user's server did not answer within {self._placement_seconds:.0f}s "
                 "while its notebook was put in place; open the session again"

@@ -80,8 +80,8 @@ class SyncSettings(ServiceSettings):
         description="Longest putting a session's notebook on its server may take; a server "
         "that does not answer by then fails the session (server_unavailable) instead of "
         "holding up the other sessions of its partition. Must outlast a store call that "
-        "gets no answer (checked at start), so a hung store is waited out, not blamed on "
-        "the server.",
+        "gets no answer (checked at start); a placement held up by a store that does not "
+        "answer is waited out as an outage, not blamed on the server.",
     )
     prestart_kernel: bool = Field(
         default=True,

@@ -13,6 +13,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
+from services.common.health import store_answers
+
 Document = dict[str, Any]
 
 
@@ -107,11 +109,16 @@ class NotebookStore:
         self, client: AsyncMongoClient[Document], database: str, *, revisions_kept: int
     ) -> None:
         db = client[database]
+        self._client = client
         self._revisions_kept = revisions_kept
         self._notebooks = db["notebooks"]
         self._revisions = db["notebook_revisions"]
         self._placements = db["sync_placements"]
         self._files = db["sync_files"]
+
+    async def answers(self) -> bool:
+        """The store answers a ping within a probe's time (a hung store does not)."""
+        return await store_answers(self._client)
 
     async def get_notebook(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook record, or None."""

@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import queue
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -83,3 +84,22 @@ async def test_a_kernel_start_from_jupyter_servers_event_bus_is_reported(
     await asyncio.sleep(0.05)  # listeners run as tasks
     assert reports == [("kernel.started", {"kernel_id": "k1", "kernel_name": "python3"})]
     assert reporter._jupyter_server_extension_points() == [{"module": "nbembed_audit"}]
+
+
+def test_a_stopping_server_waits_for_the_queued_reports_to_be_sent(
+    reporter: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    release = threading.Event()
+
+    def send(http: Any, report: dict[str, Any]) -> None:
+        release.wait(5)
+        sent.append(report["kind"])
+
+    monkeypatch.setattr(reporter, "_send", send)
+    assert reporter.report_audit("kernel.started")
+    threading.Thread(target=reporter._run, daemon=True).start()
+    assert reporter.wait_sent(0.05) is False  # still being sent
+    release.set()
+    assert reporter.wait_sent(5) is True
+    assert sent == ["kernel.started"]

@@ -42,3 +42,19 @@ def test_a_stopped_server_exits_with_success_and_its_output_written() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "served, stopped"
+
+
+def test_a_stopping_server_first_lets_a_last_save_report_reach_the_gateway() -> None:
+    done = _python(
+        "import os, time, jupyterhub.singleuser, nbembed_save_hook, nbembed_singleuser\n"
+        "os.environ.update(NBEMBED_GATEWAY_URL='http://127.0.0.1:1', JUPYTERHUB_API_TOKEN='t')\n"
+        "def slow_send(*args): time.sleep(0.5); print('reported', end='', flush=True)\n"
+        "nbembed_save_hook._send = slow_send\n"
+        "def serve_and_stop():\n"
+        "    nbembed_save_hook.report_save({'type': 'notebook', 'path': 'a.ipynb'}, '', None)\n"
+        "    print('stopped;', end='', flush=True)\n"
+        "jupyterhub.singleuser.main = serve_and_stop\n"
+        "nbembed_singleuser.main()\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "stopped;reported"

@@ -36,14 +36,14 @@ def test_no_answer_is_the_store_being_unavailable_an_error_answer_is_not() -> No
 
 
 def test_sync_refuses_a_placement_bound_a_hung_store_call_could_outlast() -> None:
+    hung_store_call = STORE_SELECTION_SECONDS + 2 * STORE_ANSWER_SECONDS
     SyncSettings(provisioner_token="t", internal_token="t")  # the defaults fit
+    SyncSettings(provisioner_token="t", internal_token="t", placement_seconds=hung_store_call + 0.1)
     with pytest.raises(ValidationError, match="placement_seconds must exceed"):
-        SyncSettings(
-            provisioner_token="t", internal_token="t", placement_seconds=STORE_ANSWER_SECONDS
-        )
+        SyncSettings(provisioner_token="t", internal_token="t", placement_seconds=hung_store_call)
 
 
 def test_an_outage_wait_that_would_outlast_kafkas_poll_interval_is_refused() -> None:
     ServiceSettings()  # the defaults fit
     with pytest.raises(ValidationError, match="below Kafka's poll interval"):
-        ServiceSettings(store_outage_seconds=280)
+        ServiceSettings(store_outage_seconds=250)  # fits if a try were selection alone

@@ -1,13 +1,18 @@
-"""Sync gives up on a hung server in bounded time (services/sync/handlers.py).
+"""Sync gives up on a hung server in bounded time, and waits out a hung store
+(services/sync/handlers.py).
 
-The real-stack counterpart, with a frozen single-user server and a neighbour on
-its partition, is tests/faults/test_hub.py.
+The real-stack counterparts, with a frozen single-user server and a neighbour
+on its partition, and with the store frozen under load, are
+tests/faults/test_hub.py and tests/faults/test_store_down.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+import pytest
+from pymongo.errors import AutoReconnect
 
 from schemas import CloudEvent, ServerReady, SessionFailed, hub_username
 from services.sync.handlers import SyncHandlers
@@ -28,6 +33,19 @@ class EmptyStore:
     async def get_notebook(self, tenant_id: str, notebook_id: str) -> None:
         return None
 
+    async def answers(self) -> bool:
+        return True
+
+
+class HungStore(EmptyStore):
+    """A store that accepts the call and never answers (its ping neither)."""
+
+    async def placement(self, session_id: str) -> None:
+        await asyncio.Event().wait()
+
+    async def answers(self) -> bool:
+        return False
+
 
 class Published:
     """Stands in for the broker: keeps what would be published."""
@@ -39,11 +57,10 @@ class Published:
         self.events.append((topic, value))
 
 
-async def test_a_hung_server_fails_the_session_as_server_unavailable_within_the_bound() -> None:
-    broker = Published()
-    handlers = SyncHandlers(
+def _handlers(store: EmptyStore, broker: Published) -> SyncHandlers:
+    return SyncHandlers(
         HungServer(),  # type: ignore[arg-type]
-        EmptyStore(),  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
         broker,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         public_hub_url="http://hub",
@@ -52,6 +69,9 @@ async def test_a_hung_server_fails_the_session_as_server_unavailable_within_the_
         max_notebook_bytes=1 << 20,
         placement_seconds=0.2,
     )
+
+
+def _server_ready() -> CloudEvent[ServerReady]:
     hub_user = hub_username("demo", "u")
     ready = ServerReady(
         session_id="s1",
@@ -60,8 +80,13 @@ async def test_a_hung_server_fails_the_session_as_server_unavailable_within_the_
         server_path=f"/user/{hub_user}/",
         host_user_id="u",
     )
+    return CloudEvent.wrap(ready, source="/test")
+
+
+async def test_a_hung_server_fails_the_session_as_server_unavailable_within_the_bound() -> None:
+    broker = Published()
     async with asyncio.timeout(5):  # without the bound the handler never returns
-        await handlers.on_server_ready(CloudEvent.wrap(ready, source="/test"))
+        await _handlers(EmptyStore(), broker).on_server_ready(_server_ready())
 
     [(topic, value)] = broker.events
     assert topic == SessionFailed.topic
@@ -69,3 +94,11 @@ async def test_a_hung_server_fails_the_session_as_server_unavailable_within_the_
     assert failed.session_id == "s1"
     assert failed.code == "server_unavailable"
     assert "did not answer" in failed.reason
+
+
+async def test_a_placement_held_up_by_a_hung_store_is_an_outage_not_the_servers_fault() -> None:
+    broker = Published()
+    with pytest.raises(AutoReconnect):  # the consumer waits the outage out, then retries
+        async with asyncio.timeout(5):
+            await _handlers(HungStore(), broker).on_server_ready(_server_ready())
+    assert broker.events == []  # the session is not failed

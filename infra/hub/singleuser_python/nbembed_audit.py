@@ -83,7 +83,19 @@ def _ensure_worker() -> None:
 def _run() -> None:
     with httpx.Client(timeout=10) as http:
         while True:
-            _send(http, _queue.get())
+            try:
+                _send(http, _queue.get())
+            finally:
+                _queue.task_done()
+
+
+def wait_sent(timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the queued reports to be sent (or given up).
+
+    The server's launcher calls it as the server stops (nbembed_singleuser.py).
+    """
+    with _queue.all_tasks_done:
+        return _queue.all_tasks_done.wait_for(lambda: _queue.unfinished_tasks == 0, timeout)
 
 
 def _send(http: httpx.Client, report: dict[str, Any], attempts: int = 5) -> None:

@@ -20,6 +20,8 @@ import httpx
 
 log = logging.getLogger("nbembed.save_hook")
 
+REPORTER_THREAD = "nbembed-save"
+
 
 def report_save(model: dict[str, Any], os_path: str, contents_manager: Any, **_: Any) -> None:
     """The post-save hook: hand a notebook save to a reporter thread."""
@@ -34,8 +36,20 @@ def report_save(model: dict[str, Any], os_path: str, contents_manager: Any, **_:
     if isinstance(modified, datetime):
         report["last_modified"] = modified.isoformat()
     threading.Thread(
-        target=_send, args=(gateway, token, report), name="nbembed-save", daemon=True
+        target=_send, args=(gateway, token, report), name=REPORTER_THREAD, daemon=True
     ).start()
+
+
+def wait_sent(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for the reports still being sent.
+
+    The server's launcher calls it as the server stops (nbembed_singleuser.py):
+    a save made just before a session ended is still reported.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name == REPORTER_THREAD:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 _client: httpx.Client | None = None
