@@ -15,6 +15,7 @@ import base64
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -255,9 +256,21 @@ def _run_tool(settings: StackSettings, main_class: str, args: list[str]) -> None
     argfile = kafka_dir(settings) / f"args-{os.getpid()}"
     _write_private(argfile, "\n".join(f'"{arg}"' for arg in command[split:]) + "\n")
     try:
-        subprocess.run([*command[:split], f"@{argfile}"], check=True, capture_output=True)
+        done = subprocess.run(
+            [*command[:split], f"@{argfile}"], capture_output=True, text=True, errors="replace"
+        )
     finally:
         argfile.unlink(missing_ok=True)
+    if done.returncode != 0:
+        # What the tool said, so a failed `up` can be diagnosed from its error alone.
+        said = _without_passwords((done.stderr or done.stdout or "")[-2000:], args)
+        raise RuntimeError(f"{main_class} exited with {done.returncode}: {said.strip()}")
+
+
+def _without_passwords(text: str, args: list[str]) -> str:
+    for secret in re.findall(r"password=([^,\]\s]+)", " ".join(args)):
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
 def server_command(settings: StackSettings, properties: Path) -> list[str]:

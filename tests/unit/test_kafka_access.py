@@ -6,6 +6,7 @@ The real-broker counterpart is tests/security/test_kafka_auth.py.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +201,10 @@ def test_tool_arguments_stay_off_the_command_line(
     kafka.kafka_dir(settings).mkdir(parents=True)
     seen: dict[str, Any] = {}
 
-    def fake_run(command: list[str], **_: Any) -> None:
+    def fake_run(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
         seen["command"] = command
         seen["argfile"] = Path(command[-1][1:]).read_text()
+        return subprocess.CompletedProcess(command, 0, stdout="", stderr="")
 
     monkeypatch.setattr(kafka.subprocess, "run", fake_run)
     kafka._run_tool(settings, "kafka.tools.StorageTool", ["--add-scram", "secret-value"])
