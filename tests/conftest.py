@@ -16,8 +16,20 @@ from pymongo import AsyncMongoClient
 
 from infra import kafka, stack, store
 from infra.settings import StackSettings
+from tests import failure_snapshot
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test of the running stack also reports the stack's state (failure_snapshot)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed and "running_stack" in item.fixturenames:
+        settings = item.funcargs.get("running_stack") or item.funcargs.get("stack_settings")
+        if isinstance(settings, StackSettings):
+            report.sections.append(("stack when it failed", failure_snapshot.snapshot(settings)))
 
 
 TEST_REPLICAS = 2

@@ -172,6 +172,17 @@ class SessionView(BaseModel):
         default=None,
         description="The profile the session runs with (None: the tenant declares none).",
     )
+    restores: int = Field(
+        default=0,
+        ge=0,
+        description="While ready: how many times a restore (POST /v1/notebooks/{id}/revisions/"
+        "{n}/restore) rewrote this session's notebook file. The SDK follows it and reloads the "
+        "page's notebook itself; to be woken by the next one, GET this session with wait, "
+        "status=ready and restores=<this count>.",
+    )
+    restored_revision: int | None = Field(
+        default=None, description="While ready: the revision the last of those restores wrote."
+    )
     failure: Failure | None = None
     end_reason: str | None = Field(
         default=None,
@@ -197,6 +208,9 @@ class SessionView(BaseModel):
         if login and doc["status"] == "ready" and doc.get("page_url"):
             iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
             notebook_origin = parts.tickets.notebook_origin(doc["hub_user"])
+        restores, restored_revision = 0, None
+        if doc["status"] == "ready":
+            restores, restored_revision = await parts.restores.get(doc["_id"])
         failure = None
         if doc.get("failure_code"):
             failure = Failure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
@@ -210,6 +224,8 @@ class SessionView(BaseModel):
             inputs=doc.get("inputs", []),
             restricted=bool(doc.get("restricted", False)),
             profile=doc.get("profile"),
+            restores=restores,
+            restored_revision=restored_revision,
             iframe_url=iframe_url,
             notebook_origin=notebook_origin,
             failure=failure,
@@ -415,6 +431,15 @@ async def get_session(
             "session to end).",
         ),
     ] = None,
+    restores: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**31,
+            description="With wait and status=ready: the restore count you already know "
+            "(the session's restores); the answer also comes when a restore rewrites its file.",
+        ),
+    ] = None,
 ) -> SessionView:
     """The session's status; with ``wait`` the answer comes as soon as it changes.
 
@@ -434,8 +459,14 @@ async def get_session(
         doc["status"] not in SESSION_FINAL or (doc["status"] == "ready" and status_ == "ready")
     ):
         known = status_ or doc["status"]
+
+        async def restored() -> bool:
+            return restores is not None and (await parts.restores.get(session_id))[0] != restores
+
         doc = (
-            await parts.sessions.wait_for_change(caller.tenant_id, session_id, known, timeout)
+            await parts.sessions.wait_for_change(
+                caller.tenant_id, session_id, known, timeout, news=restored
+            )
             or doc
         )
     return await SessionView.of(doc, parts, login=caller.session_id is None)

@@ -71,6 +71,7 @@ from services.gateway.store import (
     NotebookView,
     OpenFiles,
     SaveStore,
+    SessionRestores,
     SessionStore,
     WarmUps,
 )
@@ -113,6 +114,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         saves=SaveStore(mongo, database),
         notebooks=NotebookView(mongo, database),
         open_files=OpenFiles(mongo, database),
+        restores=SessionRestores(mongo, database),
         inputs=InputRecords(mongo, database),
         warmups=WarmUps(mongo, database),
         tickets=Tickets(

@@ -23,6 +23,7 @@ from services.gateway.store import (
     NotebookView,
     OpenFiles,
     SaveStore,
+    SessionRestores,
     SessionStore,
     WarmUps,
 )
@@ -46,6 +47,7 @@ class Gateway:
     saves: SaveStore
     notebooks: NotebookView
     open_files: OpenFiles
+    restores: SessionRestores
     inputs: InputRecords
     warmups: WarmUps
     tickets: Tickets

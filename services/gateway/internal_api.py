@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas import AuditDetail, AuditRecorded, CloudEvent, NotebookSaved, ServerReportedKind
 from schemas.login_ticket import REDEEM_PATH, RedeemRequest, Redemption
@@ -19,7 +19,7 @@ from services.gateway.deps import Gateway, GatewayDep
 from services.gateway.hub_identity import HubIdentity
 from services.gateway.problems import Problem, errors
 from services.gateway.rate_limit import Verdict
-from services.gateway.saves_api import jupyter_save_id, record_save
+from services.gateway.saves_api import FileTimestamp, jupyter_save_id, record_save
 from services.gateway.store import Document
 from services.gateway.tickets import TicketRefused
 
@@ -36,7 +36,7 @@ class ServerSave(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    last_modified: AwareDatetime | None = None
+    last_modified: FileTimestamp | None = None
     """The file's timestamp after the save (the model Jupyter answered): names the save,
     so the SDK finds it and a retried report is the same save. Older hooks send none."""
 

@@ -106,6 +106,7 @@ class Projection:
                 "user_id": data.owner_user_id,
             },
             data.revision,
+            event.time,
         )
         if data.save_id is None:
             await view

@@ -183,8 +183,10 @@ async def restore_revision(
     """
     await _summary(parts, tenant.id, notebook_id)
     request = body or RestoreRequest()
-    sessions = await parts.sessions.open_on_notebook(tenant.id, notebook_id)
-    open_files = [{"hub_user": s["hub_user"], "path": s["path"]} for s in sessions if s.get("path")]
+    sessions = [
+        s for s in await parts.sessions.open_on_notebook(tenant.id, notebook_id) if s.get("path")
+    ]
+    open_files = [{"hub_user": s["hub_user"], "path": s["path"]} for s in sessions]
     try:
         restored = await parts.sync.restore(
             tenant.id,
@@ -197,6 +199,9 @@ async def restore_revision(
     if restored is None:
         raise _revision_gone(notebook_id, revision)
     written = set(restored["written"])
+    await _tell_open_pages(
+        parts, [s["_id"] for s in sessions if s["hub_user"] in written], restored["revision"]
+    )
     return Restored(
         notebook_id=notebook_id,
         revision=restored["revision"],
@@ -206,6 +211,15 @@ async def restore_revision(
         sessions_not_updated=sum(1 for f in open_files if f["hub_user"] in restored["not_written"]),
         links={"notebook": f"/v1/notebooks/{notebook_id}?revision={restored['revision']}"},
     )
+
+
+async def _tell_open_pages(parts: Gateway, session_ids: list[str], revision: int) -> None:
+    """Sessions whose file a restore rewrote: their pages' SDKs (following the session)
+    wake on every replica and reload the notebook, so no "file changed on disk" dialog
+    awaits the user's next save."""
+    for session_id in session_ids:
+        await parts.restores.record(session_id, revision)
+        parts.sessions.changes.notify(session_id)
 
 
 def view_shows_outputs(tenant: Tenant, stored: dict[str, Any]) -> bool:

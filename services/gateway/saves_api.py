@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from schemas import CloudEvent, NotebookSaved
@@ -56,6 +56,17 @@ class SaveView(BaseModel):
         )
 
 
+def _iso_string(value: object) -> object:
+    """A timestamp in JSON is an ISO 8601 string: a number is refused, not read as epoch."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("an ISO 8601 date-time string is required")
+    return value
+
+
+FileTimestamp = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
+"""A file's timestamp as Jupyter answers it (ISO 8601, with its offset)."""
+
+
 class SaveRequest(BaseModel):
     """What the revision a save makes says about itself (both optional)."""
 
@@ -67,9 +78,9 @@ class SaveRequest(BaseModel):
     author: HostUserId | None = Field(
         default=None, description="The host user who caused the save; default: the session's."
     )
-    last_modified: AwareDatetime | None = Field(
+    last_modified: FileTimestamp | None = Field(
         default=None,
-        strict=False,  # an ISO 8601 string in JSON
+        strict=False,  # an ISO 8601 string in JSON (and only that: FileTimestamp)
         description="The file's timestamp Jupyter answered to the save (the SDK sends it): the "
         "save is then the same one the server's own report of it names, whichever comes "
         "first, so one Jupyter save is one save here (label and author: the first's).",

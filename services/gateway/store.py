@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -157,9 +157,15 @@ class _ForwardOnly:
         """``before`` has just moved to ``status``, by this replica: record it in metrics."""
 
     async def wait_for_change(
-        self, tenant_id: str, doc_id: str, known_status: str, timeout: float
+        self,
+        tenant_id: str,
+        doc_id: str,
+        known_status: str,
+        timeout: float,
+        news: Callable[[], Awaitable[bool]] | None = None,
     ) -> Document | None:
-        """Long-poll: the document once its status differs from ``known_status``.
+        """Long-poll: the document once its status differs from ``known_status``
+        (or, given ``news``, once it answers True: something else the caller follows).
 
         Woken at once when any gateway replica moves the status (changes.py);
         read again at the timeout in case a wake-up was lost.
@@ -167,6 +173,8 @@ class _ForwardOnly:
         with self.changes.subscribe(doc_id) as changed:
             current = await self.get(tenant_id, doc_id)
             if current is None or current["status"] != known_status or timeout <= 0:
+                return current
+            if news is not None and await news():
                 return current
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout)
@@ -310,8 +318,14 @@ class NotebookView:
         """The record's ``_id``."""
         return f"{tenant_id}/{notebook_id}"
 
-    async def record(self, notebook: Document, revision: int) -> None:
-        """Remember a notebook at ``revision`` (or later; never goes back)."""
+    async def record(self, notebook: Document, revision: int, stored_at: datetime) -> None:
+        """Remember a notebook at ``revision`` (or later; never goes back).
+
+        ``stored_at`` is when the revision became durable (its event's time), not
+        when this replica projected it: with several gateway replicas, events of
+        different notebooks are projected in any order, and the library's "most
+        recently updated first" must not depend on which replica was quicker.
+        """
         now = datetime.now(UTC)
         await self._notebooks.update_one(
             {"_id": self.key(notebook["tenant_id"], notebook["notebook_id"])},
@@ -323,7 +337,7 @@ class NotebookView:
                     "user_id": notebook.pop("user_id"),
                 },
                 "$set": notebook,
-                "$max": {"latest_revision": revision, "updated_at": now},
+                "$max": {"latest_revision": revision, "updated_at": stored_at},
             },
             upsert=True,
         )
@@ -407,6 +421,39 @@ class OpenFiles:
         """The notebook at ``path`` on ``hub_user``'s server while a session has it open."""
         found = await self._files.find_one({"_id": self._key(hub_user, path)})
         return found if found is not None and found.get("sessions") else None
+
+
+class SessionRestores:
+    """How often a restore rewrote each open session's file, and with which revision.
+
+    The SDK follows its session and reloads the page's notebook when the count
+    moves (GET /v1/sessions/{id}?restores=N waits for it). A count, not the
+    revision: restoring content equal to the latest writes the file again
+    under the same revision, and the page must reload then too. Kept apart
+    from the session records on purpose: FerretDB 1.x applies an update by
+    rewriting the whole document, so a restore's write racing the projection's
+    end of the same session could bring the ended session back to ``ready``.
+    """
+
+    COLLECTION = "gateway_session_restores"
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._restores = client[database][self.COLLECTION]
+
+    async def record(self, session_id: str, revision: int) -> None:
+        """A restore wrote ``revision`` into the session's file."""
+        await self._restores.update_one(
+            {"_id": session_id},
+            {"$inc": {"count": 1}, "$set": {"revision": revision}},
+            upsert=True,
+        )
+
+    async def get(self, session_id: str) -> tuple[int, int | None]:
+        """How many restores rewrote the session's file, and the last one's revision."""
+        found = await self._restores.find_one({"_id": session_id})
+        if found is None:
+            return 0, None
+        return int(found["count"]), int(found["revision"])
 
 
 class InputRecords:

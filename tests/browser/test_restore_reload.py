@@ -1,6 +1,7 @@
 """A restore reaches the notebook open in a real browser: after the host restores an older
-revision, ``embed.reload()`` shows it, and the next save raises no "file changed on disk"
-dialog (without the reload, Jupyter's next save stalls on exactly that dialog)."""
+revision, the page's SDK (following its session) reloads the notebook by itself, and the
+next save raises no "file changed on disk" dialog (without the reload, Jupyter's next save
+stalls on exactly that dialog)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from tests.browser.test_demo_host import type_and_run
 from tests.browser.test_restricted import _mount, _open
+
+RELOADED_BY_ITSELF = """
+() => {
+  window.reloadedByItself = new Promise((resolve) =>
+    window.embed.addEventListener("reloaded", (e) => resolve(e.detail), { once: true }));
+}
+"""
 
 
 async def replace_and_run(frame: FrameLocator, code: str, expected: str) -> None:
@@ -37,18 +45,24 @@ async def test_a_restored_revision_reloads_in_the_open_notebook_without_a_dialog
         second = await page.evaluate("() => window.embed.save()")
         assert second["revision"] > first["revision"]
 
+        await page.evaluate(RELOADED_BY_ITSELF)
         restored = await gateway.post(
             f"/v1/notebooks/{session['notebook_id']}/revisions/{first['revision']}/restore",
             json={"author": user},
         )
         assert restored.status_code == 200, restored.text
         assert restored.json()["sessions_updated"] == 1
+        assert (await gateway.get(f"/v1/sessions/{session['id']}")).json()["restores"] == 1
 
-        reloaded = await page.evaluate("() => window.embed.reload()")
+        # No call from the host: the SDK heard of the restore and reloaded.
+        reloaded = await page.evaluate("() => window.reloadedByItself")
         assert reloaded["path"] == session["path"]
+        assert reloaded["restoredRevision"] == restored.json()["revision"]
         editor = frame.locator(".jp-Cell .cm-content").last
         await expect(editor).to_have_text("print('first' + '-version')")
         await expect(frame.locator(".jp-OutputArea-output").last).to_contain_text("first-version")
+        # reload() itself still works (a host that does not follow the session calls it).
+        assert (await page.evaluate("() => window.embed.reload()"))["path"] == session["path"]
 
         # The document knows the file's new timestamp: saving asks nothing.
         after = await page.evaluate("() => window.embed.save()")

@@ -33,6 +33,7 @@ COLLECTIONS = {
         "saves",
         "gateway_notebooks",
         "gateway_open_files",
+        "gateway_session_restores",
         "redeemed_tickets",
         "tenants",
     ),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from schemas import hub_username
+from services.gateway.store import NotebookView
 from tests.stack.helpers import eventually, open_session
 
 
@@ -141,3 +145,35 @@ async def test_a_cursor_this_api_did_not_give_is_a_client_error(
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert "cursor" in answer.json()["detail"]
+
+
+async def test_the_library_orders_by_when_a_revision_was_stored_not_when_it_was_projected(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """Two gateway replicas project notebook events in any order: the one that became
+    durable last is listed first even when its event was projected first."""
+    view = NotebookView(mongo, "nbembed_test")
+    tenant = f"order-{uuid.uuid4().hex[:8]}"
+    earlier = datetime.now(UTC) - timedelta(seconds=5)
+    later = earlier + timedelta(seconds=2)
+
+    def notebook(notebook_id: str) -> dict[str, Any]:
+        return {
+            "tenant_id": tenant,
+            "notebook_id": notebook_id,
+            "hub_user": "u",
+            "name": notebook_id,
+            "user_id": "host-user",
+        }
+
+    try:
+        await view.record(notebook("stored-later"), 1, later)
+        await view.record(notebook("stored-earlier"), 1, earlier)
+        listed = await view.list(tenant, "u", offset=0, limit=10)
+        assert [doc["notebook_id"] for doc in listed] == ["stored-later", "stored-earlier"]
+        # A redelivered older event never moves a notebook back.
+        await view.record(notebook("stored-later"), 1, earlier)
+        listed = await view.list(tenant, "u", offset=0, limit=10)
+        assert [doc["notebook_id"] for doc in listed] == ["stored-later", "stored-earlier"]
+    finally:
+        await mongo["nbembed_test"][NotebookView.COLLECTION].delete_many({"tenant_id": tenant})

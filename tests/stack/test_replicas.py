@@ -170,6 +170,34 @@ async def test_a_save_long_poll_wakes_on_every_gateway_replica(
         await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
 
 
+async def test_a_restore_wakes_the_session_long_poll_on_every_gateway_replica(
+    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient
+) -> None:
+    """How an open page's SDK learns that a restore rewrote its file, whichever replica
+    its long-poll reached: the answer comes at the restore, not at the wait's end."""
+    user_id = f"wake-restore-{uuid.uuid4().hex[:8]}"
+    first = gateway_replicas[0]
+    session = await open_session(first, user_id=user_id, notebook_name="r")
+    assert session["status"] == "ready" and session["restores"] == 0, session
+    try:
+        wait = {"wait": 30, "status": "ready", "restores": 0}
+        polls = [
+            asyncio.create_task(client.get(f"/v1/sessions/{session['id']}", params=wait))
+            for client in gateway_replicas
+        ]
+        await asyncio.sleep(1)
+        assert not any(task.done() for task in polls)  # nothing new yet: all waiting
+        # Revision 1 is the placed notebook: restoring it rewrites the file all the same.
+        restored = await first.post(f"/v1/notebooks/{session['notebook_id']}/revisions/1/restore")
+        assert restored.status_code == 200 and restored.json()["sessions_updated"] == 1
+        async with asyncio.timeout(UNWOKEN_SECONDS):
+            answers = [(await poll).json() for poll in polls]
+        assert [(a["status"], a["restores"]) for a in answers] == [("ready", 1)] * len(polls)
+        assert {a["restored_revision"] for a in answers} == {restored.json()["revision"]}
+    finally:
+        await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
+
+
 # -- a rebalance in the middle of a stream -------------------------------------------------
 
 

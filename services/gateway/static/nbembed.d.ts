@@ -37,8 +37,10 @@ export interface MountOptions {
    */
   helloTimeoutMs?: number;
   /**
-   * Follow the session and emit "ended" when it is over (default true): one
-   * long-poll of GET /v1/sessions/{id} at a time, with the browser token.
+   * Follow the session (default true): one long-poll of GET /v1/sessions/{id}
+   * at a time, with the browser token. Emits "ended" when it is over, and
+   * reloads the notebook (a "reloaded" event with `restoredRevision`) when a
+   * restore rewrote its file. Without it, call `reload()` after a restore.
    */
   followSession?: boolean;
 }
@@ -110,6 +112,8 @@ export declare const KERNEL_STATUSES: readonly KernelStatus[];
 export interface Reloaded {
   path: string;
   lastModified: string;
+  /** Set when the SDK reloaded by itself because a restore wrote this revision. */
+  restoredRevision?: number;
 }
 
 export interface EmbedEventMap {
@@ -127,7 +131,7 @@ export interface EmbedEventMap {
   saved: CustomEvent<{ path: string; lastModified: string; byUser: boolean }>;
   /** That save's revision is durable (every save, whatever started it). */
   stored: CustomEvent<StoredEvent>;
-  /** Jupyter read the notebook's file again (after `reload()`). */
+  /** Jupyter read the notebook's file again (`reload()`, or by itself after a restore). */
   reloaded: CustomEvent<Reloaded>;
   /**
    * Something failed that no promise reports: the embed's failure (a FailureCode;

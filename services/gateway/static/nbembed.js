@@ -181,20 +181,25 @@ export class Embed extends EventTarget {
   }
 
   /**
-   * Follow the session until it is over, then emit "ended" with its code and reason.
-   * One long-poll at a time (`status=ready` waits until it changes); on errors it
-   * waits a little longer each time, so a gateway outage is never hammered.
+   * Follow the session until it is over, then emit "ended" with its code and reason;
+   * meanwhile reload the notebook whenever a restore rewrote its file.
+   * One long-poll at a time (`status=ready&restores=N` waits until either changes);
+   * the first ask does not wait: it learns the restores already in the file Jupyter
+   * is opening. On errors it waits a little longer each time, so a gateway outage
+   * is never hammered.
    */
   async _follow() {
     const base = this.options.gatewayUrl.replace(/\/$/, "");
     const headers = { Authorization: `Bearer ${this.options.browserToken}` };
     const signal = this._following.signal;
     let known = "ready";
+    let restores = null;
     let pause = 1000;
     while (!signal.aborted) {
       let session = null;
       try {
-        const url = `${base}/v1/sessions/${this.options.sessionId}?wait=25&status=${known}`;
+        const wait = restores === null ? "" : `?wait=25&status=${known}&restores=${restores}`;
+        const url = `${base}/v1/sessions/${this.options.sessionId}${wait}`;
         const answer = await fetch(url, { headers, signal });
         if (answer.status === 404 || answer.status === 401) return; // not ours to follow
         if (answer.ok) session = await answer.json();
@@ -208,6 +213,11 @@ export class Embed extends EventTarget {
       }
       pause = 1000;
       known = session.status;
+      const count = session.restores || 0; // 0 unless ready
+      if (known === "ready" && restores !== null && count !== restores) {
+        this._reloadRestored(session.restored_revision);
+      }
+      restores = count;
       if (known === "ended" || known === "failed") {
         const failure = session.failure || {};
         this._end({
@@ -217,6 +227,17 @@ export class Embed extends EventTarget {
         });
         return;
       }
+    }
+  }
+
+  /** A restore rewrote the notebook's file: have Jupyter read it (no dialog at the next save). */
+  async _reloadRestored(revision) {
+    try {
+      const done = await this._ask("reload", "reload");
+      this._emit("reloaded", { ...done, restoredRevision: revision });
+    } catch (error) {
+      // A failed embed and Jupyter's refusal told the page already; a timeout did not.
+      if (!this.failure && error.code === "timeout") this._emit("error", { code: error.code, error });
     }
   }
 
@@ -280,7 +301,7 @@ export class Embed extends EventTarget {
     const deadline = Date.now() + this.options.storeTimeoutMs;
     let current = save;
     while (current.status === "pending") {
-      if (Date.now() > deadline) throw new NbembedError("timeout", "the save was not stored in time");
+      if (Date.now() > deadline) throw this._notStored(current);
       const polled = await this._gateway(`/v1/saves/${save.id}?wait=25`);
       if (!polled.ok) throw await this._problem(polled);
       current = await polled.json();
@@ -296,12 +317,18 @@ export class Embed extends EventTarget {
     const deadline = Date.now() + this.options.storeTimeoutMs;
     const query = `last_modified=${encodeURIComponent(lastModified)}&wait=25`;
     while (current === null || current.status === "pending") {
-      if (Date.now() > deadline) throw new NbembedError("timeout", "the save was not stored in time");
+      if (Date.now() > deadline) throw this._notStored(current);
       const polled = await this._gateway(`/v1/sessions/${this.options.sessionId}/saves?${query}`);
       if (polled.ok) current = await polled.json();
       else if (polled.status !== 404) throw await this._problem(polled);
     }
     return this._result(current);
+  }
+
+  /** The timeout of a save: which one, and whether it was ever reported (for the logs). */
+  _notStored(current) {
+    const where = current === null ? "never reported by the server" : `save ${current.id} still pending`;
+    return new NbembedError("timeout", `the save was not stored in time (${where})`);
   }
 
   _result(current) {
