@@ -27,8 +27,13 @@ from schemas.profiles import (
     PROFILE_NAME_PATTERN,
 )
 
-EMBED_ARGS = ("--ServerApp.jpserver_extensions=nbembed_embed=True",)
-"""Every server: the extension that trims the embedded page (nbembed_embed.py)."""
+EMBED_ARGS = (
+    "--ServerApp.jpserver_extensions=nbembed_embed=True",
+    "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+)
+"""Every server: the extension that trims the embedded page (nbembed_embed.py), and no
+jupyter_lsp: no nbembed image installs a language server, and its search for one took
+0.7 s of CPU at every server start (JupyterLab's LSP features then stay off quietly)."""
 
 RESTRICTED_ARGS = (
     "--ServerApp.authorizer_class=nbembed_embed.RestrictedAuthorizer",
