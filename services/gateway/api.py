@@ -172,13 +172,13 @@ class SessionView(BaseModel):
         default=None,
         description="The profile the session runs with (None: the tenant declares none).",
     )
-    restores: int = Field(
-        default=0,
-        ge=0,
-        description="While ready: how many times a restore (POST /v1/notebooks/{id}/revisions/"
-        "{n}/restore) rewrote this session's notebook file. The SDK follows it and reloads the "
-        "page's notebook itself; to be woken by the next one, GET this session with wait, "
-        "status=ready and restores=<this count>.",
+    restore_id: str = Field(
+        default="",
+        description="While ready: changes (an opaque id) every time a restore (POST "
+        "/v1/notebooks/{id}/revisions/{n}/restore) rewrote this session's notebook file; "
+        "empty when none did. The SDK follows it and reloads the page's notebook itself; to "
+        "be woken by the next one, GET this session with wait, status=ready and "
+        "restore_id=<this id>.",
     )
     restored_revision: int | None = Field(
         default=None, description="While ready: the revision the last of those restores wrote."
@@ -208,9 +208,9 @@ class SessionView(BaseModel):
         if login and doc["status"] == "ready" and doc.get("page_url"):
             iframe_url = parts.tickets.login_url(doc["hub_user"], doc["page_url"], doc["_id"])
             notebook_origin = parts.tickets.notebook_origin(doc["hub_user"])
-        restores, restored_revision = 0, None
+        restore_id, restored_revision = "", None
         if doc["status"] == "ready":
-            restores, restored_revision = await parts.restores.get(doc["_id"])
+            restore_id, restored_revision = await parts.restores.get(doc["_id"])
         failure = None
         if doc.get("failure_code"):
             failure = Failure(code=doc["failure_code"], reason=doc.get("failure_reason", ""))
@@ -224,7 +224,7 @@ class SessionView(BaseModel):
             inputs=doc.get("inputs", []),
             restricted=bool(doc.get("restricted", False)),
             profile=doc.get("profile"),
-            restores=restores,
+            restore_id=restore_id,
             restored_revision=restored_revision,
             iframe_url=iframe_url,
             notebook_origin=notebook_origin,
@@ -431,13 +431,13 @@ async def get_session(
             "session to end).",
         ),
     ] = None,
-    restores: Annotated[
-        int | None,
+    restore_id: Annotated[
+        str | None,
         Query(
-            ge=0,
-            le=2**31,
-            description="With wait and status=ready: the restore count you already know "
-            "(the session's restores); the answer also comes when a restore rewrites its file.",
+            max_length=32,
+            pattern=r"^[0-9a-f]*$",
+            description="With wait and status=ready: the session's restore_id you already "
+            "know (empty: none); the answer also comes when a restore rewrites its file.",
         ),
     ] = None,
 ) -> SessionView:
@@ -461,7 +461,9 @@ async def get_session(
         known = status_ or doc["status"]
 
         async def restored() -> bool:
-            return restores is not None and (await parts.restores.get(session_id))[0] != restores
+            return (
+                restore_id is not None and (await parts.restores.get(session_id))[0] != restore_id
+            )
 
         doc = (
             await parts.sessions.wait_for_change(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo.errors import PyMongoError
 
 from schemas.events import HostUserId, RevisionLabel
 from services.gateway import rendering
@@ -17,6 +19,8 @@ from services.gateway.library_api import _summary, _sync_down
 from services.gateway.problems import Problem, errors
 from services.gateway.sync_client import SyncUnavailable
 from services.gateway.tenants import Tenant
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/notebooks", tags=["revisions"])
 
@@ -216,9 +220,17 @@ async def restore_revision(
 async def _tell_open_pages(parts: Gateway, session_ids: list[str], revision: int) -> None:
     """Sessions whose file a restore rewrote: their pages' SDKs (following the session)
     wake on every replica and reload the notebook, so no "file changed on disk" dialog
-    awaits the user's next save."""
+    awaits the user's next save.
+
+    The restore is durable by now: a store error here is logged, never the answer (a
+    retried restore would add a revision); that page's user gets the dialog instead.
+    """
     for session_id in session_ids:
-        await parts.restores.record(session_id, revision)
+        try:
+            await parts.restores.record(session_id, revision)
+        except PyMongoError:
+            log.exception("restore not told to an open page", extra={"session_id": session_id})
+            continue
         parts.sessions.changes.notify(session_id)
 
 

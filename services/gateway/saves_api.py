@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -56,9 +57,15 @@ class SaveView(BaseModel):
         )
 
 
+NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def _iso_string(value: object) -> object:
-    """A timestamp in JSON is an ISO 8601 string: a number is refused, not read as epoch."""
-    if value is not None and not isinstance(value, str | datetime):
+    """A timestamp is an ISO 8601 string: a number (or a string of one) is refused, not
+    read as seconds since 1970, which would name a made-up save of another time."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or NUMBER.fullmatch(value):
         raise ValueError("an ISO 8601 date-time string is required")
     return value
 
@@ -233,7 +240,7 @@ async def find_jupyter_save(
     caller: CallerDep,
     parts: GatewayDep,
     last_modified: Annotated[
-        AwareDatetime,
+        FileTimestamp,
         Query(description="The file's timestamp Jupyter answered to the save (ISO 8601)."),
     ],
     wait: Annotated[

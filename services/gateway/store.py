@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -424,15 +425,15 @@ class OpenFiles:
 
 
 class SessionRestores:
-    """How often a restore rewrote each open session's file, and with which revision.
+    """The last restore that rewrote each open session's file: its id and revision.
 
-    The SDK follows its session and reloads the page's notebook when the count
-    moves (GET /v1/sessions/{id}?restores=N waits for it). A count, not the
-    revision: restoring content equal to the latest writes the file again
-    under the same revision, and the page must reload then too. Kept apart
-    from the session records on purpose: FerretDB 1.x applies an update by
-    rewriting the whole document, so a restore's write racing the projection's
-    end of the same session could bring the ended session back to ``ready``.
+    The SDK follows its session and reloads the page's notebook when the id
+    changes (GET /v1/sessions/{id}?restore_id=... waits for it). A fresh id at
+    every restore, not a count: FerretDB 1.x applies an update by reading and
+    rewriting the whole document, so two restores at once could lose an
+    increment, while either one's id still differs from what the page knows.
+    Kept apart from the session records for the same reason: a restore's write
+    racing the projection's end of the session could bring it back to ``ready``.
     """
 
     COLLECTION = "gateway_session_restores"
@@ -442,18 +443,18 @@ class SessionRestores:
 
     async def record(self, session_id: str, revision: int) -> None:
         """A restore wrote ``revision`` into the session's file."""
-        await self._restores.update_one(
-            {"_id": session_id},
-            {"$inc": {"count": 1}, "$set": {"revision": revision}},
-            upsert=True,
-        )
+        update = {"$set": {"restore_id": uuid.uuid4().hex, "revision": revision}}
+        try:
+            await self._restores.update_one({"_id": session_id}, update, upsert=True)
+        except DuplicateKeyError:  # two first restores raced to insert: now it exists
+            await self._restores.update_one({"_id": session_id}, update)
 
-    async def get(self, session_id: str) -> tuple[int, int | None]:
-        """How many restores rewrote the session's file, and the last one's revision."""
+    async def get(self, session_id: str) -> tuple[str, int | None]:
+        """The last restore's id ("" when none) and the revision it wrote."""
         found = await self._restores.find_one({"_id": session_id})
         if found is None:
-            return 0, None
-        return int(found["count"]), int(found["revision"])
+            return "", None
+        return str(found["restore_id"]), int(found["revision"])
 
 
 class InputRecords:

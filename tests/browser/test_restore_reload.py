@@ -52,7 +52,7 @@ async def test_a_restored_revision_reloads_in_the_open_notebook_without_a_dialog
         )
         assert restored.status_code == 200, restored.text
         assert restored.json()["sessions_updated"] == 1
-        assert (await gateway.get(f"/v1/sessions/{session['id']}")).json()["restores"] == 1
+        assert (await gateway.get(f"/v1/sessions/{session['id']}")).json()["restore_id"]
 
         # No call from the host: the SDK heard of the restore and reloaded.
         reloaded = await page.evaluate("() => window.reloadedByItself")

@@ -183,22 +183,22 @@ export class Embed extends EventTarget {
   /**
    * Follow the session until it is over, then emit "ended" with its code and reason;
    * meanwhile reload the notebook whenever a restore rewrote its file.
-   * One long-poll at a time (`status=ready&restores=N` waits until either changes);
-   * the first ask does not wait: it learns the restores already in the file Jupyter
-   * is opening. On errors it waits a little longer each time, so a gateway outage
-   * is never hammered.
+   * One long-poll at a time (`status=ready&restore_id=…` waits until either changes);
+   * the first ask does not wait: it learns the last restore already in the file
+   * Jupyter is opening. On errors it waits a little longer each time, so a gateway
+   * outage is never hammered.
    */
   async _follow() {
     const base = this.options.gatewayUrl.replace(/\/$/, "");
     const headers = { Authorization: `Bearer ${this.options.browserToken}` };
     const signal = this._following.signal;
     let known = "ready";
-    let restores = null;
+    let restoreId = null;
     let pause = 1000;
     while (!signal.aborted) {
       let session = null;
       try {
-        const wait = restores === null ? "" : `?wait=25&status=${known}&restores=${restores}`;
+        const wait = restoreId === null ? "" : `?wait=25&status=${known}&restore_id=${restoreId}`;
         const url = `${base}/v1/sessions/${this.options.sessionId}${wait}`;
         const answer = await fetch(url, { headers, signal });
         if (answer.status === 404 || answer.status === 401) return; // not ours to follow
@@ -213,11 +213,16 @@ export class Embed extends EventTarget {
       }
       pause = 1000;
       known = session.status;
-      const count = session.restores || 0; // 0 unless ready
-      if (known === "ready" && restores !== null && count !== restores) {
-        this._reloadRestored(session.restored_revision);
+      // Only a ready session's answer tells its restores (a gateway older than this SDK
+      // tells none: nothing is learnt from it, and nothing reloaded).
+      if (known === "ready" && typeof session.restore_id === "string") {
+        if (restoreId !== null && session.restore_id !== restoreId) {
+          this._reloadRestored(session.restored_revision);
+        }
+        restoreId = session.restore_id;
+      } else if (restoreId === null) {
+        restoreId = "";
       }
-      restores = count;
       if (known === "ended" || known === "failed") {
         const failure = session.failure || {};
         this._end({
@@ -233,6 +238,8 @@ export class Embed extends EventTarget {
   /** A restore rewrote the notebook's file: have Jupyter read it (no dialog at the next save). */
   async _reloadRestored(revision) {
     try {
+      // Jupyter can reload only an open notebook (a restore during the page's load).
+      if (!this.ready) await new Promise((resolve) => this.addEventListener("ready", resolve, { once: true }));
       const done = await this._ask("reload", "reload");
       this._emit("reloaded", { ...done, restoredRevision: revision });
     } catch (error) {
