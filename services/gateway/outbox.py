@@ -63,6 +63,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from schemas import ALL_EVENTS, CloudEvent, EventData
 from services.common import tracing
@@ -241,20 +242,29 @@ class Outbox:
             else {"$setOnInsert": {"entries": []}}
         )
         token = uuid.uuid4().hex
-        before = await self._markers.find_one_and_update(
-            {"_id": f"{collection}/{record_id}"},
-            {
-                "$set": {
-                    "collection": collection,
-                    "record_id": record_id,
-                    "token": token,
-                    "at": datetime.now(UTC),
-                },
-                **listing,
+        update = {
+            "$set": {
+                "collection": collection,
+                "record_id": record_id,
+                "token": token,
+                "at": datetime.now(UTC),
             },
-            upsert=True,
-            return_document=ReturnDocument.BEFORE,
-        )
+            **listing,
+        }
+        marker = {"_id": f"{collection}/{record_id}"}
+        try:
+            before = await self._markers.find_one_and_update(
+                marker, update, upsert=True, return_document=ReturnDocument.BEFORE
+            )
+        except DuplicateKeyError:
+            # Another write of the same record (the server's report and the SDK's of one
+            # Jupyter save, on two replicas) inserted the marker at the same moment: ours
+            # is an update now. Raising instead would leave this request's record written
+            # and its events never published (the caller would take the record as the
+            # other write's), so a 202 would lead nowhere.
+            before = await self._markers.find_one_and_update(
+                marker, update, upsert=True, return_document=ReturnDocument.BEFORE
+            )
         return Hold(token, _listed(before))
 
     async def deliver(self, collection: str, record_id: str, entries: Entries, hold: Hold) -> bool:

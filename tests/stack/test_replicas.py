@@ -11,6 +11,7 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from infra import stack, supervisor
 from infra.settings import StackSettings
 from schemas import SessionReady, hub_username
 from tests.faults.helpers import program_pid
+from tests.security.kernel import user_server_token
 from tests.stack.helpers import eventually, open_session, wait_for_final_status
 
 
@@ -198,6 +200,40 @@ async def test_a_restore_wakes_the_session_long_poll_on_every_gateway_replica(
         assert {a["restored_revision"] for a in answers} == {restored.json()["revision"]}
     finally:
         await hub.delete(f"/users/{hub_username('demo', user_id)}/server")
+
+
+async def test_one_jupyter_save_reported_by_its_server_and_its_page_at_once_is_stored(
+    gateway_replicas: list[httpx.AsyncClient], hub: httpx.AsyncClient
+) -> None:
+    """The server's save hook and the SDK report every Jupyter save, with the same
+    timestamp, at the same moment, usually to different replicas: one save record, and
+    it is stored. (A lost race on the outbox marker left such saves pending for ever.)"""
+    user_id = f"race-{uuid.uuid4().hex[:8]}"
+    page, server = gateway_replicas[0], gateway_replicas[-1]
+    session = await open_session(page, user_id=user_id, notebook_name="race")
+    assert session["status"] == "ready", session
+    hub_user = hub_username("demo", user_id)
+    as_server = {"Authorization": f"token {await user_server_token(hub, hub_user)}"}
+    try:
+        for i in range(RACED_SAVES):
+            stamp = (datetime.now(UTC) + timedelta(microseconds=i)).isoformat()
+            reported, requested = await asyncio.gather(
+                server.post(
+                    "/internal/server-saves",
+                    json={"path": session["path"], "last_modified": stamp},
+                    headers=as_server,
+                ),
+                page.post(f"/v1/sessions/{session['id']}/saves", json={"last_modified": stamp}),
+            )
+            assert (reported.status_code, requested.status_code) == (202, 202), requested.text
+            save_id = requested.json()["id"]
+            outcome = await page.get(f"/v1/saves/{save_id}", params={"wait": 30})
+            assert outcome.json()["status"] == "stored", (i, outcome.json())
+    finally:
+        await hub.delete(f"/users/{hub_user}/server")
+
+
+RACED_SAVES = 20
 
 
 # -- a rebalance in the middle of a stream -------------------------------------------------

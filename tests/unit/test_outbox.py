@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from infra import dlq
 from schemas import (
@@ -114,11 +115,8 @@ class FakeBroker:
         return [headers["ce_id"] for _, _, headers in self.published]
 
 
-@pytest.fixture
-def parts() -> tuple[Outbox, FakeDatabase, FakeBroker]:
-    database = FakeDatabase()
-    broker = FakeBroker()
-    outbox = Outbox(
+def _outbox(database: FakeDatabase, broker: FakeBroker) -> Outbox:
+    return Outbox(
         {"db": database},  # type: ignore[arg-type]
         "db",
         broker,  # type: ignore[arg-type]
@@ -126,7 +124,13 @@ def parts() -> tuple[Outbox, FakeDatabase, FakeBroker]:
         relay_seconds=0.01,
         retry_after=7,
     )
-    return outbox, database, broker
+
+
+@pytest.fixture
+def parts() -> tuple[Outbox, FakeDatabase, FakeBroker]:
+    database = FakeDatabase()
+    broker = FakeBroker()
+    return _outbox(database, broker), database, broker
 
 
 def _requested(session_id: str = "s1") -> CloudEvent[SessionRequested]:
@@ -194,6 +198,42 @@ async def test_a_newer_writes_marker_survives_an_older_delivery_and_the_relay_se
     await outbox.aclose()
     assert set(second) <= set(broker.ids()[1:])
     assert database[MARKERS].docs == {}
+
+
+class RacedMarkers(FakeCollection):
+    """The first upsert loses a race: another write inserted the marker meanwhile."""
+
+    def __init__(self, theirs: list[str]) -> None:
+        super().__init__()
+        self.theirs = theirs
+
+    async def find_one_and_update(  # type: ignore[override]
+        self, query: Doc, update: Doc, upsert: bool = False, **kwargs: Any
+    ) -> Doc | None:
+        if self.theirs:
+            self.docs[query["_id"]] = {"_id": query["_id"], "entries": self.theirs, "token": "t"}
+            self.theirs = []
+            raise DuplicateKeyError("E11000 duplicate key error")
+        return await super().find_one_and_update(query, update, upsert, **kwargs)
+
+
+async def test_a_marker_upsert_that_loses_a_race_still_holds_and_delivers_its_entries() -> None:
+    """The server's report and the SDK's of one Jupyter save, on two replicas: one wrote
+    the save, the other the marker first. Before, the save's writer took the marker's
+    DuplicateKeyError for "the other write won" and never published: a save pending for
+    ever (CI, tests/browser/test_restricted.py and test_restore_reload.py)."""
+    database, broker = FakeDatabase(), FakeBroker()
+    database[MARKERS] = RacedMarkers(theirs=["their-entry"])
+    outbox = _outbox(database, broker)
+    entries = event_entry(_requested())
+    _record(database, entries)
+
+    hold = await outbox.hold("sessions", "s1", entries)
+    assert await outbox.deliver("sessions", "s1", entries, hold)
+    await outbox.aclose()
+
+    assert broker.ids() == list(entries)
+    assert database[MARKERS].docs == {}  # our token was the marker's last: released
 
 
 async def test_the_relay_sends_only_what_the_marker_lists(
