@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from services.common.settings import (
     STORE_ANSWER_SECONDS,
     STORE_SELECTION_SECONDS,
     ServiceSettings,
 )
+
+T = TypeVar("T")
+
+
+async def upsert(write: Callable[[], Awaitable[T]]) -> T:
+    """Run an upsert, and once more if it lost a race to insert the same ``_id``.
+
+    Two upserts of one new ``_id`` at once: MongoDB retries the loser itself,
+    FerretDB answers it ``DuplicateKeyError``. Run again, the loser is an update of
+    the document the winner inserted, which is what it meant. (Seen in CI: a save
+    reported by its server and its page at once lost its outbox marker's race, was
+    taken for the other report's, and never published.)
+    """
+    try:
+        return await write()
+    except DuplicateKeyError:
+        return await write()
 
 
 def connect(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:

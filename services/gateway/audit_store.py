@@ -19,6 +19,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from schemas import AuditRecorded, CloudEvent
+from services.common.mongo import upsert
 
 Document = dict[str, Any]
 
@@ -140,11 +141,8 @@ class AuditUsers:
         """Record (once) whose hub user this is."""
         if hub_user in self._known:
             return
-        await self._users.update_one(
-            {"_id": hub_user},
-            {"$setOnInsert": {"tenant_id": tenant_id, "user_id": user_id}},
-            upsert=True,
-        )
+        known = {"$setOnInsert": {"tenant_id": tenant_id, "user_id": user_id}}
+        await upsert(lambda: self._users.update_one({"_id": hub_user}, known, upsert=True))
         # The name is a digest of exactly this tenant and user: what is stored is this.
         self._cache(hub_user, {"_id": hub_user, "tenant_id": tenant_id, "user_id": user_id})
 

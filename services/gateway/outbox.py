@@ -63,11 +63,11 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from schemas import ALL_EVENTS, CloudEvent, EventData
 from services.common import tracing
 from services.common.kafka import publish_event
+from services.common.mongo import upsert
 
 log = logging.getLogger(__name__)
 
@@ -252,19 +252,15 @@ class Outbox:
             **listing,
         }
         marker = {"_id": f"{collection}/{record_id}"}
-        try:
-            before = await self._markers.find_one_and_update(
+        # Another write of the same record (the server's report and the SDK's of one
+        # Jupyter save, on two replicas) may insert the marker at the same moment. Raising
+        # then would leave this request's record written and its events never published
+        # (the caller would take the record as the other write's): a 202 leading nowhere.
+        before = await upsert(
+            lambda: self._markers.find_one_and_update(
                 marker, update, upsert=True, return_document=ReturnDocument.BEFORE
             )
-        except DuplicateKeyError:
-            # Another write of the same record (the server's report and the SDK's of one
-            # Jupyter save, on two replicas) inserted the marker at the same moment: ours
-            # is an update now. Raising instead would leave this request's record written
-            # and its events never published (the caller would take the record as the
-            # other write's), so a 202 would lead nowhere.
-            before = await self._markers.find_one_and_update(
-                marker, update, upsert=True, return_document=ReturnDocument.BEFORE
-            )
+        )
         return Hold(token, _listed(before))
 
     async def deliver(self, collection: str, record_id: str, entries: Entries, hold: Hold) -> bool:

@@ -28,6 +28,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from services.common.health import store_answers
+from services.common.mongo import upsert
 from services.gateway.outbox import Entries, as_fields
 
 Document = dict[str, Any]
@@ -284,15 +285,15 @@ class SaveStore(_ForwardOnly):
     async def complete(self, save: Document, status: SaveStatus, **fields: Any) -> None:
         """Record a save's outcome; creates the record for saves Jupyter made itself."""
         now = datetime.now(UTC)
-        before = await self._docs.find_one_and_update(
-            {"_id": save["_id"]},
-            {
-                "$setOnInsert": {**save, "created_at": now},
-                "$max": {"status_rank": self._statuses.index(status), "updated_at": now},
-                "$set": fields,
-            },
-            upsert=True,
-            return_document=ReturnDocument.BEFORE,
+        update = {
+            "$setOnInsert": {**save, "created_at": now},
+            "$max": {"status_rank": self._statuses.index(status), "updated_at": now},
+            "$set": fields,
+        }
+        before = await upsert(
+            lambda: self._docs.find_one_and_update(
+                {"_id": save["_id"]}, update, upsert=True, return_document=ReturnDocument.BEFORE
+            )
         )
         if before is not None:
             self.changes.notify(save["_id"])
@@ -328,20 +329,18 @@ class NotebookView:
         recently updated first" must not depend on which replica was quicker.
         """
         now = datetime.now(UTC)
-        await self._notebooks.update_one(
-            {"_id": self.key(notebook["tenant_id"], notebook["notebook_id"])},
-            {
-                # Name and owner are the creator's; later renames are the gateway's own.
-                "$setOnInsert": {
-                    "created_at": now,
-                    "name": notebook.pop("name"),
-                    "user_id": notebook.pop("user_id"),
-                },
-                "$set": notebook,
-                "$max": {"latest_revision": revision, "updated_at": stored_at},
+        update = {
+            # Name and owner are the creator's; later renames are the gateway's own.
+            "$setOnInsert": {
+                "created_at": now,
+                "name": notebook.pop("name"),
+                "user_id": notebook.pop("user_id"),
             },
-            upsert=True,
-        )
+            "$set": notebook,
+            "$max": {"latest_revision": revision, "updated_at": stored_at},
+        }
+        key = self.key(notebook["tenant_id"], notebook["notebook_id"])
+        await upsert(lambda: self._notebooks.update_one({"_id": key}, update, upsert=True))
 
     async def get(self, tenant_id: str, notebook_id: str) -> Document | None:
         """The tenant's notebook, or None (also when deleted)."""
@@ -400,17 +399,10 @@ class OpenFiles:
         self, hub_user: str, path: str, tenant_id: str, notebook_id: str, session_id: str
     ) -> None:
         """Remember that ``path`` on ``hub_user``'s server is this notebook, for this session."""
-        await self._files.update_one(
-            {"_id": self._key(hub_user, path)},
-            {
-                "$set": {
-                    "tenant_id": tenant_id,
-                    "notebook_id": notebook_id,
-                    f"sessions.{session_id}": True,
-                }
-            },
-            upsert=True,
-        )
+        mapped = {"tenant_id": tenant_id, "notebook_id": notebook_id}
+        update = {"$set": {**mapped, f"sessions.{session_id}": True}}
+        key = self._key(hub_user, path)
+        await upsert(lambda: self._files.update_one({"_id": key}, update, upsert=True))
 
     async def release(self, hub_user: str, path: str, session_id: str) -> None:
         """The session ended: its file stays mapped only for the user's other sessions on it."""
@@ -444,10 +436,7 @@ class SessionRestores:
     async def record(self, session_id: str, revision: int) -> None:
         """A restore wrote ``revision`` into the session's file."""
         update = {"$set": {"restore_id": uuid.uuid4().hex, "revision": revision}}
-        try:
-            await self._restores.update_one({"_id": session_id}, update, upsert=True)
-        except DuplicateKeyError:  # two first restores raced to insert: now it exists
-            await self._restores.update_one({"_id": session_id}, update)
+        await upsert(lambda: self._restores.update_one({"_id": session_id}, update, upsert=True))
 
     async def get(self, session_id: str) -> tuple[str, int | None]:
         """The last restore's id ("" when none) and the revision it wrote."""
@@ -470,7 +459,8 @@ class InputRecords:
     async def record(self, tenant_id: str, meta: Document) -> Document:
         """Remember an uploaded input's metadata (id, name, size, sha256)."""
         doc = {**meta, "tenant_id": tenant_id, "created_at": datetime.now(UTC)}
-        await self._inputs.replace_one({"_id": self._key(tenant_id, meta["id"])}, doc, upsert=True)
+        key = self._key(tenant_id, meta["id"])
+        await upsert(lambda: self._inputs.replace_one({"_id": key}, doc, upsert=True))
         return doc
 
     async def get(self, tenant_id: str, input_id: str) -> Document | None:
@@ -498,12 +488,12 @@ class WarmUps:
 
     async def record(self, hub_user: str, fields: Document, entries: Entries) -> Document:
         """Record a warm-up of ``hub_user`` and its pending events; the record after it."""
-        doc: Document | None = await self._warmups.find_one_and_update(
-            {"_id": hub_user},
-            # Replaced, not added to: the latest warm-up's event is the one owed.
-            {"$set": {**fields, "requested_at": datetime.now(UTC), "outbox": entries}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        # Replaced, not added to: the latest warm-up's event is the one owed.
+        update = {"$set": {**fields, "requested_at": datetime.now(UTC), "outbox": entries}}
+        doc: Document | None = await upsert(
+            lambda: self._warmups.find_one_and_update(
+                {"_id": hub_user}, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
         )
         assert doc is not None  # an upsert always leaves a document
         return doc

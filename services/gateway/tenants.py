@@ -29,6 +29,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 
 from schemas.naming import TENANT_ID_PATTERN
 from schemas.profiles import MAX_PROFILES, Profile
+from services.common.mongo import upsert
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +173,16 @@ class TenantStore:
 
     async def create(self, tenant: Tenant) -> bool:
         """Insert a new tenant; False when the id is taken (nothing changes then)."""
-        result = await self._docs.update_one(
-            {"_id": tenant.id}, {"$setOnInsert": _doc(tenant)}, upsert=True
-        )
+        # Losing an insert race, the retry is an update that inserts nothing: False.
+        doc = {"$setOnInsert": _doc(tenant)}
+        result = await upsert(lambda: self._docs.update_one({"_id": tenant.id}, doc, upsert=True))
         return result.upserted_id is not None
 
     async def put(self, tenant: Tenant) -> None:
         """Write a tenant whole (the bootstrap file's tenants at start)."""
-        await self._docs.replace_one({"_id": tenant.id}, _doc(tenant), upsert=True)
+        # Every gateway replica seeds the same tenants at start, at the same moment.
+        doc = _doc(tenant)
+        await upsert(lambda: self._docs.replace_one({"_id": tenant.id}, doc, upsert=True))
 
     async def update(self, tenant_id: str, **fields: Any) -> Tenant | None:
         """Set ``fields`` on a tenant; the tenant after the change, or None if unknown."""

@@ -8,6 +8,8 @@ from typing import Any
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from services.common.mongo import upsert
+
 
 class OpenSessions:
     """Open sessions per hub user, so a server stops only when its last session ends.
@@ -50,26 +52,27 @@ class OpenSessions:
             added: dict[str, str] = {"open": session_id}
             if restricted:
                 added["restricted_open"] = session_id
-            user = await self._users.find_one_and_update(
-                {"_id": hub_user},
-                {"$addToSet": added},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+            user = await upsert(
+                lambda: self._users.find_one_and_update(
+                    {"_id": hub_user},
+                    {"$addToSet": added},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
             )
         return restricted or bool(user and user.get("restricted_open"))
 
     async def ended(self, session_id: str, hub_user: str) -> int:
         """Record a session's end; return how many sessions the user still has open."""
-        await self._sessions.update_one(
-            {"_id": session_id},
-            {"$set": {"hub_user": hub_user, "ended_at": datetime.now(UTC)}},
-            upsert=True,
-        )
-        user = await self._users.find_one_and_update(
-            {"_id": hub_user},
-            {"$pull": {"open": session_id, "restricted_open": session_id}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        ended = {"$set": {"hub_user": hub_user, "ended_at": datetime.now(UTC)}}
+        await upsert(lambda: self._sessions.update_one({"_id": session_id}, ended, upsert=True))
+        user = await upsert(
+            lambda: self._users.find_one_and_update(
+                {"_id": hub_user},
+                {"$pull": {"open": session_id, "restricted_open": session_id}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
         )
         return len(user.get("open", [])) if user else 0
 

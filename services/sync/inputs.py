@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from schemas import CloudEvent, InputFile, InputsChanged
+from services.common.mongo import upsert
 from services.sync.contents import ContentsClient, ContentsError
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,9 @@ class InputStore:
             "size": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
         }
-        await self._inputs.update_one(
-            {"_id": self._key(tenant_id, input_id)},
-            {"$set": {**meta, "content": content, "stored_at": datetime.now(UTC)}},
-            upsert=True,
-        )
+        key = self._key(tenant_id, input_id)
+        stored = {"$set": {**meta, "content": content, "stored_at": datetime.now(UTC)}}
+        await upsert(lambda: self._inputs.update_one({"_id": key}, stored, upsert=True))
         return {"id": input_id, **meta}
 
     async def content(self, tenant_id: str, input_id: str) -> bytes:

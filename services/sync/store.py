@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from services.common.health import store_answers
+from services.common.mongo import upsert
 
 Document = dict[str, Any]
 
@@ -369,8 +370,7 @@ class NotebookStore:
 
     async def record_placement(self, session_id: str, notebook_id: str, path: str) -> None:
         """Remember that the session's notebook is in place (idempotent)."""
-        await self._placements.update_one(
-            {"_id": session_id},
-            {"$setOnInsert": {"notebook_id": notebook_id, "path": path, "at": datetime.now(UTC)}},
-            upsert=True,
-        )
+        placed = {
+            "$setOnInsert": {"notebook_id": notebook_id, "path": path, "at": datetime.now(UTC)}
+        }
+        await upsert(lambda: self._placements.update_one({"_id": session_id}, placed, upsert=True))
