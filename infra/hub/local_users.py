@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.utils import random_port
 from traitlets import Integer, Unicode
 
 ACCOUNT_PREFIX = "nb-"
@@ -148,6 +149,35 @@ def ensure_runtime_dir(path: Path, uid: int, gid: int) -> None:
     path.chmod(0o700)
 
 
+class ServerPorts:
+    """The loopback ports handed to this hub's servers, one per server, until it stops.
+
+    ``random_port()`` asks the OS for a port free now, but the server binds it
+    seconds later. In a burst of 100 new users two spawns got the same port: the
+    second server exited ("port is not available"), yet the hub's readiness check
+    had already reached the first user's server on it, so the hub routed the second
+    user's URL to the first user's server (which refused the second user's token:
+    the session failed, nothing leaked). A port taken here is never handed out
+    again while its server may still start or run.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[int, str] = {}
+
+    def take(self, owner: str, free_port: Callable[[], int] = random_port) -> int:
+        """A free port no other server of this hub holds; ``owner``'s earlier one is freed."""
+        self.release(owner)
+        while (port := free_port()) in self._owners:
+            pass
+        self._owners[port] = owner
+        return port
+
+    def release(self, owner: str) -> None:
+        """``owner``'s server stopped (or never started): its port may be handed out again."""
+        for port in [port for port, held_by in self._owners.items() if held_by == owner]:
+            del self._owners[port]
+
+
 class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     """A local process per hub user, each as its own OS account (created on first start)."""
 
@@ -169,6 +199,12 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     # One useradd at a time from this hub: concurrent spawns would otherwise
     # contend for /etc/passwd's lock (and fail with "cannot lock").
     _accounts_lock: ClassVar[asyncio.Lock | None] = None
+    # Every server's port is chosen here, never reused while its server may run.
+    _ports: ClassVar[ServerPorts] = ServerPorts()
+
+    @property
+    def _server_key(self) -> str:
+        return f"{self.user.name}/{self.name}"
 
     @property
     def account(self) -> str:
@@ -204,7 +240,17 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
 
     async def start(self) -> Any:
         await self._prepare_account()
-        return await super().start()
+        # Chosen at every start (the base class keeps a port it chose once).
+        self.port = self._ports.take(self._server_key)
+        try:
+            return await super().start()
+        except BaseException:
+            self._ports.release(self._server_key)
+            raise
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        self._ports.release(self._server_key)
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         # The base class passes the hub user name; the server runs as its account.

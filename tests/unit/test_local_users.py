@@ -111,3 +111,22 @@ async def test_the_spawner_notices_an_exited_server_and_gives_up_at_its_timeout(
     finally:
         spawner.proc.kill()
         spawner.proc.wait()
+
+
+def test_a_port_held_by_a_server_is_never_handed_to_another() -> None:
+    """Two spawns in a burst once got the same port from the OS; the hub then routed
+    the second user to the first user's server."""
+    offered = iter([54321, 54321, 54321, 40000, 54321])
+    ports = local_users.ServerPorts()
+    first = ports.take("alice/", lambda: next(offered))
+    second = ports.take("bob/", lambda: next(offered))
+    assert (first, second) == (54321, 40000)
+    ports.release("alice/")  # alice's server stopped: its port is free again
+    assert ports.take("carol/", lambda: next(offered)) == 54321
+
+
+def test_a_server_started_again_gives_back_its_old_port() -> None:
+    ports = local_users.ServerPorts()
+    assert ports.take("alice/", lambda: 50000) == 50000
+    assert ports.take("alice/", lambda: 50001) == 50001
+    assert ports.take("bob/", lambda: 50000) == 50000
