@@ -228,6 +228,9 @@ def replica_programs(settings: StackSettings, tenants_file: Path) -> list[Progra
     for index, service in enumerate(SERVICES):
         env = _service_env(settings, service, common, tenants_file)
         prefix = f"NBEMBED_{service.upper()}_"
+        # One partition per consumer: concurrent subscribers then fetch with a long
+        # wait and no event waits for a fetch of other partitions (see the setting).
+        env[prefix + "CONCURRENCY"] = str(-(-settings.kafka_partitions // settings.replicas))
         for replica in range(1, settings.replicas + 1):
             own = {
                 prefix + "REUSE_PORT": str(settings.replicas > 1),

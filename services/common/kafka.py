@@ -207,13 +207,14 @@ class EventConsumer:
             handler,
         )
 
-    def attach(self, *, concurrency: int = 1) -> None:
+    def attach(self, *, concurrency: int = 1, background: bool = False) -> None:
         """Register the consumer with the broker; call once, after every `on`.
 
         With ``concurrency`` > 1 (one topic only), that many consumers share the
         topic's partitions: events with different keys run in parallel, events
         with the same key stay in order, and offsets are still committed only
-        after handling.
+        after handling. A ``background`` consumer is one nobody waits for (the
+        audit trail): it fetches with the long wait, as idle fetches cost CPU.
         """
         if concurrency > 1 and len(self._routes) != 1:
             raise ValueError("concurrent consumption needs exactly one topic")
@@ -227,7 +228,7 @@ class EventConsumer:
                 # the DLQ itself fails, the exception seeks back and the message returns.
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 max_workers=concurrency,
-                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+                fetch_max_wait_ms=self._fetch_max_wait_ms(concurrency, background),
                 decoder=_json_body,
                 title=f"{topic}:{self._group_id}",
                 description=f"Consumer group {self._group_id}. Every message is a "
@@ -237,6 +238,12 @@ class EventConsumer:
             for data_model, handler in routes.values():
                 subscriber(self._typed(data_model, handler), filter=_parses_as(data_model))
         self._broker.include_router(router)
+
+    def _fetch_max_wait_ms(self, concurrency: int, background: bool) -> int:
+        """A concurrent subscriber's consumers hold a partition each; a single one holds many."""
+        if concurrency > 1 or background:
+            return self._settings.kafka_partition_fetch_max_wait_ms
+        return self._settings.kafka_fetch_max_wait_ms
 
     def _typed(self, data_model: type[DataT], handler: Handler[DataT]) -> Callable[..., Any]:
         """A FastStream handler whose body is ``data_model``: what the AsyncAPI shows."""

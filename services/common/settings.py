@@ -129,6 +129,18 @@ class ServiceSettings(SecretFileSettings):
         "partition left out of the fetch in flight waits up to this long (500 ms by default: "
         "the warm sessions' 0.4-0.5 s outliers); lower costs idle fetches.",
     )
+    kafka_partition_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=500,
+        description="The same wait for consumers whose wait delays nothing: a concurrent "
+        "subscriber's (sync, the provisioner, the gateway's outcomes), sized to hold one "
+        "partition each (concurrency times replicas equal to the partitions), as a fetch of "
+        "one partition returns as soon as an event arrives on it, and the audit trail's, "
+        "which nobody waits for. Idle fetches cost CPU: at 100 ms for every consumer, an idle "
+        "two-replica stack took 95 % of a core. A consumer left with two partitions, while "
+        "a replica is away, or right after a rebalance, can again delay an event this long.",
+    )
 
     otlp_endpoint: str | None = Field(
         default=None,

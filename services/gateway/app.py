@@ -158,7 +158,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     consumer.on(SessionReady, projection.on_session_ready)
     consumer.on(SessionFailed, projection.on_session_failed)
     consumer.on(ServerLost, projection.on_server_lost)
-    consumer.attach()
+    # One consumer per partition: one consumer of every partition fetched a partition
+    # only once its fetch of the others returned, and projected users one at a time.
+    consumer.attach(concurrency=settings.concurrency)
     # Save outcomes in a group of their own, partitions in parallel: one consumer
     # for every topic handled them one at a time, the last of twenty concurrent
     # saves waiting for the nineteen others' store writes.
@@ -175,7 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         AuditProjector(broker, parts.audit, parts.audit_users, parts.sessions, parts.saves).attach(
             auditor
         )
-        auditor.attach()
+        auditor.attach(background=True)
     if settings.dead_letters:
         own = {settings.group_id, settings.audit_group_id, settings.dead_letters_group_id}
         DeadLetters(broker, parts.sessions, parts.saves, own_groups=own).attach(

@@ -52,7 +52,11 @@ class GatewaySettings(ServiceSettings):
         "wait in line behind each other's store writes.",
     )
     concurrency: int = Field(
-        default=6, ge=1, description="Save outcomes handled in parallel (one per partition)."
+        default=6,
+        ge=1,
+        description="Consumers per replica of the session outcomes and of the save outcomes, "
+        "each handling its partitions in order: with concurrency x replicas equal to the "
+        "partitions, one partition each.",
     )
     hub_url: str = Field(
         default="http://127.0.0.1:8000",

@@ -61,8 +61,9 @@ class SyncSettings(ServiceSettings):
     concurrency: int = Field(
         default=12,
         ge=1,
-        description="Events handled in parallel per topic: one consumer per partition (the "
-        "stack's topics have 12), each handling its partitions' events in order.",
+        description="Consumers per replica of each topic, each handling its partitions' "
+        "events in order: with concurrency x replicas equal to the partitions (the stack's "
+        "topics have 12; it sets this to 12 / replicas), one partition each.",
     )
     max_notebook_bytes: int = Field(
         default=15 * 2**20,

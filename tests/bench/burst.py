@@ -1,4 +1,4 @@
-"""Bursts of new users: ``python -m tests.bench.burst [--users N] [--provisioners 1|2]`` (stack up).
+"""Bursts of new users: ``python -m tests.bench.burst [--users N]`` (stack up).
 
 ``--users`` new users (100 by default) are requested within one second, all at
 once, with the hub's spawn limit as the stack sets it (429s waited out by both
@@ -6,10 +6,9 @@ routes). Measured: failures, and the wall time from the first request until
 every user has a ready notebook. Baseline, in the same run, for as many other
 new users: the blog's direct route through the hub's REST API (create the
 user, start the server, follow its progress to ready, create the folder and
-the notebook). With ``--provisioners 2`` a second provisioner process joins
-the first one's consumer group for the nbembed part (started here from the
-stack's own environment of the provisioner, stopped by its PID). Each user's
-server is stopped and its hub user deleted afterwards.
+the notebook). It runs on the stack as it is: ``NBEMBED_STACK_REPLICAS=1`` or
+``=2`` before ``python -m infra up`` gives 1 or 2 provisioners (and of each other
+service). Each user's server is stopped and its hub user deleted afterwards.
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -31,9 +27,6 @@ from infra.settings import StackSettings
 from schemas import hub_username
 from tests.bench.hops import LogMark, laps, print_shares
 from tests.stack.helpers import wait_for_final_status
-
-SECOND_HEALTH_PORT = 8191
-"""The second provisioner's health port (the first one's is the stack's)."""
 
 
 class Burst:
@@ -116,50 +109,19 @@ async def burst(names: list[str], route: Callable[[str], Awaitable[None]]) -> tu
     return time.perf_counter() - started, len(failures)
 
 
-@contextmanager
-def second_provisioner(settings: StackSettings) -> Iterator[None]:
-    """Another provisioner in the same consumer group, from the stack's own environment."""
-    tenants_file = settings.state_dir / "tenants.json"
-    program = next(p for p in stack.programs(settings, tenants_file) if p.name == "provisioner")
-    env = {**os.environ, **program.env}
-    env["NBEMBED_PROVISIONER_HEALTH_PORT"] = str(SECOND_HEALTH_PORT)
-    log = (settings.logs_dir / "provisioner-2.log").open("ab")
-    process = subprocess.Popen(program.command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{SECOND_HEALTH_PORT}/readyz")
-                if ready.is_success:  # 204 while the broker answers
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the second provisioner never became ready")
-        time.sleep(5)  # the group's rebalance hands it half the partitions
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-async def main(users: int, provisioners: int) -> None:
-    settings = StackSettings()
+async def main(users: int) -> None:
+    settings = stack.adopt_running_replicas(StackSettings())
     bench = Burst(settings)
     run = uuid.uuid4().hex[:6]
     direct_names = [f"burst-d{i}-{run}" for i in range(users)]
     nbembed_ids = [f"burst-n{i}-{run}" for i in range(users)]
     mark = LogMark(settings.logs_dir, "provisioner")
-    second = LogMark(settings.logs_dir, "provisioner-2")
     sync = LogMark(settings.logs_dir, "sync")
     try:
         direct, direct_failed = await burst(direct_names, bench.direct)
         print(f"direct: {direct:.1f} s, {direct_failed} failed; stopping its servers", flush=True)
         await asyncio.gather(*(bench.forget(name) for name in direct_names))
-        with second_provisioner(settings) if provisioners == 2 else _nothing():
-            ours, ours_failed = await burst(nbembed_ids, bench.nbembed)
+        ours, ours_failed = await burst(nbembed_ids, bench.nbembed)
         print(f"nbembed: {ours:.1f} s, {ours_failed} failed")
     finally:
         hub_users = [hub_username("demo", user_id) for user_id in nbembed_ids]
@@ -167,14 +129,12 @@ async def main(users: int, provisioners: int) -> None:
 
     print(
         f"burst of {users} new users, hub concurrent_spawn_limit "
-        f"{settings.concurrent_spawn_limit}, {provisioners} provisioner(s)"
+        f"{settings.concurrent_spawn_limit}, {settings.replicas} replica(s) of each service"
     )
     print(f"  direct (hub REST API)  {direct:8.1f} s  failures {direct_failed}")
     print(f"  nbembed                {ours:8.1f} s  failures {ours_failed}")
     print(f"  ratio nbembed/direct: {ours / direct:.2f}x")
     records = mark.records("server ready", "session_id", bench.sessions)
-    if provisioners == 2:
-        records += second.records("server ready", "session_id", bench.sessions)
     placed = sync.records("session ready", "session_id", bench.sessions)
     print(f"  sessions seen by the provisioner(s): {len(records)}, by sync: {len(placed)}")
     hops = {f"provisioner: {name}": values for name, values in laps(records).items()}
@@ -183,14 +143,8 @@ async def main(users: int, provisioners: int) -> None:
         print_shares("nbembed, per session", hops, [ours])
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--provisioners", type=int, choices=(1, 2), default=1)
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.provisioners))
+    asyncio.run(main(args.users))

@@ -16,24 +16,34 @@ from tests.bench.report import percentile
 
 
 class LogMark:
-    """The end of one service's log now; `lines` reads what was written after it."""
+    """Where each replica's log of one service ends now (``sync.log``, ``sync-2.log``...);
+    `records` reads what was written after it."""
 
     def __init__(self, logs_dir: Path, service: str) -> None:
-        self.path = logs_dir / f"{service}.log"
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.logs_dir, self.service = logs_dir, service
+        self.offsets = {path: path.stat().st_size for path in self._logs()}
+
+    def _logs(self) -> list[Path]:
+        first = self.logs_dir / f"{self.service}.log"
+        others = sorted(self.logs_dir.glob(f"{self.service}-[0-9]*.log"))
+        return [path for path in (first, *others) if path.exists()]
 
     def records(self, message: str, key: str, ids: set[str]) -> list[dict[str, object]]:
-        """Log records with ``message`` whose ``key`` field is one of ``ids``."""
+        """Log records of every replica with ``message`` whose ``key`` field is one of ``ids``.
+
+        A replica whose log began after the mark (one started since)
+        is read from its start."""
         found: list[dict[str, object]] = []
-        with self.path.open("rb") as log:
-            log.seek(self.offset)
-            for line in log:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("message") == message and record.get(key) in ids:
-                    found.append(record)
+        for path in self._logs():
+            with path.open("rb") as log:
+                log.seek(self.offsets.get(path, 0))
+                for line in log:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if record.get("message") == message and record.get(key) in ids:
+                        found.append(record)
         return found
 
 

@@ -235,10 +235,10 @@ async def test_one_jupyter_save_reported_by_its_server_and_its_page_at_once_is_s
 RACED_SAVES = 20
 
 
-async def _outcome(gateway: httpx.AsyncClient, save_id: str) -> dict[str, Any]:
+async def _outcome(gateway: httpx.AsyncClient, save_id: str, within: float = 60) -> dict[str, Any]:
     """The save once it is no longer pending (a long-poll may also answer early, when
     another replica's "it exists" wake-up arrives: ask again, as the SDK does)."""
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(within):
         while True:
             outcome: dict[str, Any] = (
                 await gateway.get(f"/v1/saves/{save_id}", params={"wait": 30})
@@ -271,15 +271,8 @@ class Writer:
             assert put.status_code == 200, put.text
             created = await self.gateway.post(f"/v1/sessions/{self.session['id']}/saves")
             assert created.status_code == 202, created.text
-            async with asyncio.timeout(120):
-                while True:
-                    outcome = (
-                        await self.gateway.get(
-                            f"/v1/saves/{created.json()['id']}", params={"wait": 30}
-                        )
-                    ).json()
-                    if outcome["status"] != "pending":
-                        break
+            # Replicas leave and join meanwhile: a save may wait for a rebalance.
+            outcome = await _outcome(self.gateway, created.json()["id"], within=120)
             assert outcome["status"] == "stored", outcome
             self.revisions.append(outcome["revision"])
 

@@ -218,18 +218,19 @@ async def test_events_go_out_through_the_declared_typed_publisher(broker: KafkaB
         publisher.mock.assert_called_once()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("concurrency", [1, 3])
-def test_consumers_fetch_with_the_configured_wait_not_aiokafkas_half_second(
-    broker: KafkaBroker, concurrency: int
+@pytest.mark.parametrize(("concurrency", "wait_ms"), [(1, 20), (3, 300)])
+def test_consumers_fetch_with_the_wait_for_what_they_hold(
+    broker: KafkaBroker, concurrency: int, wait_ms: int
 ) -> None:
-    """An event on a partition left out of the fetch in flight waits at most this long."""
-    consumer = EventConsumer(
-        broker, group_id="g", settings=ServiceSettings(kafka_fetch_max_wait_ms=20)
-    )
+    """A consumer of many partitions waits briefly (an event on a partition left out of
+    the fetch in flight waits that long); a concurrent subscriber's consumers, one
+    partition each, wait long: their fetch returns as soon as an event arrives."""
+    settings = ServiceSettings(kafka_fetch_max_wait_ms=20, kafka_partition_fetch_max_wait_ms=300)
+    consumer = EventConsumer(broker, group_id="g", settings=settings)
     consumer.on(ServerReady, _noop)
     consumer.attach(concurrency=concurrency)
     (subscriber,) = broker.subscribers
-    assert subscriber._connection_args["fetch_max_wait_ms"] == 20  # type: ignore[attr-defined]
+    assert subscriber._connection_args["fetch_max_wait_ms"] == wait_ms  # type: ignore[attr-defined]
     assert ServiceSettings().kafka_fetch_max_wait_ms < 500
 
 

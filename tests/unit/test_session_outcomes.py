@@ -3,7 +3,8 @@
 The provisioner tells sync to place the notebook (server.ready, on sync's
 topic) and the gateway that the session is provisioning (session.provisioning,
 on the status topic where sync's session.ready and every failure also go), so
-the gateway's one consumer of that topic applies a session's statuses in order.
+the gateway consumer of that topic's partition (the user's) applies a session's
+statuses in order.
 The real-stack counterparts: tests/stack/test_replicas.py (a session seen
 `provisioning` while sync is down) and tests/faults/test_store_down.py.
 """
