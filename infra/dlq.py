@@ -33,6 +33,7 @@ from infra.settings import StackSettings
 from schemas import dlq_topic
 from schemas.dead_letters import DeadLetter
 from schemas.events import DLQ_SUFFIX
+from services.common.kafka import PRODUCER_OPTIONS
 
 REPLAY_GROUP = "nbembed-dlq-replay"
 """Consumer group whose committed offsets say which dead letters were replayed."""
@@ -100,7 +101,7 @@ async def list_letters(options: dict[str, Any], topic: str) -> list[tuple[DeadLe
 
 async def replay(options: dict[str, Any], topic: str) -> list[DeadLetter]:
     """Republish the dead letters not replayed yet, then record them as replayed."""
-    producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**options, **PRODUCER_OPTIONS)
     await producer.start()
     replayed: list[DeadLetter] = []
     seen: set[tuple[str, int, int]] = set()

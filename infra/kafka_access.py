@@ -5,9 +5,10 @@ publishes and the events each of its consumer groups handles (read from each
 service's ``app.py`` and handlers), so the topics follow ``schemas/`` when an
 event moves. Everything else is derived: a consumer group reads its events'
 topics and dead-letters to their ``.dlq`` topics (``EventConsumer``), a
-publisher writes its events' topics. Kafka 4 lets an idempotent producer
-initialise with WRITE on any topic (KIP-679), so no cluster-wide
-IdempotentWrite is granted. The stack's admin principal is a super user (see
+publisher writes its events' topics. The services' producers are not
+idempotent (``services.common.kafka.PRODUCER_OPTIONS`` says why); were one to
+be, Kafka 4 lets it initialise with WRITE on any topic (KIP-679), so no
+cluster-wide IdempotentWrite is granted. The stack's admin principal is a super user (see
 ``infra/kafka.py``) and needs no entry.
 """
 

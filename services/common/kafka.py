@@ -50,12 +50,28 @@ class PermanentError(Exception):
     """A failure retrying cannot fix (bad content, unknown notebook): dead-letter at once."""
 
 
+PRODUCER_OPTIONS: dict[str, Any] = {"acks": "all", "enable_idempotence": False}
+"""How every nbembed producer writes: acknowledged by all in-sync replicas, not idempotent.
+
+aiokafka's idempotent producer cannot recover from a lost sequence number: a
+batch that fails after it was numbered (one that expired while its partition
+had no leader during a Kafka restart, or one the broker answered
+``UNKNOWN_PRODUCER_ID``) leaves every later batch to that partition refused
+with ``OutOfOrderSequenceNumber`` until the process restarts (aio-libs/aiokafka
+#1017; Java's producer bumps its epoch instead). CI saw a gateway wedged that
+way a minute after a broker outage. What idempotence would add, no duplicate
+from the producer's own retry, nbembed gets anyway: every consumer is
+idempotent, because the outbox relay may publish an event twice regardless.
+aiokafka sends one request per broker at a time, so a retry keeps the order.
+"""
+
+
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and never lingers.
 
-    ``acks=all`` with idempotence means an acknowledged publish survives a
-    broker failover and is never duplicated by the producer's own retries;
-    ``linger_ms=0`` keeps the hot path free of batching delays. With a Kafka
+    ``acks=all`` means an acknowledged publish survives a broker failover;
+    ``linger_ms=0`` keeps the hot path free of batching delays. The producer is
+    deliberately *not* idempotent (`PRODUCER_OPTIONS`). With a Kafka
     username the broker logs in as that service (SASL/SCRAM-SHA-512) and Kafka's
     ACLs bound what it may read and write. FastStream's Prometheus middleware
     counts and times every message consumed and published; with tracing on, its
@@ -65,8 +81,7 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         settings.kafka_bootstrap.split(","),
         security=_security(settings),
         client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
+        **PRODUCER_OPTIONS,
         linger_ms=0,
         # Tracing's first (its carrier must run outermost), then the metrics.
         middlewares=(*tracing.broker_middlewares(), kafka_middleware(client_id)),

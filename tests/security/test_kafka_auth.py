@@ -29,6 +29,7 @@ from infra import kafka, kafka_access
 from infra.kafka_access import ACCESS, Acl, Operation, Resource, principal
 from infra.settings import StackSettings
 from schemas import ServerReady, all_topics, dlq_topic, hub_username
+from services.common.kafka import PRODUCER_OPTIONS
 from tests.security.egress_helpers import egress_filter_lifted
 from tests.security.kernel import Kernel, user_server_token
 from tests.stack.helpers import open_session
@@ -158,14 +159,13 @@ def service_options(running_stack: StackSettings) -> dict[str, dict[str, Any]]:
 async def producers(
     service_options: dict[str, dict[str, Any]],
 ) -> AsyncIterator[dict[str, AIOKafkaProducer]]:
-    """One idempotent producer per service, configured as the services' own."""
+    """One producer per service, configured as the services' own."""
     started = {}
     try:
         for service in SERVICES:
             producer = AIOKafkaProducer(
                 **service_options[service],
-                acks="all",
-                enable_idempotence=True,
+                **PRODUCER_OPTIONS,
                 request_timeout_ms=10000,
             )
             await producer.start()
