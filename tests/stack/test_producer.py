@@ -47,7 +47,8 @@ async def records_in(kafka_options: dict[str, Any], topic: str) -> int:
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)
-        return (await consumer.end_offsets([partition]))[partition]
+        offsets: dict[TopicPartition, int] = await consumer.end_offsets([partition])
+        return offsets[partition]
     finally:
         await consumer.stop()
 
