@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -178,6 +178,60 @@ class ServerPorts:
             del self._owners[port]
 
 
+TCP_LISTEN = "0A"
+"""A socket's state in ``/proc/net/tcp``: listening."""
+
+
+def listener_uids(port: int, proc_net: Path = Path("/proc/net")) -> set[int]:
+    """The uids owning a TCP socket that listens on ``port``, on any local address.
+
+    ``/proc/net/tcp`` and ``tcp6`` are readable by every account and name each
+    socket's owner, so the hub learns who listens without privileges.
+    """
+    uids: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (proc_net / table).read_text().splitlines()[1:]
+        except FileNotFoundError:  # no IPv6 in this kernel
+            continue
+        for row in rows:
+            fields = row.split()
+            local_address, state, uid = fields[1], fields[3], fields[7]
+            if state == TCP_LISTEN and int(local_address.rsplit(":", 1)[1], 16) == port:
+                uids.add(int(uid))
+    return uids
+
+
+class PortTaken(RuntimeError):
+    """Another account listens on the port chosen for a server: the hub must not route to it."""
+
+
+async def wait_for_own_listener(
+    port: int,
+    uid: int,
+    running: Callable[[], Awaitable[bool]],
+    interval: float = 0.05,
+    listeners: Callable[[int], set[int]] = listener_uids,
+) -> None:
+    """Return once ``uid`` alone listens on ``port``; raise `PortTaken` if another uid does.
+
+    The hub takes whatever answers HTTP on a server's port for that server. A
+    user's kernel may listen on loopback too: one that bound the port chosen
+    for another user's server first would have that user's browser, cookies
+    included, routed to it. Linux lets no other uid share a port already bound
+    (``SO_REUSEPORT`` requires the same uid), so once the server's own account
+    listens, the port stays its own. Returns early if the server has exited (the
+    hub then reports the failed start itself).
+    """
+    while True:
+        owners = await asyncio.to_thread(listeners, port)
+        if owners - {uid}:
+            raise PortTaken(f"port {port} is listened on by uid {sorted(owners - {uid})}")
+        if uid in owners or not await running():
+            return
+        await asyncio.sleep(interval)
+
+
 class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
     """A local process per hub user, each as its own OS account (created on first start)."""
 
@@ -243,10 +297,19 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
         # Chosen at every start (the base class keeps a port it chose once).
         self.port = self._ports.take(self._server_key)
         try:
-            return await super().start()
+            address = await super().start()
+            await wait_for_own_listener(self.port, pwd.getpwnam(self.account).pw_uid, self._running)
+            return address
+        except PortTaken:
+            self.log.error("refusing %s's server: its port is taken", self.user.name)
+            await self.stop(now=True)
+            raise
         except BaseException:
             self._ports.release(self._server_key)
             raise
+
+    async def _running(self) -> bool:
+        return await self.poll() is None
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)

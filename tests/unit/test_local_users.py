@@ -130,3 +130,51 @@ def test_a_server_started_again_gives_back_its_old_port() -> None:
     assert ports.take("alice/", lambda: 50000) == 50000
     assert ports.take("alice/", lambda: 50001) == 50001
     assert ports.take("bob/", lambda: 50000) == 50000
+
+
+PROC_TCP_HEADER = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+)
+
+
+def _row(address: str, port: int, state: str, uid: int) -> str:
+    return f"   0: {address}:{port:04X} 00000000:0000 {state} 0:0 00:0 0 {uid} 0 1 1\n"
+
+
+def test_listener_uids_names_the_owners_of_listening_sockets_on_the_port(tmp_path: Path) -> None:
+    (tmp_path / "tcp").write_text(
+        PROC_TCP_HEADER
+        + _row("0100007F", 40001, "0A", 1001)  # 127.0.0.1:40001, listening
+        + _row("0100007F", 40001, "01", 1002)  # a connection from that port, not a listener
+        + _row("0100007F", 40002, "0A", 1003)  # another port
+    )
+    (tmp_path / "tcp6").write_text(
+        PROC_TCP_HEADER + _row("00000000000000000000000001000000", 40001, "0A", 1004)
+    )
+    assert local_users.listener_uids(40001, tmp_path) == {1001, 1004}
+    assert local_users.listener_uids(40003, tmp_path) == set()
+
+
+async def test_the_spawner_waits_for_its_own_listener_and_refuses_another() -> None:
+    seen: list[set[int]] = [set(), set(), {1001}]
+
+    def listeners(port: int) -> set[int]:
+        return seen.pop(0) if len(seen) > 1 else seen[0]
+
+    async def running() -> bool:
+        return True
+
+    await local_users.wait_for_own_listener(40001, 1001, running, 0, listeners)
+    assert seen == [{1001}]  # it polled until the server listened
+
+    with pytest.raises(local_users.PortTaken, match="uid \\[1002\\]"):
+        await local_users.wait_for_own_listener(40001, 1001, running, 0, lambda _: {1002})
+    with pytest.raises(local_users.PortTaken):  # even beside the server's own socket
+        await local_users.wait_for_own_listener(40001, 1001, running, 0, lambda _: {1001, 1002})
+
+
+async def test_the_spawner_stops_waiting_when_its_server_exited() -> None:
+    async def exited() -> bool:
+        return False
+
+    await local_users.wait_for_own_listener(40001, 1001, exited, 0, lambda _: set())
