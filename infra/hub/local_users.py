@@ -181,23 +181,34 @@ class ServerPorts:
 TCP_LISTEN = "0A"
 """A socket's state in ``/proc/net/tcp``: listening."""
 
+REACHING_LOOPBACK = {
+    "tcp": {"0100007F", "00000000"},  # 127.0.0.1, 0.0.0.0
+    "tcp6": {"0" * 32, "0000000000000000FFFF00000100007F"},  # ::, ::ffff:127.0.0.1
+}
+"""Local addresses, as ``/proc/net`` prints them, whose listeners take connections to
+127.0.0.1: where the hub and the proxy reach every server (``Spawner.ip``)."""
+
 
 def listener_uids(port: int, proc_net: Path = Path("/proc/net")) -> set[int]:
-    """The uids owning a TCP socket that listens on ``port``, on any local address.
+    """The uids owning a TCP socket that listens on ``port`` and takes 127.0.0.1's connections.
 
     ``/proc/net/tcp`` and ``tcp6`` are readable by every account and name each
-    socket's owner, so the hub learns who listens without privileges.
+    socket's owner, so the hub learns who listens without privileges. A listener
+    on another address (``::1``, ``127.0.0.2``) is never reached for a server.
     """
     uids: set[int] = set()
-    for table in ("tcp", "tcp6"):
+    for table, addresses in REACHING_LOOPBACK.items():
         try:
             rows = (proc_net / table).read_text().splitlines()[1:]
-        except FileNotFoundError:  # no IPv6 in this kernel
-            continue
+        except FileNotFoundError:
+            if table == "tcp6":  # a kernel without IPv6
+                continue
+            raise
         for row in rows:
             fields = row.split()
-            local_address, state, uid = fields[1], fields[3], fields[7]
-            if state == TCP_LISTEN and int(local_address.rsplit(":", 1)[1], 16) == port:
+            address, port_hex = fields[1].split(":")
+            state, uid = fields[3], fields[7]
+            if state == TCP_LISTEN and address in addresses and int(port_hex, 16) == port:
                 uids.add(int(uid))
     return uids
 
@@ -206,30 +217,40 @@ class PortTaken(RuntimeError):
     """Another account listens on the port chosen for a server: the hub must not route to it."""
 
 
+class ExitedBeforeListening(RuntimeError):
+    """The server exited before it listened on its port."""
+
+
 async def wait_for_own_listener(
     port: int,
     uid: int,
     running: Callable[[], Awaitable[bool]],
     interval: float = 0.05,
-    listeners: Callable[[int], set[int]] = listener_uids,
+    listeners: Callable[[int], set[int]] | None = None,
 ) -> None:
-    """Return once ``uid`` alone listens on ``port``; raise `PortTaken` if another uid does.
+    """Return once ``uid`` alone listens on ``port``; raise if another uid does, or it exited.
 
     The hub takes whatever answers HTTP on a server's port for that server. A
     user's kernel may listen on loopback too: one that bound the port chosen
     for another user's server first would have that user's browser, cookies
-    included, routed to it. Linux lets no other uid share a port already bound
-    (``SO_REUSEPORT`` requires the same uid), so once the server's own account
-    listens, the port stays its own. Returns early if the server has exited (the
-    hub then reports the failed start itself).
+    included, routed to it. Once the server's account listens on 127.0.0.1,
+    Linux lets no other account listen there or on the wildcard on that port
+    (``SO_REUSEPORT`` requires the same uid), so the port stays the server's.
+    Whether it still runs is asked before the listeners are read: a server
+    that exited then is not mistaken for one a squatter never raced.
+    Checks back off from ``interval`` to 0.25 s (a burst of starts each poll).
     """
     while True:
-        owners = await asyncio.to_thread(listeners, port)
+        alive = await running()
+        owners = await asyncio.to_thread(listeners or listener_uids, port)
         if owners - {uid}:
             raise PortTaken(f"port {port} is listened on by uid {sorted(owners - {uid})}")
-        if uid in owners or not await running():
+        if uid in owners:
             return
+        if not alive:
+            raise ExitedBeforeListening(f"the server exited before it listened on port {port}")
         await asyncio.sleep(interval)
+        interval = min(interval * 1.5, 0.25)
 
 
 class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
@@ -300,16 +321,19 @@ class LocalUserSpawner(LocalProcessSpawner):  # type: ignore[misc]
             address = await super().start()
             await wait_for_own_listener(self.port, pwd.getpwnam(self.account).pw_uid, self._running)
             return address
-        except PortTaken:
-            self.log.error("refusing %s's server: its port is taken", self.user.name)
-            await self.stop(now=True)
-            raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, PortTaken):
+                self.log.error(
+                    "refusing %s's server: another account listens on its port", self.user.name
+                )
+            # The hub then stops the server if it runs and revokes its token.
             self._ports.release(self._server_key)
             raise
 
     async def _running(self) -> bool:
-        return await self.poll() is None
+        # Popen's own poll: the base class's clears the state, the server's API
+        # token included, which the hub's cleanup of a failed start then cannot revoke.
+        return self.proc is not None and self.proc.poll() is None
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,27 +133,44 @@ def test_a_server_started_again_gives_back_its_old_port() -> None:
     assert ports.take("bob/", lambda: 50000) == 50000
 
 
-PROC_TCP_HEADER = (
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
-)
+PROC_TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when uid\n"
 
 
 def _row(address: str, port: int, state: str, uid: int) -> str:
     return f"   0: {address}:{port:04X} 00000000:0000 {state} 0:0 00:0 0 {uid} 0 1 1\n"
 
 
-def test_listener_uids_names_the_owners_of_listening_sockets_on_the_port(tmp_path: Path) -> None:
+def test_listener_uids_names_who_listens_where_the_hub_connects(tmp_path: Path) -> None:
     (tmp_path / "tcp").write_text(
         PROC_TCP_HEADER
         + _row("0100007F", 40001, "0A", 1001)  # 127.0.0.1:40001, listening
         + _row("0100007F", 40001, "01", 1002)  # a connection from that port, not a listener
-        + _row("0100007F", 40002, "0A", 1003)  # another port
+        + _row("0200007F", 40001, "0A", 1003)  # 127.0.0.2: the hub never connects there
+        + _row("00000000", 40002, "0A", 1004)  # 0.0.0.0, another port
     )
     (tmp_path / "tcp6").write_text(
-        PROC_TCP_HEADER + _row("00000000000000000000000001000000", 40001, "0A", 1004)
+        PROC_TCP_HEADER
+        + _row("0" * 32, 40001, "0A", 1005)  # ::, which takes IPv4 connections too
+        + _row("0000000000000000FFFF00000100007F", 40001, "0A", 1006)  # ::ffff:127.0.0.1
+        + _row("00000000000000000000000001000000", 40001, "0A", 1007)  # ::1
     )
-    assert local_users.listener_uids(40001, tmp_path) == {1001, 1004}
+    assert local_users.listener_uids(40001, tmp_path) == {1001, 1005, 1006}
+    assert local_users.listener_uids(40002, tmp_path) == {1004}
     assert local_users.listener_uids(40003, tmp_path) == set()
+
+    (tmp_path / "tcp6").unlink()  # a kernel without IPv6
+    assert local_users.listener_uids(40001, tmp_path) == {1001}
+    (tmp_path / "tcp").unlink()  # no table at all: never "nobody listens"
+    with pytest.raises(FileNotFoundError):
+        local_users.listener_uids(40001, tmp_path)
+
+
+async def _alive() -> bool:
+    return True
+
+
+async def _exited() -> bool:
+    return False
 
 
 async def test_the_spawner_waits_for_its_own_listener_and_refuses_another() -> None:
@@ -161,20 +179,63 @@ async def test_the_spawner_waits_for_its_own_listener_and_refuses_another() -> N
     def listeners(port: int) -> set[int]:
         return seen.pop(0) if len(seen) > 1 else seen[0]
 
-    async def running() -> bool:
-        return True
-
-    await local_users.wait_for_own_listener(40001, 1001, running, 0, listeners)
+    await local_users.wait_for_own_listener(40001, 1001, _alive, 0, listeners)
     assert seen == [{1001}]  # it polled until the server listened
 
     with pytest.raises(local_users.PortTaken, match="uid \\[1002\\]"):
-        await local_users.wait_for_own_listener(40001, 1001, running, 0, lambda _: {1002})
+        await local_users.wait_for_own_listener(40001, 1001, _alive, 0, lambda _: {1002})
     with pytest.raises(local_users.PortTaken):  # even beside the server's own socket
-        await local_users.wait_for_own_listener(40001, 1001, running, 0, lambda _: {1001, 1002})
+        await local_users.wait_for_own_listener(40001, 1001, _alive, 0, lambda _: {1001, 1002})
 
 
-async def test_the_spawner_stops_waiting_when_its_server_exited() -> None:
-    async def exited() -> bool:
-        return False
+async def test_a_server_that_exits_before_listening_is_a_failed_start() -> None:
+    with pytest.raises(local_users.ExitedBeforeListening):
+        await local_users.wait_for_own_listener(40001, 1001, _exited, 0, lambda _: set())
+    # A squatter seen as the server exits is named as such.
+    with pytest.raises(local_users.PortTaken):
+        await local_users.wait_for_own_listener(40001, 1001, _exited, 0, lambda _: {1002})
 
-    await local_users.wait_for_own_listener(40001, 1001, exited, 0, lambda _: set())
+
+class _HubUser:
+    name = "alice"
+    url = "/user/alice/"
+
+
+@pytest.fixture
+def server() -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing for the server the base class started, still running."""
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+async def test_a_start_on_a_port_another_account_listens_on_fails_and_frees_the_port(
+    monkeypatch: pytest.MonkeyPatch, server: subprocess.Popen[bytes]
+) -> None:
+    spawner = local_users.LocalUserSpawner(user=_HubUser())
+    spawner.api_token = "the server's token"
+
+    async def started(self: local_users.LocalUserSpawner) -> tuple[str, int]:
+        self.proc = server
+        return "127.0.0.1", self.port
+
+    async def prepared() -> None:
+        return None
+
+    monkeypatch.setattr(local_users.LocalProcessSpawner, "start", started)
+    monkeypatch.setattr(spawner, "_prepare_account", prepared)
+    monkeypatch.setattr(local_users.pwd, "getpwnam", lambda _: type("E", (), {"pw_uid": 1001}))
+    try:
+        monkeypatch.setattr(local_users, "listener_uids", lambda port: {2002})
+        with pytest.raises(local_users.PortTaken):
+            await spawner.start()
+        assert spawner.port not in local_users.LocalUserSpawner._ports._owners
+        # Left for the hub's cleanup of the failed start, which revokes it.
+        assert spawner.api_token == "the server's token"
+
+        monkeypatch.setattr(local_users, "listener_uids", lambda port: {1001})
+        assert await spawner.start() == ("127.0.0.1", spawner.port)
+        assert local_users.LocalUserSpawner._ports._owners[spawner.port] == "alice/"
+    finally:
+        local_users.LocalUserSpawner._ports.release("alice/")
