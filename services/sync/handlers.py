@@ -137,16 +137,14 @@ class SyncHandlers:
             page_url=self.page_url(ready.server_path, path),
         )
         ready_event = CloudEvent.wrap(session_ready, source=SOURCE, subject=ready.session_id)
-        if new:
-            await asyncio.gather(
-                publish_event(self._broker, ready_event),
-                self._store.record_placement(ready.session_id, notebook_id, path),
-            )
-        else:
-            await publish_event(self._broker, ready_event)
+        await publish_event(self._broker, ready_event)
         hops.lap("publish_ms")
         if announcement is not None:
             await self._announce_stored(*announcement, save_id=None, changed=True)
+        if new:
+            # Recorded last: a delivery that fails before this (a publish Kafka did not
+            # take) is placed and announced again, not left out of the library.
+            await self._store.record_placement(ready.session_id, notebook_id, path)
         log.info(
             "session ready",
             extra={"session_id": ready.session_id, "notebook_id": notebook_id, **hops.laps},

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from aiokafka.errors import NotLeaderForPartitionError
 from pymongo.errors import AutoReconnect
 
 from schemas import CloudEvent, NotebookStored, ServerReady, SessionReady, hub_username
@@ -87,9 +88,8 @@ class Published:
         self.events.append((headers["ce_type"], json.loads(value)))
 
 
-async def test_a_redelivery_after_the_store_failed_mid_placement_stores_revision_one() -> None:
-    server, store, broker = Server(), Store(), Published()
-    handlers = SyncHandlers(
+def _handlers(server: Server, store: Store, broker: Published) -> SyncHandlers:
+    return SyncHandlers(
         server,  # type: ignore[arg-type]
         store,  # type: ignore[arg-type]
         broker,  # type: ignore[arg-type]
@@ -100,8 +100,11 @@ async def test_a_redelivery_after_the_store_failed_mid_placement_stores_revision
         max_notebook_bytes=1 << 20,
         prestart_kernel=False,
     )
+
+
+def _server_ready() -> CloudEvent[ServerReady]:
     hub_user = hub_username("demo", "u")
-    ready = CloudEvent.wrap(
+    return CloudEvent.wrap(
         ServerReady(
             session_id="s1",
             tenant_id="demo",
@@ -112,6 +115,11 @@ async def test_a_redelivery_after_the_store_failed_mid_placement_stores_revision
         ),
         source="/test",
     )
+
+
+async def test_a_redelivery_after_the_store_failed_mid_placement_stores_revision_one() -> None:
+    server, store, broker = Server(), Store(), Published()
+    handlers, ready = _handlers(server, store, broker), _server_ready()
 
     with pytest.raises(AutoReconnect):  # the consumer retries this delivery
         await handlers.on_server_ready(ready)
@@ -127,3 +135,36 @@ async def test_a_redelivery_after_the_store_failed_mid_placement_stores_revision
     session_ready, stored = (data for _, data in broker.events)
     assert session_ready["path"] == path and session_ready["notebook_id"] == notebook_id
     assert stored["revision"] == 1 and stored["content_sha256"] == first["sha256"]
+
+
+class KafkaRefusesOnce(Published):
+    """Kafka does not take the first notebook.stored (a batch expired in an outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+
+    async def publish(self, value: bytes, *, topic: str, headers: dict[str, str], **_: Any) -> None:
+        if headers["ce_type"] == NotebookStored.event_type and self.refusals:
+            self.refusals -= 1
+            raise NotLeaderForPartitionError()
+        await super().publish(value, topic=topic, headers=headers)
+
+
+async def test_a_new_notebook_whose_announcement_kafka_refused_is_announced_on_redelivery() -> None:
+    server, store, broker = Server(), Store(), KafkaRefusesOnce()
+    store.revision_writes_to_fail = 0
+    handlers, ready = _handlers(server, store, broker), _server_ready()
+
+    with pytest.raises(NotLeaderForPartitionError):  # the consumer retries this delivery
+        await handlers.on_server_ready(ready)
+    await handlers.on_server_ready(ready)
+
+    # The library learns of the notebook (twice ready is harmless: the gateway's
+    # projection is idempotent); one file, one revision.
+    types = [event_type for event_type, _ in broker.events]
+    assert types == [SessionReady.event_type, SessionReady.event_type, NotebookStored.event_type]
+    assert len(server.files) == 1
+    [[first]] = store.revisions.values()
+    assert broker.events[-1][1]["revision"] == first["revision"] == 1
+    assert store.placements  # recorded once everything was published
