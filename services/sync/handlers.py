@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
 
@@ -47,8 +47,47 @@ SOURCE = "/nbembed/sync"
 # server.ready finds the same notebook instead of making a second one.
 NOTEBOOK_NAMESPACE = uuid.UUID("6f1c3f0e-8f5b-4c55-9d8e-5b0c2a1e7d10")
 
+SERVER_GONE_STATUSES = frozenset({403, 404, 424, 504})
+"""A save's read answered so: the file or the server is gone, or the server is too slow.
+The hub answers an API request for a server that no longer runs with 424 (a report
+still in flight as it stopped): retrying would only dead-letter the save later. Not
+302: the hub redirects a running server's request while its proxy route is missing,
+which a retry gets past."""
+
 Announcement = tuple[dict[str, Any], int, str]
 """A new notebook to announce as stored: its record, revision and content digest."""
+
+
+class KernelPrestart:
+    """A session's kernel, started as soon as its notebook's path is chosen.
+
+    It starts beside the rest of the placement instead of after it, and
+    session.ready waits for it. A placement that fails or times out cancels
+    the request (the server may still start the kernel: the user's own, on
+    their own server, reused if the notebook is opened again).
+    """
+
+    def __init__(self, start: Callable[[str], Coroutine[Any, Any, None]] | None) -> None:
+        """``start``: starts the kernel for a path; None: no kernel is started."""
+        self._start = start
+        self._task: asyncio.Task[None] | None = None
+
+    def path_known(self, path: str) -> None:
+        """The notebook will be at ``path``: start its kernel now (once)."""
+        if self._start is not None and self._task is None:
+            self._task = asyncio.create_task(self._start(path))
+
+    async def started(self) -> bool:
+        """Wait for the start asked for; False if none was."""
+        if self._task is None:
+            return False
+        await self._task
+        return True
+
+    def cancel(self) -> None:
+        """The placement failed: drop the request."""
+        if self._task is not None:
+            self._task.cancel()
 
 
 class SyncHandlers:
@@ -108,25 +147,18 @@ class SyncHandlers:
         """
         ready = event.data
         hops = Hops(event.time)
+        kernel = KernelPrestart(self._kernel_starter(ready))
+        placed = None
         try:
-            async with asyncio.timeout(self._placement_seconds):
-                placed = await self._place(ready)
-        except TimeoutError:
-            if not await self._store.answers():
-                # The store, not the server, held it up: waited out as an outage.
-                raise AutoReconnect("the store did not answer during a placement") from None
-            reason = (
-                f"the user's server did not answer within {self._placement_seconds:.0f}s "
-                "while its notebook was put in place; open the session again"
-            )
-            await self._fail(ready, "server_unavailable", reason)
-            return
+            placed = await self._place_in_time(ready, kernel.path_known)
+        finally:
+            if placed is None:
+                kernel.cancel()
         if placed is None:
             return  # session.failed was published
         notebook_id, path, announcement, new = placed
         hops.lap("place_ms")
-        if self._prestart_kernel and ready.profile is not None:
-            await self._start_kernel(ready, path, ready.profile.kernel)
+        if await kernel.started():
             hops.lap("kernel_ms")
         session_ready = SessionReady(
             session_id=ready.session_id,
@@ -150,9 +182,39 @@ class SyncHandlers:
             extra={"session_id": ready.session_id, "notebook_id": notebook_id, **hops.laps},
         )
 
+    async def _place_in_time(
+        self, ready: ServerReady, path_known: Callable[[str], None]
+    ) -> tuple[str, str, Announcement | None, bool] | None:
+        """`_place`, bounded by ``placement_seconds``; None when session.failed was published."""
+        try:
+            async with asyncio.timeout(self._placement_seconds):
+                return await self._place(ready, path_known)
+        except TimeoutError:
+            if not await self._store.answers():
+                # The store, not the server, held it up: waited out as an outage.
+                raise AutoReconnect("the store did not answer during a placement") from None
+            reason = (
+                f"the user's server did not answer within {self._placement_seconds:.0f}s "
+                "while its notebook was put in place; open the session again"
+            )
+            await self._fail(ready, "server_unavailable", reason)
+            return None
+
+    def _kernel_starter(
+        self, ready: ServerReady
+    ) -> Callable[[str], Coroutine[Any, Any, None]] | None:
+        """What starts the session's kernel once its path is known; None: the page will."""
+        if not self._prestart_kernel or ready.profile is None:
+            return None
+        kernel_name = ready.profile.kernel
+        return lambda path: self._start_kernel(ready, path, kernel_name)
+
     async def _start_kernel(self, ready: ServerReady, path: str, kernel_name: str) -> None:
         """Start the notebook's kernel before session.ready, so the page connects to it.
 
+        Started as soon as the notebook's path is chosen, beside the rest of the
+        placement (its first revision, the file's write, the input files): the
+        kernel needs only the folder, which exists by then, not the file.
         Before, not beside, the ready event: the page lists the server's
         sessions as it opens, and a request of ours still in flight then would
         let it start a second kernel (Jupyter Server checks for a session of
@@ -185,9 +247,12 @@ class SyncHandlers:
                 extra={"session_id": ready.session_id, "kernel": started.kernel_name},
             )
 
-    async def _place(self, ready: ServerReady) -> tuple[str, str, Announcement | None, bool] | None:
+    async def _place(
+        self, ready: ServerReady, path_known: Callable[[str], None]
+    ) -> tuple[str, str, Announcement | None, bool] | None:
         """The notebook (restored or created) and input files on the server.
 
+        Calls ``path_known`` with the notebook's path as soon as it is chosen.
         Returns the notebook id, its path, what to announce as stored, and
         whether this placement is new (not recorded by an earlier delivery);
         None when session.failed was published.
@@ -197,14 +262,15 @@ class SyncHandlers:
         if placed is None:
             result: tuple[str, str, Announcement | None] | None
             if ready.notebook_id is not None:
-                result = await self._restore(ready)
+                result = await self._restore(ready, path_known)
             else:
-                result = await self._create(ready)
+                result = await self._create(ready, path_known)
             if result is None:
                 return None
             notebook_id, path, announcement = result
         else:
             notebook_id, path = placed["notebook_id"], placed["path"]
+            path_known(path)
         try:
             await self._inputs.place(ready.server_path, ready.tenant_id, ready.inputs)
         except InputNotFound as exc:
@@ -212,7 +278,9 @@ class SyncHandlers:
             return None
         return notebook_id, path, announcement, placed is None
 
-    async def _restore(self, ready: ServerReady) -> tuple[str, str, None] | None:
+    async def _restore(
+        self, ready: ServerReady, path_known: Callable[[str], None]
+    ) -> tuple[str, str, None] | None:
         assert ready.notebook_id is not None
         record = await self._store.get_notebook(ready.tenant_id, ready.notebook_id)
         revision = await self._store.latest_revision(ready.notebook_id) if record else None
@@ -236,6 +304,7 @@ class SyncHandlers:
             )
         else:
             await self._contents.ensure_directory(ready.server_path, self._work_folder)
+        path_known(path)
         await self._contents.put_notebook(ready.server_path, path, content)
         return record["_id"], path, None
 
@@ -244,7 +313,9 @@ class SyncHandlers:
         safe = notebooks.safe_name(name)
         return lambda refused: notebooks.free_path(self._work_folder, safe, names | refused)
 
-    async def _create(self, ready: ServerReady) -> tuple[str, str, Announcement]:
+    async def _create(
+        self, ready: ServerReady, path_known: Callable[[str], None]
+    ) -> tuple[str, str, Announcement]:
         """Create the session's new notebook under a free name (idempotent).
 
         One folder listing finds a free name; the file is written on the server
@@ -270,6 +341,7 @@ class SyncHandlers:
                 }
             )
         path = existing["path"]
+        path_known(path)
         written = path.rsplit("/", 1)[-1] in names
         # A redelivery after the file was written finds its first revision, unless
         # the store failed while the file was written (both ran side by side):
@@ -351,7 +423,7 @@ class SyncHandlers:
             await self._store_failed(saved, "too_large", reason)
             return None
         except ContentsError as exc:
-            if exc.status in (403, 404, 504):
+            if exc.status in SERVER_GONE_STATUSES:
                 await self._store_failed(saved, "server_unavailable", str(exc))
                 return None
             raise  # unreachable or 5xx: retried, then dead-lettered

@@ -132,6 +132,101 @@ async def test_turned_off_or_without_a_profile_no_kernel_is_started() -> None:
         assert [topic for topic, _, _ in broker.events] == [SessionReady.topic]
 
 
+class NewNotebookServer(Server):
+    """A server on which a new notebook is created: its file's write returns only once
+    the kernel was asked for, so a kernel started after the placement never comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel_asked = asyncio.Event()
+
+    async def list_folder(self, server_path: str, folder: str) -> set[str]:
+        return set()
+
+    async def put_notebook(self, server_path: str, path: str, content: dict[str, Any]) -> None:
+        await self.kernel_asked.wait()
+
+    async def start_kernel_session(
+        self, server_path: str, path: str, kernel_name: str
+    ) -> KernelSession:
+        self.kernel_asked.set()
+        return await super().start_kernel_session(server_path, path, kernel_name)
+
+
+async def test_the_kernel_starts_beside_the_new_notebooks_placement_not_after_it() -> None:
+    server = NewNotebookServer()
+    broker = Published(server)
+    handlers = handlers_for(server, broker)
+    handlers._store = NewNotebookStore()  # type: ignore[assignment]
+    ready = server_ready()
+    async with asyncio.timeout(5):
+        await handlers.on_server_ready(ready)
+    [(_, path, kernel)] = server.calls
+    assert (path, kernel) == ("work/Untitled.ipynb", "nbembed-data")
+    topics = [topic for topic, _, _ in broker.events]
+    assert topics[0] == SessionReady.topic  # then the new notebook's announcement
+
+
+class FailingPlacementServer(NewNotebookServer):
+    """The notebook's file cannot be written; the kernel request never answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel_request_cancelled = False
+
+    async def put_notebook(self, server_path: str, path: str, content: dict[str, Any]) -> None:
+        await self.kernel_asked.wait()
+        raise ContentsError(f"writing {path}: 500", 500)
+
+    async def start_kernel_session(
+        self, server_path: str, path: str, kernel_name: str
+    ) -> KernelSession:
+        self.kernel_asked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.kernel_request_cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_placement_that_fails_drops_its_kernel_request_and_announces_nothing() -> None:
+    server = FailingPlacementServer()
+    broker = Published(server)
+    handlers = handlers_for(server, broker)
+    handlers._store = NewNotebookStore()  # type: ignore[assignment]
+    async with asyncio.timeout(5):
+        with pytest.raises(ContentsError):  # the consumer retries the delivery
+            await handlers.on_server_ready(server_ready())
+        await asyncio.sleep(0)  # let the cancellation reach the request
+    assert server.kernel_request_cancelled
+    assert broker.events == []
+
+
+class NewNotebookStore:
+    """Sync's store for a session that creates its notebook (nothing placed before)."""
+
+    async def placement(self, session_id: str) -> None:
+        return None
+
+    async def get_notebook(self, tenant_id: str, notebook_id: str) -> None:
+        return None
+
+    async def place(self, hub_user: str, notebook: dict[str, Any], choose: Any) -> str:
+        return str(choose(set()))
+
+    async def claim_new_notebook(self, notebook: dict[str, Any]) -> dict[str, Any]:
+        return {**notebook, "latest_revision": 0}
+
+    async def add_revision(
+        self, notebook: dict[str, Any], content: dict[str, Any]
+    ) -> tuple[int, str, bool]:
+        return 1, "0" * 64, True
+
+    async def record_placement(self, session_id: str, notebook_id: str, path: str) -> None:
+        return None
+
+
 class SessionsApi:
     """A server's ``POST /api/sessions``: one session per path, as Jupyter Server keeps them."""
 
