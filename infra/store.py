@@ -135,7 +135,8 @@ BEGIN
           AND c.relname <> '_ferretdb_database_metadata'
     LOOP
         BEGIN
-            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((_jsonb -> ''_id''))',
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin '
+                           '((_jsonb -> ''_id'') jsonb_path_ops) WITH (fastupdate = off)',
                            left(created.relname, 40) || '_' || created.oid || '_id_gin',
                            created.tbl);
         EXCEPTION WHEN others THEN
@@ -153,7 +154,23 @@ BEGIN
             EXECUTE FUNCTION public.nbembed_index_ids();
     END IF;
 END $do$;
+"""
+"""Every collection's table gets a GIN index on its `_id`, as FerretDB creates it.
 
+FerretDB 1.24 on PostgreSQL turns a filter on ``_id`` into ``_jsonb->$1 @> $2``
+(``internal/backends/postgresql/query.go``), which its own btree index on
+``_jsonb->'_id'`` cannot serve: every lookup by ``_id`` read the whole table
+(20 ms with 2,000 sessions, growing with each one). A GIN index on the same
+expression serves ``@>`` (``jsonb_path_ops``: the smallest; ``fastupdate``
+off, or every lookup would also read the index's list of pending entries):
+0.04 ms. PostgreSQL plans each execution with the key's value
+(``plan_cache_mode``, set in `bootstrap_roles`), so the index matches; a
+FerretDB already running keeps its connections' plans until it restarts.
+Created by an event trigger in the same transaction as the table, as the
+service role that creates it (its owner); a failure only warns.
+"""
+
+_ID_INDEX_EXISTING_SQL = r"""
 -- Collections made before the trigger existed (a stack started by an older version).
 DO $do$
 DECLARE
@@ -170,23 +187,15 @@ BEGIN
               JOIN pg_catalog.pg_am am ON am.oid = ic.relam
               WHERE i.indrelid = c.oid AND am.amname = 'gin')
     LOOP
-        EXECUTE format('CREATE INDEX %I ON %s USING gin ((_jsonb -> ''_id''))',
+        EXECUTE format('CREATE INDEX %I ON %s USING gin '
+                       '((_jsonb -> ''_id'') jsonb_path_ops) WITH (fastupdate = off)',
                        left(existing.relname, 40) || '_' || existing.oid || '_id_gin',
                        existing.tbl);
     END LOOP;
 END $do$;
 """
-"""Every collection's table gets a GIN index on its `_id`, as FerretDB creates it.
-
-FerretDB 1.24 on PostgreSQL turns a filter on ``_id`` into ``_jsonb->$1 @> $2``
-(``internal/backends/postgresql/query.go``), which its own btree index on
-``_jsonb->'_id'`` cannot serve: every lookup by ``_id`` read the whole table
-(20 ms with 2,000 sessions, growing with each one). A GIN index on the same
-expression serves ``@>``: 0.04 ms. PostgreSQL plans each execution with the
-key's value (``plan_cache_mode``, set below), so the index matches. Created by
-an event trigger in the same transaction as the table (as the service role
-that creates it, which owns it); a failure only warns.
-"""
+"""The same index on collections made before the trigger existed (a stack of an older
+version); once per table, after the roles are set up."""
 
 
 def bootstrap_roles(settings: StackSettings) -> None:
@@ -245,4 +254,4 @@ def _grants_sql() -> str:
 def bootstrap_databases(settings: StackSettings) -> None:
     """Each service's database and the grants above; idempotent, before services start."""
     asyncio.run(_create_databases(settings))
-    postgres.run_sql(settings, _grants_sql())
+    postgres.run_sql(settings, _grants_sql() + _ID_INDEX_EXISTING_SQL)
