@@ -70,9 +70,15 @@ class User:
         created = await self.bench.gateway.post(f"/v1/sessions/{self.session['id']}/saves")
         assert created.status_code == 202
         self.bench.posts[created.json()["id"]] = time.perf_counter() - started
-        outcome = await self.bench.gateway.get(
-            f"/v1/saves/{created.json()['id']}", params={"wait": 30}
-        )
+        async with asyncio.timeout(120):
+            while True:
+                # A long-poll may answer early, still pending, when another gateway
+                # replica's wake-up for this save (its creation) arrives: ask again.
+                outcome = await self.bench.gateway.get(
+                    f"/v1/saves/{created.json()['id']}", params={"wait": 30}
+                )
+                if outcome.json()["status"] != "pending":
+                    break
         assert outcome.json()["status"] == "stored", outcome.text
         return time.perf_counter() - started
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,6 +29,23 @@ SAVE_BOUND = 120
 """A save pending this long is lost (a kill and a rebalance take well under a minute)."""
 OPEN_BOUND = 240
 """20 new users on a stack just started (accounts made, servers spawned past the limit)."""
+USERS_RUN = uuid.uuid4().hex[:6]
+"""Both cases save as the same 20 users, each on a new notebook: the second finds their
+servers running (20 server starts are 1-2 minutes of the suite on 2 cores)."""
+
+
+@pytest.fixture(scope="module")
+async def left_open(stack_settings: StackSettings, api_key: str) -> AsyncIterator[list[str]]:
+    """Sessions the cases leave open, so the next case finds their servers running (ending
+    a user's last session stops the server); ended once every case has run."""
+    session_ids: list[str] = []
+    yield session_ids
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{stack_settings.gateway_port}",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    ) as gateway:
+        await asyncio.gather(*(gateway.delete(f"/v1/sessions/{i}") for i in session_ids))
 
 
 def notebook(marker: str) -> dict[str, Any]:
@@ -61,7 +79,7 @@ class Saver:
     """One host user who edits its notebook and saves it, one save after the other."""
 
     def __init__(self, run: str, index: int, saves: int) -> None:
-        self.user_id = f"fault-sync-{run}-{index}"
+        self.user_id = f"fault-sync-{USERS_RUN}-{index}"
         self.hub_user = hub_username("demo", self.user_id)
         self.markers = [f"{run}-{index}-{i}-{uuid.uuid4().hex}" for i in range(saves)]
         self.session: dict[str, Any] = {}
@@ -118,6 +136,7 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
     hub_token: str,
     stack_settings: StackSettings,
     mongo: AsyncMongoClient[dict[str, Any]],
+    left_open: list[str],
 ) -> None:
     run = uuid.uuid4().hex[:6]
     saves = SAVES_EACH[how]
@@ -203,9 +222,7 @@ async def test_sync_killed_or_restarted_mid_stream_stores_each_save_exactly_once
         assert sum(1 for r in found if marker_of(decode_content(r))) == total
     finally:
         await contents.aclose()
-        await asyncio.gather(
-            *(gateway.delete(f"/v1/sessions/{s.session['id']}") for s in savers if s.session)
-        )
+        left_open.extend(s.session["id"] for s in savers if s.session)
 
 
 @pytest.mark.timeout(120)
