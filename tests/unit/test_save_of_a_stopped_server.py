@@ -47,10 +47,9 @@ class Published:
         self.events.append((headers["ce_type"], json.loads(value)))
 
 
-async def test_a_save_read_from_a_stopped_server_fails_as_server_unavailable() -> None:
-    status = 424
-    broker = Published()
-    handlers = SyncHandlers(
+def handlers_for(status: int, broker: Published) -> SyncHandlers:
+    """Sync, with a server that answers every read with ``status``."""
+    return SyncHandlers(
         StoppedServer(status),  # type: ignore[arg-type]
         Store(),  # type: ignore[arg-type]
         broker,  # type: ignore[arg-type]
@@ -60,6 +59,9 @@ async def test_a_save_read_from_a_stopped_server_fails_as_server_unavailable() -
         ui="notebook",
         max_notebook_bytes=1 << 20,
     )
+
+
+def server_save() -> CloudEvent[NotebookSaved]:
     saved = NotebookSaved(
         save_id="sv1",
         tenant_id="demo",
@@ -68,32 +70,21 @@ async def test_a_save_read_from_a_stopped_server_fails_as_server_unavailable() -
         path=PATH,
         origin="server",
     )
-    await handlers.on_notebook_saved(CloudEvent.wrap(saved, source="/test"))
+    return CloudEvent.wrap(saved, source="/test")
+
+
+async def test_a_save_read_from_a_stopped_server_fails_as_server_unavailable() -> None:
+    broker = Published()
+    await handlers_for(424, broker).on_notebook_saved(server_save())
     [(event_type, failed)] = broker.events
     assert event_type == NotebookStoreFailed.event_type
     assert (failed["save_id"], failed["code"]) == ("sv1", "server_unavailable")
-    assert str(status) in failed["reason"]
+    assert "424" in failed["reason"]
 
 
 @pytest.mark.parametrize("status", [302, 500])
 async def test_a_redirect_or_a_server_error_is_still_retried(status: int) -> None:
-    handlers = SyncHandlers(
-        StoppedServer(status),  # type: ignore[arg-type]
-        Store(),  # type: ignore[arg-type]
-        Published(),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        public_hub_url="http://hub",
-        work_folder="work",
-        ui="notebook",
-        max_notebook_bytes=1 << 20,
-    )
-    saved = NotebookSaved(
-        save_id="sv1",
-        tenant_id="demo",
-        notebook_id="n1",
-        hub_user=HUB_USER,
-        path=PATH,
-        origin="server",
-    )
+    broker = Published()
     with pytest.raises(ContentsError):  # the consumer retries, then dead-letters
-        await handlers.on_notebook_saved(CloudEvent.wrap(saved, source="/test"))
+        await handlers_for(status, broker).on_notebook_saved(server_save())
+    assert broker.events == []
