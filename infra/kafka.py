@@ -143,7 +143,7 @@ def prepare_storage(settings: StackSettings, properties: Path) -> bool:
         log.warning(
             "Kafka's log was formatted without SASL users: moved to %s, formatting anew", aside
         )
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     scram = [f"{MECHANISM}=[name={principal(u)},password={password(settings, u)}]" for u in USERS]
     args = ["format", "--standalone", "-t", cluster_id, "-c", str(properties)]
     for credential in scram:
@@ -151,6 +151,19 @@ def prepare_storage(settings: StackSettings, properties: Path) -> bool:
     _run_tool(settings, "kafka.tools.StorageTool", args)
     (data / SASL_MARKER).write_text("formatted with SCRAM users\n")
     return True
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, never starting with "-".
+
+    One id in 64 would start with "-", and kafka-storage's argument parser then
+    takes it for an option ("--cluster-id: expected one argument"). Kafka's own
+    ``Uuid.randomUuid`` draws again in that case; so does this.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 async def users_failing_login(settings: StackSettings) -> list[str]:
