@@ -244,6 +244,7 @@ class EventConsumer:
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 max_workers=concurrency,
                 fetch_max_wait_ms=self._fetch_max_wait_ms(concurrency, background),
+                heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
                 decoder=_json_body,
                 title=f"{topic}:{self._group_id}",
                 description=f"Consumer group {self._group_id}. Every message is a "

@@ -181,7 +181,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     if settings.dead_letters:
         own = {settings.group_id, settings.audit_group_id, settings.dead_letters_group_id}
         DeadLetters(broker, parts.sessions, parts.saves, own_groups=own).attach(
-            settings.dead_letters_group_id
+            settings.dead_letters_group_id, settings.kafka_heartbeat_interval_ms
         )
 
     @asynccontextmanager

@@ -106,13 +106,14 @@ class DeadLetters:
         self._own_groups = own_groups
         self._retry_seconds = retry_seconds
 
-    def attach(self, group_id: str) -> None:
+    def attach(self, group_id: str, heartbeat_interval_ms: int) -> None:
         """Subscribe to the commands' dead-letter topics in ``group_id``."""
         self._broker.subscriber(
             *TOPICS,
             group_id=group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            heartbeat_interval_ms=heartbeat_interval_ms,
         )(self._consume)
 
     async def _consume(self, msg: KafkaMessage) -> None:

@@ -45,6 +45,11 @@ def _subscriptions(
     groups: dict[str | None, set[str]] = {}
     for subscriber in broker.subscribers:
         groups.setdefault(subscriber.group_id, set()).update(subscriber.topic_names)
+        if subscriber.group_id is not None:
+            # A member joining or leaving waits for every other member's next heartbeat:
+            # at aiokafka's default (3 s) a two-replica gateway took 33 s to start.
+            heartbeat = subscriber._connection_args.get("heartbeat_interval_ms")
+            assert heartbeat == ServiceSettings().kafka_heartbeat_interval_ms, subscriber
     return groups
 
 
