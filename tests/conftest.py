@@ -45,14 +45,25 @@ def stack_settings() -> StackSettings:
     return settings
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``takes_the_stack_down`` run after every other test of the run."""
+    last = [item for item in items if item.get_closest_marker("takes_the_stack_down")]
+    items[:] = [item for item in items if item not in last] + last
+
+
 @pytest.fixture(scope="session")
-def running_stack(stack_settings: StackSettings) -> Iterator[StackSettings]:
+def stack_was_up(stack_settings: StackSettings) -> bool:
+    """A stack was running before the tests began (``make up``): they leave it running."""
+    return all(stack.status(stack_settings).values())
+
+
+@pytest.fixture(scope="session")
+def running_stack(stack_settings: StackSettings, stack_was_up: bool) -> Iterator[StackSettings]:
     """The whole stack, answering."""
-    already_up = all(stack.status(stack_settings).values())
-    if not already_up:
+    if not stack_was_up:
         stack.up(stack_settings)
     yield stack_settings
-    if not already_up:
+    if not stack_was_up:
         problems = stack.down(stack_settings)
         assert not problems, problems
 
