@@ -245,6 +245,7 @@ class EventConsumer:
                 max_workers=concurrency,
                 fetch_max_wait_ms=self._fetch_max_wait_ms(concurrency, background),
                 heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
+                max_poll_interval_ms=int(self._settings.kafka_max_poll_interval_seconds * 1000),
                 decoder=_json_body,
                 title=f"{topic}:{self._group_id}",
                 description=f"Consumer group {self._group_id}. Every message is a "

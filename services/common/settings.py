@@ -35,8 +35,6 @@ class SecretFileSettings(BaseSettings):
         return self
 
 
-KAFKA_MAX_POLL_INTERVAL_SECONDS = 300.0
-"""aiokafka's max.poll.interval.ms, which nbembed's consumers keep."""
 STORE_SELECTION_SECONDS = 5.0
 """How long one try waits to reach the store: to select it, to connect, and for the
 client's own checks of it (``serverSelectionTimeoutMS``, ``connectTimeoutMS`` in mongo.py)."""
@@ -108,6 +106,16 @@ class ServiceSettings(SecretFileSettings):
         "or load balancer's own idle limit (httpx 5 s, many balancers 60 s), so a client "
         "never reuses a connection the server is closing at that instant (a reset request).",
     )
+    kafka_max_poll_interval_seconds: float = Field(
+        default=300,
+        ge=60,
+        le=3600,
+        description="Kafka's max.poll.interval.ms, in seconds: a consumer whose handler runs "
+        "longer is taken for stuck, leaves its group, and its partitions go to another "
+        "member while it still handles the message. Every wait a handler may do in line "
+        "must fit in it (checked at start). A dead process is found by its missed "
+        "heartbeats instead, within seconds.",
+    )
     dlq_after_attempts: int = Field(default=5, ge=1, description="Tries before dead-lettering.")
     retry_backoff_seconds: float = Field(default=0.5, gt=0, description="First retry delay.")
     store_outage_seconds: float = Field(
@@ -117,8 +125,8 @@ class ServiceSettings(SecretFileSettings):
         "again every second, before its failures count as retries: an outage is not the "
         "message's fault, and dead-lettering every message in flight would fail sessions "
         "and saves that work a minute later. With the retries after it, it must stay below "
-        "Kafka's max.poll.interval.ms (300 s), so a consumer waiting is never taken for a "
-        "dead one (checked at start).",
+        "kafka_max_poll_interval_seconds (300 s), so a consumer waiting is never taken "
+        "for a stuck one (checked at start).",
     )
     kafka_fetch_max_wait_ms: int = Field(
         default=100,
@@ -185,10 +193,10 @@ class ServiceSettings(SecretFileSettings):
         backoff = self.retry_backoff_seconds * (2 ** (self.dlq_after_attempts - 1) - 1)
         tries = (STORE_SELECTION_SECONDS + 2 * STORE_ANSWER_SECONDS) * self.dlq_after_attempts
         longest = self.store_outage_seconds + backoff + tries
-        if longest >= KAFKA_MAX_POLL_INTERVAL_SECONDS:
+        if longest >= self.kafka_max_poll_interval_seconds:
             raise ValueError(
                 f"store_outage_seconds plus the retries ({longest:.0f}s in all) must stay "
-                f"below Kafka's poll interval ({KAFKA_MAX_POLL_INTERVAL_SECONDS:.0f}s)"
+                f"below Kafka's poll interval ({self.kafka_max_poll_interval_seconds:.0f}s)"
             )
         return self
 

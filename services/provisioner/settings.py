@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -55,13 +55,14 @@ class ProvisionerSettings(ServiceSettings):
         default=120, gt=0, description="Longest a session waits for its server."
     )
     hub_busy_seconds: float = Field(
-        default=180,
+        default=420,
         gt=0,
         description="How long a session waits while the hub answers 429 (busy spawning "
         "other users' servers, beyond its concurrent_spawn_limit); not counted in "
-        "spawn_timeout_seconds, which runs from the hub's acceptance. Keep the two together "
-        "under the consumer's max poll interval (300 s), or a handler still waiting is "
-        "taken for dead and its partition moved to another member.",
+        "spawn_timeout_seconds, which runs from the hub's acceptance. A burst of 100 new "
+        "users at the hub's default limit kept one of them waiting more than 180 s. With "
+        "spawn_timeout_seconds and hub_outage_seconds it must fit in "
+        "kafka_max_poll_interval_seconds (checked at start).",
     )
     hub_outage_seconds: float = Field(
         default=30, gt=0, description="How long to retry while the hub does not answer at all."
@@ -70,4 +71,24 @@ class ProvisionerSettings(ServiceSettings):
         default=6, ge=1, description="Sessions provisioned in parallel (one per partition)."
     )
 
+    kafka_max_poll_interval_seconds: float = Field(
+        default=600,
+        ge=60,
+        le=3600,
+        description="As for every service (300 s there), longer here: a session's handler "
+        "waits in line for the hub (busy, then spawning, then unreachable).",
+    )
+
     required_secrets: ClassVar[tuple[str, ...]] = ("hub_api_token", "sync_token")
+
+    @model_validator(mode="after")
+    def _hub_waits_fit_the_poll_interval(self) -> ProvisionerSettings:
+        longest = self.hub_busy_seconds + self.spawn_timeout_seconds + self.hub_outage_seconds
+        if longest >= self.kafka_max_poll_interval_seconds:
+            raise ValueError(
+                f"hub_busy_seconds, spawn_timeout_seconds and hub_outage_seconds "
+                f"({longest:.0f}s in all) must stay below kafka_max_poll_interval_seconds "
+                f"({self.kafka_max_poll_interval_seconds:.0f}s): a session's handler waits "
+                "for each in line"
+            )
+        return self

@@ -9,8 +9,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from services.provisioner.hub import HubClient, HubError
+from services.provisioner.settings import ProvisionerSettings
 
 
 def _busy_hub(refusals: int) -> tuple[HubClient, list[str]]:
@@ -69,3 +71,17 @@ async def test_the_proxys_404_while_the_hub_restarts_counts_as_unreachable() -> 
     with pytest.raises(HubError, match="no route") as raised:
         await hub.ensure_user("u")
     assert raised.value.status == 0
+
+
+def test_the_provisioners_waits_for_the_hub_fit_its_poll_interval() -> None:
+    """A handler still waiting for the hub when the poll interval ends is taken for stuck:
+    its partition moves to another member, which provisions the same session again."""
+    settings = ProvisionerSettings(hub_api_token="t", sync_token="t")
+    waits = settings.hub_busy_seconds + settings.spawn_timeout_seconds
+    assert waits + settings.hub_outage_seconds < settings.kafka_max_poll_interval_seconds
+    # A burst of 100 users kept one waiting for the hub more than 180 s.
+    assert settings.hub_busy_seconds > 180
+    with pytest.raises(ValidationError, match="below kafka_max_poll_interval_seconds"):
+        ProvisionerSettings(
+            hub_api_token="t", sync_token="t", hub_busy_seconds=500, spawn_timeout_seconds=120
+        )
