@@ -133,7 +133,7 @@ def load(gid: int, doors: Doors, table: str = TABLE) -> None:
 
 def table_of(settings: StackSettings) -> str:
     """The stack's own table: one per state folder, so a second stack on the machine
-    (``tests/stack/test_stop.py`` runs one) never replaces or deletes another's."""
+    never replaces or deletes another's."""
     digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:10]
     return f"{TABLE}_{digest}"
 
