@@ -107,6 +107,7 @@ class Projection:
             },
             data.revision,
             event.time,
+            changed=data.changed,
         )
         if data.save_id is None:
             await view

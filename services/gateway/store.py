@@ -320,24 +320,31 @@ class NotebookView:
         """The record's ``_id``."""
         return f"{tenant_id}/{notebook_id}"
 
-    async def record(self, notebook: Document, revision: int, stored_at: datetime) -> None:
+    async def record(
+        self, notebook: Document, revision: int, stored_at: datetime, *, changed: bool
+    ) -> None:
         """Remember a notebook at ``revision`` (or later; never goes back).
 
         ``stored_at`` is when the revision became durable (its event's time), not
         when this replica projected it: with several gateway replicas, events of
         different notebooks are projected in any order, and the library's "most
         recently updated first" must not depend on which replica was quicker.
+        A save that ``changed`` nothing does not date the notebook: the server's
+        own report of sync placing a notebook would otherwise move it ahead of
+        notebooks opened after it.
         """
         now = datetime.now(UTC)
+        dated = {"updated_at": stored_at}
         update = {
             # Name and owner are the creator's; later renames are the gateway's own.
             "$setOnInsert": {
                 "created_at": now,
                 "name": notebook.pop("name"),
                 "user_id": notebook.pop("user_id"),
+                **({} if changed else dated),
             },
             "$set": notebook,
-            "$max": {"latest_revision": revision, "updated_at": stored_at},
+            "$max": {"latest_revision": revision, **(dated if changed else {})},
         }
         key = self.key(notebook["tenant_id"], notebook["notebook_id"])
         await upsert(lambda: self._notebooks.update_one({"_id": key}, update, upsert=True))

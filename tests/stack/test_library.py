@@ -34,6 +34,15 @@ async def test_list_read_rename_and_delete(
         page = (await gateway.get("/v1/notebooks", params={"user_id": alice})).json()
         # Most recently updated first; only alice's.
         assert [n["name"] for n in page["items"]] == ["second", "first"]
+        # A save that changes nothing (as the server's own report of sync placing the
+        # notebook is) leaves the order alone.
+        resave = await gateway.post(f"/v1/sessions/{first['id']}/saves")
+        outcome = (
+            await gateway.get(f"/v1/saves/{resave.json()['id']}", params={"wait": 20})
+        ).json()
+        assert (outcome["status"], outcome["changed"]) == ("stored", False)
+        page = (await gateway.get("/v1/notebooks", params={"user_id": alice})).json()
+        assert [n["name"] for n in page["items"]] == ["second", "first"]
         assert {n["user_id"] for n in page["items"]} == {alice}
         one = (await gateway.get("/v1/notebooks", params={"user_id": alice, "limit": 1})).json()
         assert len(one["items"]) == 1 and one["next_cursor"]
@@ -167,12 +176,16 @@ async def test_the_library_orders_by_when_a_revision_was_stored_not_when_it_was_
         }
 
     try:
-        await view.record(notebook("stored-later"), 1, later)
-        await view.record(notebook("stored-earlier"), 1, earlier)
+        await view.record(notebook("stored-later"), 1, later, changed=True)
+        await view.record(notebook("stored-earlier"), 1, earlier, changed=True)
         listed = await view.list(tenant, "u", offset=0, limit=10)
         assert [doc["notebook_id"] for doc in listed] == ["stored-later", "stored-earlier"]
         # A redelivered older event never moves a notebook back.
-        await view.record(notebook("stored-later"), 1, earlier)
+        await view.record(notebook("stored-later"), 1, earlier, changed=True)
+        listed = await view.list(tenant, "u", offset=0, limit=10)
+        assert [doc["notebook_id"] for doc in listed] == ["stored-later", "stored-earlier"]
+        # A later save that changed nothing does not make a notebook the latest either.
+        await view.record(notebook("stored-earlier"), 1, datetime.now(UTC), changed=False)
         listed = await view.list(tenant, "u", offset=0, limit=10)
         assert [doc["notebook_id"] for doc in listed] == ["stored-later", "stored-earlier"]
     finally:
