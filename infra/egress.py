@@ -18,7 +18,11 @@ each server, per spawn, and the spawner would have to enter the namespace before
 ``setuid``. The owner match is one table for all servers, made once per ``up``.
 
 The table is replaced whole in one ``nft -f`` transaction (create, delete,
-create), so ``up`` works whether a crashed stack left it behind or not.
+create), so ``up`` works whether a crashed stack left it behind or not. Its
+comment names the stack's state folder: every stack's table filters the same
+group, and a reject in any of them is final, so ``up`` removes the tables of
+stacks that no longer run (a clone deleted without ``down``) and refuses to
+start beside one that does.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
+from infra import supervisor
 from infra.settings import StackSettings
 
 TABLE = "nbembed"
@@ -56,7 +62,7 @@ class Doors:
         return cls(hub_api_port=settings.hub_api_port, gateway_port=settings.gateway_port)
 
 
-def ruleset(gid: int, doors: Doors, table: str = TABLE) -> str:
+def ruleset(gid: int, doors: Doors, table: str = TABLE, owner: Path | None = None) -> str:
     """The nft script that (re)creates nbembed's table: pure, so the rules are testable.
 
     Sockets of group ``gid`` may open TCP connections only to the hub API and
@@ -64,7 +70,8 @@ def ruleset(gid: int, doors: Doors, table: str = TABLE) -> str:
     loopback (the proxy and the hub reaching a server; the first answer, a
     SYN-ACK, belongs to no full socket and passes anyway). Everything else
     they send is rejected at once (a TCP reset, or ICMP for other protocols),
-    so a refused program fails fast instead of hanging.
+    so a refused program fails fast instead of hanging. ``owner``, the stack's
+    state folder, becomes the table's comment when nft can hold it.
     """
     ports = ", ".join(str(port) for port in sorted({doors.hub_api_port, doors.gateway_port}))
     return "\n".join(
@@ -72,6 +79,7 @@ def ruleset(gid: int, doors: Doors, table: str = TABLE) -> str:
             f"table {FAMILY} {table}",
             f"delete table {FAMILY} {table}",
             f"table {FAMILY} {table} {{",
+            *([f'    comment "{owner}"'] if _fits_a_comment(owner) else []),
             "    chain output {",
             "        type filter hook output priority filter; policy accept;",
             f"        meta skgid {gid} jump {USER_CHAIN}",
@@ -86,6 +94,11 @@ def ruleset(gid: int, doors: Doors, table: str = TABLE) -> str:
             "",
         ]
     )
+
+
+def _fits_a_comment(owner: Path | None) -> bool:
+    # nft keeps at most 128 bytes of comment, and has no escape for a quote.
+    return owner is not None and '"' not in str(owner) and len(str(owner).encode()) <= 128
 
 
 def _nft() -> str:
@@ -124,9 +137,9 @@ def check(gid: int, doors: Doors) -> None:
         raise EgressError(f"nft refused the rules: {done.stderr.strip()}")
 
 
-def load(gid: int, doors: Doors, table: str = TABLE) -> None:
+def load(gid: int, doors: Doors, table: str = TABLE, owner: Path | None = None) -> None:
     """Create or replace the table, atomically (idempotent)."""
-    done = _run(["-f", "-"], ruleset(gid, doors, table))
+    done = _run(["-f", "-"], ruleset(gid, doors, table, owner))
     if done.returncode != 0:
         raise EgressError(f"nft refused the rules: {done.stderr.strip()}")
 
@@ -140,7 +153,42 @@ def table_of(settings: StackSettings) -> str:
 
 def apply(settings: StackSettings) -> None:
     """Create or replace the stack's table for its users' group and ports."""
-    load(ensure_group(), Doors.of(settings), table_of(settings))
+    load(ensure_group(), Doors.of(settings), table_of(settings), settings.state_dir.resolve())
+
+
+def clear_others(settings: StackSettings, prefix: str = TABLE) -> list[str]:
+    """Remove the tables (named ``prefix``…) that stacks no longer running left behind.
+
+    Each filters the users' group: one left by a stack on other ports would refuse
+    this stack's doors. Raises EgressError, removing nothing, when such a table's
+    stack still runs; a table without an owner (older nbembed) counts as stale.
+    """
+    own = table_of(settings)
+    others = [table for table in tables(prefix) if table != own]
+    for table in others:
+        owner = owner_of(table)
+        if owner is not None and supervisor.pid_in(owner) is not None:
+            raise EgressError(
+                f"another nbembed stack runs user servers on this machine (state folder "
+                f"{owner}); its filter would refuse this stack's doors: stop it first"
+            )
+    return [table for table in others if remove(table)]
+
+
+def tables(prefix: str = TABLE) -> list[str]:
+    """The loaded tables of the family whose names start with ``prefix``."""
+    listed = _run(["list", "tables", FAMILY]).stdout.split()
+    # "table inet NAME" per line.
+    return [name for name in listed[2::3] if name.startswith(prefix)]
+
+
+def owner_of(table: str) -> Path | None:
+    """The state folder named in the table's comment, if it has one."""
+    for line in _run(["list", "table", FAMILY, table]).stdout.splitlines():
+        line = line.strip()
+        if line.startswith('comment "') and line.endswith('"'):
+            return Path(line[len('comment "') : -1])
+    return None
 
 
 def remove(table: str = TABLE) -> bool:

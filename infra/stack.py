@@ -424,6 +424,8 @@ def up(settings: StackSettings, timeout: float = 180) -> dict[str, float]:
         singleuser.ensure_runtime(settings)
     # Before any server starts: its account reaches only the hub API and the gateway.
     if egress.wanted(settings):
+        for table in egress.clear_others(settings):
+            print(f"  removed {table}, the egress filter of a stack that no longer runs")
         egress.apply(settings)
     else:
         egress.remove(egress.table_of(settings))  # left behind by another configuration

@@ -94,7 +94,12 @@ def write_config(settings: StackSettings, programs: list[Program]) -> Path:
 
 def pid(settings: StackSettings) -> int | None:
     """supervisord's pid when it runs, else None."""
-    pid_file = settings.state_dir / "supervisord.pid"
+    return pid_in(settings.state_dir)
+
+
+def pid_in(state_dir: Path) -> int | None:
+    """The pid of the supervisord that runs the stack of ``state_dir``, else None."""
+    pid_file = state_dir / "supervisord.pid"
     try:
         value = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):

@@ -81,6 +81,41 @@ def test_a_table_left_behind_is_replaced_and_down_removes_it() -> None:
     assert not egress.remove(table)  # `down` twice, or after a stack that never filtered
 
 
+def test_up_removes_the_filters_of_stacks_gone_and_refuses_beside_a_running_one(
+    tmp_path: Path,
+) -> None:
+    # Every stack's table filters the same users' group, and a reject in any table is
+    # final: one left by a deleted clone on other ports would refuse this stack's doors.
+    prefix = f"nbembed_unit_{os.getpid()}_"
+    settings = StackSettings(state_dir=tmp_path / "this")
+    gone, unowned, running = (f"{prefix}{name}" for name in ("gone", "unowned", "running"))
+    try:
+        egress.load(NOBODYS_GID, egress.Doors(9081, 9080), gone, tmp_path / "deleted-clone")
+        egress.load(NOBODYS_GID, egress.Doors(9081, 9080), unowned)  # as older nbembed made
+        assert egress.owner_of(gone) == tmp_path / "deleted-clone"
+        assert egress.owner_of(unowned) is None
+        assert sorted(egress.clear_others(settings, prefix)) == sorted([gone, unowned])
+        assert egress.tables(prefix) == []
+
+        # A stack whose supervisord runs keeps its filter, and this one does not start.
+        state = tmp_path / "running-clone"
+        state.mkdir()
+        supervisord = subprocess.Popen(["bash", "-c", "exec -a supervisord sleep 60"])
+        try:
+            (state / "supervisord.pid").write_text(str(supervisord.pid))
+            egress.load(NOBODYS_GID, egress.Doors(9081, 9080), running, state)
+            with pytest.raises(egress.EgressError, match="another nbembed stack"):
+                egress.clear_others(settings, prefix)
+            assert egress.active(running)
+        finally:
+            supervisord.kill()
+            supervisord.wait()
+        assert egress.clear_others(settings, prefix) == [running]  # its stack has stopped
+    finally:
+        for table in (gone, unowned, running):
+            egress.remove(table)
+
+
 @pytest.mark.parametrize(
     ("overrides", "wanted"),
     [
